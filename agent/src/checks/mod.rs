@@ -1,0 +1,1 @@
+//! Local checks that run on every collected batch: the streaming anomaly detector.

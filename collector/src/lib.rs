@@ -1,0 +1,6 @@
+//! `vigil-collector` as a library: the binary in `main.rs` only parses the command line and
+//! calls into these modules, so tests and benchmarks drive exactly the code that runs live.
+
+pub mod notify;
+pub mod query;
+pub mod storage;

@@ -1,0 +1,1 @@
+//! Alertmanager-format notification routing.

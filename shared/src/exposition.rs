@@ -1,0 +1,1 @@
+//! The Prometheus text exposition format: parsing scraped pages and rendering series.
