@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod codec;
+pub mod duration;
 pub mod model;
 pub mod seq;
 
