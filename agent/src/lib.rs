@@ -1,5 +1,9 @@
 //! `vigil-agent` as a library: the binary in `main.rs` only parses the command line and
 //! calls into these modules, so tests and benchmarks drive exactly the code that runs live.
 
+pub mod buffer;
 pub mod checks;
 pub mod collect;
+pub mod ship;
+pub mod status;
+pub mod telemetry;
