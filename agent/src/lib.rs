@@ -4,6 +4,7 @@
 pub mod buffer;
 pub mod checks;
 pub mod collect;
+pub mod config;
 pub mod ship;
 pub mod status;
 pub mod telemetry;

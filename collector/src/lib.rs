@@ -1,6 +1,12 @@
 //! `vigil-collector` as a library: the binary in `main.rs` only parses the command line and
 //! calls into these modules, so tests and benchmarks drive exactly the code that runs live.
 
+pub mod api;
+pub mod certs_cmd;
+pub mod config;
+pub mod ingest;
 pub mod notify;
 pub mod query;
+pub mod run;
 pub mod storage;
+pub mod telemetry;

@@ -1,1 +1,180 @@
-fn main() {}
+//! `vigil-collector`: parses the command line, sets up logging, validates the configuration
+//! without binding anything (exit 64 with every problem named), then hands over to the
+//! library. Exit codes: 0 ok, 64 bad usage or configuration, 1 runtime failure.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vigil_collector::config::CollectorConfig;
+use vigil_shared::duration::{NonZeroDuration, PromDuration};
+
+#[derive(Parser)]
+#[command(name = "vigil-collector", version, about = "Vigil's central collector")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Run(RunArgs),
+    /// Validate a configuration file and exit (64 when invalid).
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Create and issue certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration file; flags override its settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    certs_dir: Option<PathBuf>,
+    /// UDP address for QUIC ingest (port 0 picks a free port).
+    #[arg(long)]
+    quic_listen: Option<SocketAddr>,
+    /// TCP address for the HTTP API (port 0 picks a free port).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// How long samples are kept, e.g. 15d.
+    #[arg(long)]
+    retention: Option<NonZeroDuration>,
+    /// Active-series limit (0 = unlimited).
+    #[arg(long)]
+    max_series: Option<usize>,
+    /// Accept samples up to this far behind a series' newest sample.
+    #[arg(long)]
+    out_of_order_window: Option<PromDuration>,
+    /// Grace period for draining on shutdown.
+    #[arg(long)]
+    shutdown_grace: Option<NonZeroDuration>,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA and the collector's certificate in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra DNS name or IP address for the collector certificate (repeatable).
+        #[arg(long)]
+        san: Vec<String>,
+    },
+    /// Issue an agent certificate and write everything the agent needs into OUT.
+    IssueAgent {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+const EXIT_USAGE: u8 = 64;
+
+fn load(
+    path: Option<&PathBuf>,
+    flags: CollectorConfig,
+) -> Result<vigil_collector::config::Settings, String> {
+    let file = match path {
+        Some(p) => CollectorConfig::load(p).map_err(|e| e.to_string())?,
+        None => CollectorConfig::default(),
+    };
+    file.overlay(flags).validate().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig { config } => match load(Some(&config), CollectorConfig::default()) {
+            Ok(_) => {
+                println!("{}: OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Invalid configuration: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Certs(CertsCommand::Init { dir, san }) => {
+            match vigil_collector::certs_cmd::init(&dir, &san) {
+                Ok(()) => {
+                    println!("created CA and collector certificate in {}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Certs(CertsCommand::IssueAgent { dir, name, out }) => {
+            match vigil_collector::certs_cmd::issue_agent(&dir, &name, &out) {
+                Ok(()) => {
+                    println!("issued certificate for agent {name} into {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run(a) => {
+            let flags = CollectorConfig {
+                data_dir: a.data_dir,
+                certs_dir: a.certs_dir,
+                quic_listen: a.quic_listen,
+                http_listen: a.http_listen,
+                retention: a.retention,
+                max_series: a.max_series,
+                out_of_order_window: a.out_of_order_window,
+                shutdown_grace: a.shutdown_grace,
+            };
+            let settings = match load(a.config.as_ref(), flags) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("Invalid configuration: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("Error: starting the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(vigil_collector::run::run(settings)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

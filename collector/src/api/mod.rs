@@ -1,0 +1,439 @@
+//! The collector's HTTP server (axum on hyper 1). Endpoints:
+//!
+//! - `GET /metrics`: the collector's own metrics.
+//! - `GET /federate?match[]=…`: the latest sample of each matching series (5-minute
+//!   lookback, stale series omitted) in the Prometheus text format, with timestamps.
+//! - `GET /api/v1/export?match[]=…&start=…&end=…`: raw samples as JSON lines in
+//!   VictoriaMetrics' export format.
+//! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf).
+//! - `GET /api/v1/agents`: agents seen, whether connected, last seen, lag.
+//! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
+//! - the Prometheus query API, merged from [`crate::query`].
+
+pub mod remote_write;
+pub mod selector;
+
+use crate::ingest::AgentRegistry;
+use crate::storage::{Matcher, Storage};
+use crate::telemetry::CollectorMetrics;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use vigil_shared::model::{Labels, Point, Series};
+
+/// Prometheus's default lookback for instant selection, used by `/federate`.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+/// The bit pattern Prometheus uses for a stale marker.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+/// Largest remote_write body accepted (compressed).
+pub const MAX_WRITE_BODY: usize = 32 * 1024 * 1024;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub storage: Storage,
+    pub agents: AgentRegistry,
+    pub metrics: CollectorMetrics,
+    pub ready: Arc<AtomicBool>,
+    pub now_ms: fn() -> i64,
+}
+
+/// The whole HTTP router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/federate", get(federate))
+        .route("/api/v1/export", get(export))
+        .route(
+            "/api/v1/write",
+            post(write).layer(axum::extract::DefaultBodyLimit::max(MAX_WRITE_BODY)),
+        )
+        .route("/api/v1/agents", get(agents))
+        .route("/health", get(|| async { "OK\n" }))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, error_type: &str, msg: impl std::fmt::Display) -> Response {
+    let body =
+        serde_json::json!({"status": "error", "errorType": error_type, "error": msg.to_string()});
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Query-string pairs, with `+` and percent escapes decoded, in order.
+pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    let decode = |s: &str| -> String {
+        let s = s.replace('+', " ");
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    raw.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn selectors(pairs: &[(String, String)]) -> Result<Vec<Vec<Matcher>>, Response> {
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        if k == "match[]" {
+            out.extend(
+                selector::parse(v).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_data", e))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "no match[] parameter provided",
+        ));
+    }
+    Ok(out)
+}
+
+/// Parses a Prometheus API time: RFC 3339 or Unix seconds with an optional fraction.
+pub fn parse_time_ms(s: &str) -> Result<i64, String> {
+    if let Ok(f) = s.parse::<f64>() {
+        if f.is_finite() {
+            return Ok((f * 1000.0).round() as i64);
+        }
+    }
+    parse_rfc3339_ms(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    // YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = s.get(start..i)?;
+        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
+        frac_ms = padded.parse().ok()?;
+    }
+    let offset_s = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+            let sign = if tz.starts_with('-') { -1 } else { 1 };
+            sign * (tz.get(1..3)?.parse::<i64>().ok()? * 3600
+                + tz.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = if yy >= 0 { yy } else { yy - 399 } / 400;
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset_s) * 1000 + frac_ms)
+}
+
+fn select_union(
+    storage: &Storage,
+    groups: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+) -> Result<Vec<Series>, Response> {
+    let mut all: Vec<Series> = Vec::new();
+    for g in groups {
+        let found = storage
+            .select(g, start, end)
+            .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e))?;
+        all.extend(found);
+    }
+    if groups.len() > 1 {
+        all.sort_by(|a, b| a.labels.cmp(&b.labels));
+        all.dedup_by(|a, b| a.labels == b.labels);
+    }
+    Ok(all)
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    s.metrics
+        .http_requests
+        .with_label_values(&["metrics"])
+        .inc();
+    let mut out = String::new();
+    let _ = prometheus::TextEncoder::new().encode_utf8(&s.metrics.registry.gather(), &mut out);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+async fn federate(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Response {
+    s.metrics
+        .http_requests
+        .with_label_values(&["federate"])
+        .inc();
+    let pairs = query_pairs(q.as_deref());
+    let groups = match selectors(&pairs) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let now = (s.now_ms)();
+    let series = match select_union(&s.storage, &groups, now - LOOKBACK_MS, now) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let latest: Vec<(Labels, Point)> = series
+        .into_iter()
+        .filter_map(|s| {
+            let p = *s.points.last()?;
+            (p.value.to_bits() != STALE_NAN_BITS).then_some((s.labels, p))
+        })
+        .collect();
+    let body = vigil_shared::exposition::render(&latest, true);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn json_number(v: f64, out: &mut String) {
+    use std::fmt::Write;
+    if v.is_nan() {
+        out.push_str("\"NaN\"");
+    } else if v == f64::INFINITY {
+        out.push_str("\"+Inf\"");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("\"-Inf\"");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Renders one series as a VictoriaMetrics export line. Non-finite values are written as
+/// the strings `"NaN"`, `"+Inf"` and `"-Inf"`, as the Prometheus API writes them.
+pub fn export_line(s: &Series, out: &mut String) {
+    let metric: serde_json::Map<String, serde_json::Value> = s
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    out.push_str("{\"metric\":");
+    out.push_str(&serde_json::Value::Object(metric).to_string());
+    out.push_str(",\"values\":[");
+    for (i, p) in s.points.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_number(p.value, out);
+    }
+    out.push_str("],\"timestamps\":[");
+    for (i, p) in s.points.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&p.timestamp_ms.to_string());
+    }
+    out.push_str("]}\n");
+}
+
+async fn export(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Response {
+    s.metrics.http_requests.with_label_values(&["export"]).inc();
+    let pairs = query_pairs(q.as_deref());
+    let groups = match selectors(&pairs) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let start = match param("start").map(parse_time_ms).transpose() {
+        Ok(v) => v.unwrap_or(0),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("start: {e}")),
+    };
+    let end = match param("end").map(parse_time_ms).transpose() {
+        Ok(v) => v.unwrap_or_else(|| (s.now_ms)()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("end: {e}")),
+    };
+    if end < start {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_data",
+            "end timestamp must not be before start time",
+        );
+    }
+    let series = match select_union(&s.storage, &groups, start, end) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut out = String::new();
+    for s in &series {
+        export_line(s, &mut out);
+    }
+    ([(header::CONTENT_TYPE, "application/stream+json")], out).into_response()
+}
+
+async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
+    s.metrics.http_requests.with_label_values(&["write"]).inc();
+    let series = match remote_write::decode(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            s.metrics
+                .remote_write_requests
+                .with_label_values(&["400"])
+                .inc();
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    let samples: usize = series.iter().map(|s| s.points.len()).sum();
+    match s.storage.append_series(series).await {
+        Ok(_) => {
+            s.metrics
+                .remote_write_requests
+                .with_label_values(&["204"])
+                .inc();
+            s.metrics.remote_write_samples.inc_by(samples as u64);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) if e.is_malformed() => {
+            s.metrics
+                .remote_write_requests
+                .with_label_values(&["400"])
+                .inc();
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
+        Err(e) => {
+            s.metrics
+                .remote_write_requests
+                .with_label_values(&["500"])
+                .inc();
+            tracing::error!(error = %e, "remote_write could not be stored");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()
+        }
+    }
+}
+
+async fn agents(State(s): State<ApiState>) -> Response {
+    s.metrics.http_requests.with_label_values(&["agents"]).inc();
+    let body = serde_json::json!({"status": "success", "data": s.agents.list()});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn ready(State(s): State<ApiState>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_like_prometheus() {
+        assert_eq!(parse_time_ms("1700000000.5").unwrap(), 1_700_000_000_500);
+        assert_eq!(
+            parse_time_ms("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_time_ms("2023-11-14T23:13:20.25+01:00").unwrap(),
+            1_700_000_000_250
+        );
+        assert!(parse_time_ms("yesterday").is_err());
+    }
+
+    #[test]
+    fn query_strings_decode_escapes_and_repeats() {
+        let p = query_pairs(Some("match%5B%5D=up%7Bjob%3D%22a%22%7D&match[]=b+c&x"));
+        assert_eq!(p[0], ("match[]".into(), "up{job=\"a\"}".into()));
+        assert_eq!(p[1], ("match[]".into(), "b c".into()));
+        assert_eq!(p[2], ("x".into(), "".into()));
+    }
+
+    #[test]
+    fn export_lines_match_victoriametrics_shape() {
+        let s = Series {
+            labels: Labels::metric("up", &[("job", "a")]),
+            points: vec![
+                Point {
+                    timestamp_ms: 1,
+                    value: 1.5,
+                },
+                Point {
+                    timestamp_ms: 2,
+                    value: f64::NAN,
+                },
+            ],
+        };
+        let mut out = String::new();
+        export_line(&s, &mut out);
+        assert_eq!(out, "{\"metric\":{\"__name__\":\"up\",\"job\":\"a\"},\"values\":[1.5,\"NaN\"],\"timestamps\":[1,2]}\n");
+    }
+}

@@ -1,0 +1,167 @@
+//! The collector's settings: a TOML file whose every field can also be given as a flag
+//! (flags win), validated as a whole so that `check-config` names every problem at once.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use vigil_shared::duration::{NonZeroDuration, PromDuration};
+
+/// The collector's configuration file.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Directory for the WAL and blocks. Default `/var/lib/vigil-collector`.
+    pub data_dir: Option<PathBuf>,
+    /// Directory made by `vigil-collector certs init`.
+    pub certs_dir: Option<PathBuf>,
+    /// UDP address for QUIC ingest. Default `0.0.0.0:4433`.
+    pub quic_listen: Option<SocketAddr>,
+    /// TCP address for the HTTP API. Default `0.0.0.0:9090`.
+    pub http_listen: Option<SocketAddr>,
+    /// How long samples are kept. Default 15d.
+    pub retention: Option<NonZeroDuration>,
+    /// Active-series limit; 0 means unlimited. Default 0.
+    pub max_series: Option<usize>,
+    /// How far behind a series' newest sample a sample may arrive and still be stored. Default 0s.
+    pub out_of_order_window: Option<PromDuration>,
+    /// Grace period for draining on shutdown. Default 10s.
+    pub shutdown_grace: Option<NonZeroDuration>,
+}
+
+/// Errors from loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema; the message names line and field.
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    /// One or more settings are invalid; each line names one problem.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// Validated settings with defaults resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub certs_dir: PathBuf,
+    pub quic_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub retention: Duration,
+    pub max_series: usize,
+    pub out_of_order_window: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl CollectorConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: p,
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })
+    }
+
+    /// Overlays `other` (the flags) onto `self` (the file): set fields win.
+    pub fn overlay(mut self, other: CollectorConfig) -> CollectorConfig {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            data_dir,
+            certs_dir,
+            quic_listen,
+            http_listen,
+            retention,
+            max_series,
+            out_of_order_window,
+            shutdown_grace
+        );
+        self
+    }
+
+    /// Checks everything that can be checked without binding a port.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let mut problems = Vec::new();
+        let certs_dir = self
+            .certs_dir
+            .unwrap_or_else(|| PathBuf::from("/etc/vigil/collector"));
+        use vigil_shared::certs::files;
+        for f in [files::CA_CERT, files::COLLECTOR_CERT, files::COLLECTOR_KEY] {
+            let p = certs_dir.join(f);
+            if !p.is_file() {
+                problems.push(format!("certs_dir: {} is missing (create it with `vigil-collector certs init --dir {}`)", p.display(), certs_dir.display()));
+            }
+        }
+        let quic_listen = self
+            .quic_listen
+            .unwrap_or_else(|| ([0, 0, 0, 0], 4433).into());
+        let http_listen = self
+            .http_listen
+            .unwrap_or_else(|| ([0, 0, 0, 0], 9090).into());
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(Settings {
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("/var/lib/vigil-collector")),
+            certs_dir,
+            quic_listen,
+            http_listen,
+            retention: self
+                .retention
+                .map(|d| d.get())
+                .unwrap_or(Duration::from_secs(15 * 86400)),
+            max_series: self.max_series.unwrap_or(0),
+            out_of_order_window: self.out_of_order_window.map(|d| d.0).unwrap_or_default(),
+            shutdown_grace: self
+                .shutdown_grace
+                .map(|d| d.get())
+                .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_bad_durations_name_the_line() {
+        let err = toml::from_str::<CollectorConfig>("retention = \"15d\"\nretension = \"1d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("retension"), "{err}");
+        let err = toml::from_str::<CollectorConfig>("retention = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("greater than zero"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_certificates_are_each_named() {
+        let cfg = CollectorConfig {
+            certs_dir: Some("/nonexistent".into()),
+            ..Default::default()
+        };
+        let ConfigError::Invalid(p) = cfg.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(p.len(), 3, "{p:?}");
+    }
+}

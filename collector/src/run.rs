@@ -1,0 +1,143 @@
+//! The running collector: opens storage, binds the QUIC and HTTP listeners (logging each
+//! bound address, so `:0` works), serves until SIGINT/SIGTERM, then drains within the grace
+//! period: QUIC endpoint closed so agents learn at once, HTTP stops accepting, storage closed.
+
+use crate::api::{self, ApiState};
+use crate::config::Settings;
+use crate::ingest::{self, AgentRegistry, Ingest};
+use crate::storage::{Storage, StorageOptions};
+use crate::telemetry::CollectorMetrics;
+use anyhow::Context;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use vigil_shared::certs::{self, files};
+
+/// Wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Loads the collector's TLS configuration from the certificates directory.
+pub fn tls(settings: &Settings) -> anyhow::Result<rustls::ServerConfig> {
+    let d = &settings.certs_dir;
+    certs::server_config(
+        &read(&d.join(files::CA_CERT))?,
+        &read(&d.join(files::COLLECTOR_CERT))?,
+        &read(&d.join(files::COLLECTOR_KEY))?,
+    )
+    .with_context(|| format!("building TLS configuration from {}", d.display()))
+}
+
+/// Runs the collector until a shutdown signal arrives.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let tls = tls(&settings)?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let storage = Storage::open(
+        &settings.data_dir,
+        StorageOptions {
+            retention: settings.retention,
+            max_series: settings.max_series,
+            out_of_order_window: settings.out_of_order_window,
+        },
+    )
+    .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
+    let metrics = CollectorMetrics::default();
+    storage.register_metrics(&metrics.registry);
+    let agents = AgentRegistry::default();
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let endpoint = ingest::endpoint(settings.quic_listen, tls)
+        .with_context(|| format!("binding QUIC on {}", settings.quic_listen))?;
+    let quic_addr = endpoint
+        .local_addr()
+        .context("reading bound QUIC address")?;
+    let http = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", settings.http_listen))?;
+    let http_addr = http.local_addr().context("reading bound HTTP address")?;
+    tracing::info!(%quic_addr, "QUIC ingest listening");
+    tracing::info!(%http_addr, "HTTP API listening");
+    // A machine-readable line for scripts and tests that start the collector on port 0.
+    println!("vigil-collector listening quic={quic_addr} http={http_addr}");
+
+    let ingest = Ingest {
+        storage: storage.clone(),
+        agents: agents.clone(),
+        metrics: metrics.clone(),
+        now_ms,
+    };
+    tracker.spawn(
+        ingest
+            .serve(endpoint, cancel.clone(), tracker.clone())
+            .instrument(tracing::info_span!("quic_ingest")),
+    );
+
+    let state = ApiState {
+        storage: storage.clone(),
+        agents,
+        metrics,
+        ready: ready.clone(),
+        now_ms,
+    };
+    let app = api::router(state).merge(crate::query::router(
+        Arc::new(storage.clone()),
+        Default::default(),
+    ));
+    let http_cancel = cancel.clone();
+    tracker.spawn(
+        async move {
+            let serve = axum::serve(http, app)
+                .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+        .instrument(tracing::info_span!("http")),
+    );
+    ready.store(true, Ordering::SeqCst);
+
+    shutdown_signal().await;
+    tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
+    ready.store(false, Ordering::SeqCst);
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(settings.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("tasks still running after the grace period; closing storage anyway");
+    }
+    storage.close().await.context("closing storage")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

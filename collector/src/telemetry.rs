@@ -1,0 +1,101 @@
+//! The collector's own metrics, in one place as typed fields rather than metric-name
+//! strings scattered through the code. Served on `/metrics`.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Every metric the collector exports about itself.
+#[derive(Debug, Clone)]
+pub struct CollectorMetrics {
+    pub registry: Registry,
+    pub connections: IntCounterVec,
+    pub connected_agents: IntGauge,
+    pub batches: IntCounterVec,
+    pub samples_ingested: IntCounter,
+    pub ingest_bytes: IntCounter,
+    pub ingest_seconds: Histogram,
+    pub frames_rejected: IntCounterVec,
+    pub remote_write_requests: IntCounterVec,
+    pub remote_write_samples: IntCounter,
+    pub http_requests: IntCounterVec,
+}
+
+impl Default for CollectorMetrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        let cv = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let c = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let connections = cv(
+            "vigil_collector_quic_connections_total",
+            "QUIC connection attempts, by result.",
+            &["result"],
+        );
+        let connected_agents =
+            IntGauge::new("vigil_collector_connected_agents", "Agents connected now.")
+                .expect("valid metric");
+        r.register(Box::new(connected_agents.clone()))
+            .expect("unique metric");
+        let batches = cv(
+            "vigil_collector_batches_total",
+            "Agent batches received, by outcome (stored, duplicate, malformed, failed).",
+            &["outcome"],
+        );
+        let samples_ingested = c(
+            "vigil_collector_samples_ingested_total",
+            "Samples stored from agents.",
+        );
+        let ingest_bytes = c(
+            "vigil_collector_ingest_bytes_total",
+            "Compressed batch bytes received from agents.",
+        );
+        let ingest_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigil_collector_ingest_duration_seconds",
+                "Time from receiving a batch to acknowledging it durable.",
+            )
+            .buckets(prometheus::exponential_buckets(0.0001, 2.0, 18).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        r.register(Box::new(ingest_seconds.clone()))
+            .expect("unique metric");
+        let frames_rejected = cv(
+            "vigil_collector_frames_rejected_total",
+            "Frames refused before storage, by reason (oversized, malformed, timeout).",
+            &["reason"],
+        );
+        let remote_write_requests = cv(
+            "vigil_collector_remote_write_requests_total",
+            "remote_write requests, by HTTP status code.",
+            &["code"],
+        );
+        let remote_write_samples = c(
+            "vigil_collector_remote_write_samples_total",
+            "Samples stored from remote_write.",
+        );
+        let http_requests = cv(
+            "vigil_collector_http_requests_total",
+            "HTTP requests, by handler.",
+            &["handler"],
+        );
+        CollectorMetrics {
+            registry: r,
+            connections,
+            connected_agents,
+            batches,
+            samples_ingested,
+            ingest_bytes,
+            ingest_seconds,
+            frames_rejected,
+            remote_write_requests,
+            remote_write_samples,
+            http_requests,
+        }
+    }
+}
