@@ -1,0 +1,605 @@
+//! Helpers for the end-to-end tests: scratch directories, certificates, starting and killing
+//! the real `vigil-collector` and `vigil-agent` binaries, a scrape target whose counter
+//! increments on every scrape (so "every sample" can be counted), an HTTP GET helper, and a
+//! fault-injecting UDP proxy (the kernel here has no netem).
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// Path to a workspace binary, failing with a hint when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A scratch directory removed on drop (kept when VIGIL_KEEP_TEST_DIRS is set).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!(
+            "vigil-e2e-{name}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).expect("create scratch dir");
+        Scratch(p)
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::env::var_os("VIGIL_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Runs a command to completion, returning (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("spawn command");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Creates a CA + collector certificate in `dir/certs` and agent certificates for `agents`
+/// in `dir/agent-<name>`.
+pub fn make_certs(dir: &Scratch, agents: &[&str]) -> PathBuf {
+    let certs = dir.path("certs");
+    let (code, _, err) = run(Command::new(bin("vigil-collector"))
+        .args(["certs", "init", "--dir"])
+        .arg(&certs));
+    assert_eq!(code, 0, "certs init failed: {err}");
+    for a in agents {
+        let (code, _, err) = run(Command::new(bin("vigil-collector"))
+            .args(["certs", "issue-agent", "--dir"])
+            .arg(&certs)
+            .args(["--name", a, "--out"])
+            .arg(dir.path(&format!("agent-{a}"))));
+        assert_eq!(code, 0, "issue-agent failed: {err}");
+    }
+    certs
+}
+
+/// A free UDP port on 127.0.0.1 (for QUIC).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Collects a child's stderr lines in the background so tests can search the log.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    fn capture(&self, r: impl Read + Send + 'static, echo: &'static str) {
+        let lines = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                if std::env::var_os("VIGIL_TEST_ECHO").is_some() {
+                    eprintln!("[{echo}] {line}");
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    pub fn contains(&self, needle: &str) -> bool {
+        self.0.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// A running collector.
+pub struct Collector {
+    pub child: Child,
+    pub quic: SocketAddr,
+    pub http: SocketAddr,
+    pub log: Log,
+    pub data_dir: PathBuf,
+    pub certs: PathBuf,
+}
+
+impl Collector {
+    /// Starts a collector on the given ports (0 = any) and waits until it is ready.
+    pub fn start(data_dir: &Path, certs: &Path, quic_port: u16, http_port: u16) -> Collector {
+        let mut child = Command::new(bin("vigil-collector"))
+            .args(["run", "--data-dir"])
+            .arg(data_dir)
+            .arg("--certs-dir")
+            .arg(certs)
+            .args([
+                "--quic-listen",
+                &format!("127.0.0.1:{quic_port}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http_port}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vigil-collector");
+        let log = Log::default();
+        log.capture(child.stderr.take().unwrap(), "collector");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read collector stdout");
+        let (quic, http) = parse_listening(&line).unwrap_or_else(|| {
+            panic!("unexpected collector output {line:?}; log:\n{}", log.text())
+        });
+        std::thread::spawn(move || for _ in stdout.lines() {});
+        let c = Collector {
+            child,
+            quic,
+            http,
+            log,
+            data_dir: data_dir.into(),
+            certs: certs.into(),
+        };
+        wait_for(
+            Duration::from_secs(20),
+            || {
+                http_get(c.http, "/ready")
+                    .map(|(code, _)| code == 200)
+                    .unwrap_or(false)
+            },
+            "collector ready",
+        );
+        c
+    }
+
+    /// Restarts on the same ports after the process has exited or been killed.
+    pub fn restart(&mut self) {
+        let n = Collector::start(
+            &self.data_dir,
+            &self.certs,
+            self.quic.port(),
+            self.http.port(),
+        );
+        *self = n;
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Raw samples of `selector` as (timestamp, value), via /api/v1/export.
+    pub fn export(&self, selector: &str) -> Vec<(serde_json::Value, Vec<(i64, f64)>)> {
+        let (code, body) = self.get(&format!("/api/v1/export?match[]={}", urlencode(selector)));
+        assert_eq!(code, 200, "export failed: {body}");
+        body.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("export line is JSON");
+                let ts = v["timestamps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t.as_i64().unwrap());
+                let vals = v["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap_or(f64::NAN));
+                (v["metric"].clone(), ts.zip(vals).collect())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.trim().strip_prefix("vigil-collector listening ")?;
+    let mut quic = None;
+    let mut http = None;
+    for part in rest.split_whitespace() {
+        if let Some(v) = part.strip_prefix("quic=") {
+            quic = v.parse().ok();
+        }
+        if let Some(v) = part.strip_prefix("http=") {
+            http = v.parse().ok();
+        }
+    }
+    Some((quic?, http?))
+}
+
+/// A running agent.
+pub struct Agent {
+    pub child: Child,
+    pub log: Log,
+    pub socket: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl Agent {
+    /// Starts `vigil-agent run` with the given extra arguments.
+    pub fn start(dir: &Scratch, name: &str, collectors: &str, extra: &[&str]) -> Agent {
+        let socket = dir.path(&format!("{name}.sock"));
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--data-dir".into(),
+            dir.path(&format!("{name}-data")).display().to_string(),
+            "--certs-dir".into(),
+            dir.path(&format!("agent-{name}")).display().to_string(),
+            "--collector".into(),
+            collectors.into(),
+            "--status-socket".into(),
+            socket.display().to_string(),
+            "--host".into(),
+            name.into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Agent::spawn(args, socket)
+    }
+
+    fn spawn(args: Vec<String>, socket: PathBuf) -> Agent {
+        let mut child = Command::new(bin("vigil-agent"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn vigil-agent");
+        let log = Log::default();
+        log.capture(child.stderr.take().unwrap(), "agent");
+        Agent {
+            child,
+            log,
+            socket,
+            args,
+        }
+    }
+
+    pub fn restart(&mut self) {
+        let n = Agent::spawn(self.args.clone(), self.socket.clone());
+        *self = n;
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `vigil-agent status --json`, parsed, with the exit code.
+    pub fn status(&self) -> (i32, serde_json::Value) {
+        let (code, out, _) = run(Command::new(bin("vigil-agent"))
+            .args(["status", "--json", "--status-socket"])
+            .arg(&self.socket));
+        (
+            code,
+            serde_json::from_str(&out).unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A minimal blocking HTTP/1.1 request; returns status and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, &[], b"")
+}
+
+/// Polls `cond` until it holds or `timeout` passes (then panics naming `what`).
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A scrape target whose counter increments on every scrape. Each served value is recorded,
+/// so a test can check that every collected sample arrived exactly once.
+pub struct CounterTarget {
+    pub addr: SocketAddr,
+    pub served: Arc<Mutex<Vec<u64>>>,
+    pub paused: Arc<AtomicBool>,
+    counter: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CounterTarget {
+    pub fn start() -> CounterTarget {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let paused = Arc::new(AtomicBool::new(false));
+        let counter = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, p2, c2, st2) = (
+            served.clone(),
+            paused.clone(),
+            counter.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !st2.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).ok();
+                        conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf);
+                        if p2.load(Ordering::SeqCst) {
+                            let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                            continue;
+                        }
+                        let n = c2.fetch_add(1, Ordering::SeqCst) + 1;
+                        let body =
+                            format!("# TYPE test_scrapes_total counter\ntest_scrapes_total {n}\n");
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                        if conn.write_all(resp.as_bytes()).is_ok() {
+                            s2.lock().unwrap().push(n);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        CounterTarget {
+            addr,
+            served,
+            paused,
+            counter,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
+    pub fn served(&self) -> Vec<u64> {
+        self.served.lock().unwrap().clone()
+    }
+}
+
+impl Drop for CounterTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The values of `test_scrapes_total` stored by the collector, in timestamp order, for one
+/// agent host.
+pub fn stored_counter_values(c: &Collector, host: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (_, points) in c.export(&format!("test_scrapes_total{{host=\"{host}\"}}")) {
+        out.extend(points.into_iter().map(|(_, v)| v as u64));
+    }
+    out
+}
+
+/// Asserts that `stored` holds each served value exactly once, allowing `may_miss` values
+/// to be missing (the in-flight cycle of a killed agent).
+pub fn assert_exactly_once(served: &[u64], stored: &[u64], may_miss: usize) {
+    let mut seen = std::collections::BTreeMap::new();
+    for v in stored {
+        *seen.entry(*v).or_insert(0) += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        dups.is_empty(),
+        "duplicated samples (value, count): {dups:?}"
+    );
+    let missing: Vec<_> = served.iter().filter(|v| !seen.contains_key(v)).collect();
+    assert!(
+        missing.len() <= may_miss,
+        "{} served samples missing (allowed {may_miss}): {missing:?}",
+        missing.len()
+    );
+    let unknown: Vec<_> = seen.keys().filter(|v| !served.contains(v)).collect();
+    assert!(
+        unknown.is_empty(),
+        "stored values never served: {unknown:?}"
+    );
+}
+
+/// A UDP proxy between agents and a collector that drops packets with a given probability
+/// in each direction, and can partition (drop everything) on demand.
+pub struct FaultyProxy {
+    pub addr: SocketAddr,
+    pub loss_percent: Arc<AtomicU64>,
+    pub partitioned: Arc<AtomicBool>,
+    pub dropped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: SocketAddr) -> FaultyProxy {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = front.local_addr().unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(upstream).unwrap();
+        back.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let loss = Arc::new(AtomicU64::new(0));
+        let part = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let drop_now = {
+            let (loss, part) = (loss.clone(), part.clone());
+            move || {
+                part.load(Ordering::SeqCst)
+                    || rand::random::<u64>() % 100 < loss.load(Ordering::SeqCst)
+            }
+        };
+        {
+            let (front, back, client, stop, dropped, drop_now) = (
+                front.try_clone().unwrap(),
+                back.try_clone().unwrap(),
+                client.clone(),
+                stop.clone(),
+                dropped.clone(),
+                drop_now.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok((n, from)) = front.recv_from(&mut buf) {
+                        *client.lock().unwrap() = Some(from);
+                        if drop_now() {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            let _ = back.send(&buf[..n]);
+                        }
+                    }
+                }
+            });
+        }
+        {
+            let (stop, dropped) = (stop.clone(), dropped.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(n) = back.recv(&mut buf) {
+                        let to = *client.lock().unwrap();
+                        if drop_now() {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                        } else if let Some(to) = to {
+                            let _ = front.send_to(&buf[..n], to);
+                        }
+                    }
+                }
+            });
+        }
+        FaultyProxy {
+            addr,
+            loss_percent: loss,
+            partitioned: part,
+            dropped,
+            stop,
+        }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
