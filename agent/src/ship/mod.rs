@@ -222,39 +222,22 @@ impl Shipper {
     /// batch was acknowledged.
     async fn drive(&mut self, conn: &quinn::Connection, cancel: &CancellationToken) -> bool {
         let stream_id = self.buffer.stream_id();
-        let mut live: VecDeque<LiveBatch> = VecDeque::new();
+        let mut queue = DrainQueue::default();
         let mut in_flight: HashSet<u64> = HashSet::new();
         let mut tasks: JoinSet<(u64, Result<(CollectorMessage, Duration, usize), ShipError>)> =
             JoinSet::new();
-        let mut cursor = 0u64;
-        let mut backlog_exhausted = false;
         let mut progressed = false;
         let mut broken = false;
         loop {
             // Fill the window: priority and live batches first, then the backlog, oldest first.
             while !broken && in_flight.len() < self.cfg.max_in_flight {
-                let next = match live.pop_front() {
-                    Some(l) if !in_flight.contains(&l.seq) => Some(l.seq),
-                    Some(_) => continue,
-                    None if backlog_exhausted => None,
-                    None => match self.buffer.seqs_from(cursor, 64) {
-                        Ok(seqs) => {
-                            let pick = seqs.iter().copied().find(|s| !in_flight.contains(s));
-                            match pick {
-                                Some(s) => cursor = s + 1,
-                                None => {
-                                    backlog_exhausted = true;
-                                    cursor = seqs.last().map_or(cursor, |s| s + 1);
-                                }
-                            }
-                            pick
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "reading buffer");
-                            None
-                        }
-                    },
-                };
+                let next = queue.next(&in_flight, |from, n| match self.buffer.seqs_from(from, n) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading buffer");
+                        Vec::new()
+                    }
+                });
                 let Some(seq) = next else { break };
                 let batch = match self.buffer.get(seq) {
                     Ok(Some(b)) => b,
@@ -286,8 +269,7 @@ impl Shipper {
                     return progressed;
                 }
                 notice = self.live.recv(), if !broken => match notice {
-                    Some(l) if l.priority => live.push_front(l),
-                    Some(l) => live.push_back(l),
+                    Some(l) => queue.notice(l),
                     None => return progressed,
                 },
                 _ = conn.closed(), if !broken => {
@@ -299,21 +281,12 @@ impl Shipper {
                     match self.settle(seq, result) {
                         Settled::Acked => progressed = true,
                         Settled::Retry => {
-                            cursor = cursor.min(seq);
-                            backlog_exhausted = false;
+                            queue.retry(seq);
                             broken = true;
                         }
                         Settled::Dropped => {}
                     }
                 }
-            }
-            // After an ack or a new batch the backlog may have moved: rescan lazily.
-            if live.is_empty() && backlog_exhausted && in_flight.len() < self.cfg.max_in_flight {
-                backlog_exhausted = self
-                    .buffer
-                    .seqs_from(cursor, 1)
-                    .map(|v| v.is_empty())
-                    .unwrap_or(true);
             }
         }
     }
@@ -367,6 +340,57 @@ impl Shipper {
                 self.set_status(|s| s.last_error = Some(e.to_string()));
                 Settled::Retry
             }
+        }
+    }
+}
+
+/// The order in which buffered batches are sent on one connection: priority notices first,
+/// then live notices in arrival order, then the backlog from the oldest sequence up. A
+/// batch that failed moves the backlog cursor back so it is retried.
+#[derive(Debug, Default)]
+pub struct DrainQueue {
+    live: VecDeque<u64>,
+    cursor: u64,
+}
+
+/// How many buffered sequence numbers to read per backlog step.
+const BACKLOG_STEP: usize = 64;
+
+impl DrainQueue {
+    /// A batch was just buffered: it goes ahead of the backlog (priority ahead of all).
+    pub fn notice(&mut self, l: LiveBatch) {
+        if l.priority {
+            self.live.push_front(l.seq);
+        } else {
+            self.live.push_back(l.seq);
+        }
+    }
+
+    /// A send of `seq` failed: the backlog scan will reach it again.
+    pub fn retry(&mut self, seq: u64) {
+        self.cursor = self.cursor.min(seq);
+    }
+
+    /// The next sequence to send, skipping those in flight. `backlog(from, n)` lists up to
+    /// `n` buffered sequences at or after `from`, in order.
+    pub fn next(
+        &mut self,
+        in_flight: &HashSet<u64>,
+        mut backlog: impl FnMut(u64, usize) -> Vec<u64>,
+    ) -> Option<u64> {
+        while let Some(seq) = self.live.pop_front() {
+            if !in_flight.contains(&seq) {
+                return Some(seq);
+            }
+        }
+        loop {
+            let seqs = backlog(self.cursor, BACKLOG_STEP);
+            let last = *seqs.last()?;
+            if let Some(s) = seqs.into_iter().find(|s| !in_flight.contains(s)) {
+                self.cursor = s + 1;
+                return Some(s);
+            }
+            self.cursor = last + 1;
         }
     }
 }
@@ -434,6 +458,54 @@ mod tests {
             assert!(d <= max, "attempt {f}: {d:?}");
             assert!(d >= min.saturating_mul(1 << (f - 1).min(16)).min(max) / 2);
         }
+    }
+
+    #[test]
+    fn live_and_priority_batches_go_ahead_of_the_backlog_and_failures_are_retried() {
+        let buffered: Vec<u64> = (0..200).collect();
+        let backlog = |from: u64, n: usize| {
+            buffered
+                .iter()
+                .copied()
+                .filter(|s| *s >= from)
+                .take(n)
+                .collect::<Vec<_>>()
+        };
+        let mut q = DrainQueue::default();
+        let mut in_flight = HashSet::new();
+        let mut take = |q: &mut DrainQueue, in_flight: &mut HashSet<u64>| {
+            let s = q.next(in_flight, backlog).unwrap();
+            in_flight.insert(s);
+            s
+        };
+        assert_eq!(take(&mut q, &mut in_flight), 0);
+        assert_eq!(take(&mut q, &mut in_flight), 1);
+        q.notice(LiveBatch {
+            seq: 199,
+            priority: false,
+        });
+        q.notice(LiveBatch {
+            seq: 198,
+            priority: true,
+        });
+        assert_eq!(take(&mut q, &mut in_flight), 198, "priority first");
+        assert_eq!(take(&mut q, &mut in_flight), 199, "then live");
+        assert_eq!(
+            take(&mut q, &mut in_flight),
+            2,
+            "then the backlog, oldest first"
+        );
+        in_flight.remove(&1);
+        q.retry(1);
+        assert_eq!(take(&mut q, &mut in_flight), 1, "a failed batch is retried");
+        assert_eq!(take(&mut q, &mut in_flight), 3);
+        // Everything in flight: nothing to send, even past a full backlog step.
+        let mut all: HashSet<u64> = (0..200).collect();
+        let mut q = DrainQueue::default();
+        assert_eq!(q.next(&all, backlog), None);
+        all.remove(&150);
+        let mut q = DrainQueue::default();
+        assert_eq!(q.next(&all, backlog), Some(150));
     }
 
     #[test]
