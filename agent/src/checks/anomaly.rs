@@ -1,49 +1,72 @@
-//! Streaming anomaly detector, one [`Detector`] per series.
+//! Streaming anomaly detector: one [`Detector`] per series, O(1) work per sample, a fixed-size
+//! state of under 1 KiB with no heap allocation, and one parameter set
+//! ([`DetectorParams::default`]) for every series.
 //!
-//! Each sample costs O(1) work and the whole state is a fixed-size struct (no heap).
-//! Design (prototype v3):
-//! 1. a small ensemble of cheap predictors (last value, fast/slow EWMA, Holt trend,
-//!    hour-of-day seasonal profile), each with a robust EWMA of its absolute error;
-//! 2. the surprise of a sample is its error under the predictor that has recently been most
-//!    accurate, in units of that predictor's typical error;
-//! 3. the rarity of that surprise is its tail probability under a decayed histogram of past
-//!    log-surprises (one for the instantaneous surprise, one for a short average of it);
-//! 4. a decaying "recent alarm" level suppresses repeated alarms for one event.
+//! How a sample is scored:
+//! 1. **Prediction.** Five cheap predictors run side by side: the last value, a fast and a slow
+//!    EWMA, a damped Holt trend, and an hour-of-day seasonal profile on top of a level
+//!    (24 interpolated bins keyed by the timestamp). Each keeps a robust EWMA of its absolute
+//!    error. The predictor with the smallest recent error makes the prediction, so trends,
+//!    daily seasonality and level shifts are absorbed by whichever model explains them.
+//! 2. **Surprise.** `u = ln(|error| / scale)` under that predictor. The scale has a floor tied to
+//!    the series' long-run mean absolute change, so flat stretches do not make every blip
+//!    infinitely surprising.
+//! 3. **Rarity, not size.** Each evidence channel keeps a slowly forgetting histogram of its own
+//!    past values and turns the current value into a tail probability: empirical in the body,
+//!    an exponential (peaks-over-threshold) tail fitted to the top few percent beyond it, and a
+//!    Pareto prior while little has been seen. The channels are: the instantaneous surprise,
+//!    a short average of surprises (HTM-style "anomaly likelihood" for sustained changes), and
+//!    the novelty of the recent value pattern (CAD-style contexts of three quantized values).
+//!    A fourth channel flags new extremes: a value beyond the remembered range by more than
+//!    `range_tol` of that range, with probability shrinking as `1 / (excess · samples seen)`.
+//! 4. **Score.** With `p` the smallest channel probability, the score is `1 - p`. A decaying
+//!    "recent alarm" level then suppresses the repeats of one event: a sample only scores if
+//!    its evidence `-ln p` exceeds the decayed evidence of earlier samples; otherwise it scores 0.
+//!
+//! Non-finite inputs are ignored (score 0, state untouched); finite values are clamped to
+//! ±1e100 so that no arithmetic on the state can overflow.
 
-/// Score at or above which a sample is reported as an anomaly event (provisional, see report).
+/// Score at or above which a sample is reported as an anomaly event.
+///
+/// Chosen from the NAB sweep (`scripts/nab-score.sh` on the public half of NAB, default
+/// parameters): the corpus-wide optimal threshold was 0.9979–0.9981 for the standard and
+/// reward_low_FN profiles and 0.9995 for reward_low_FP. 0.998 is the standard optimum,
+/// i.e. an alarm when the evidence is rarer than about 1 in 500 for that series.
 pub const DEFAULT_ANOMALY_THRESHOLD: f64 = 0.998;
 
-/// Tunable constants. [`DetectorParams::default`] is the one parameter set used for every series.
+/// The detector's constants. [`DetectorParams::default`] is the one parameter set used for every
+/// series; nothing here is meant to be tuned per series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorParams {
-    /// Smoothing of the fast level.
+    /// Smoothing of the fast level, Holt level and seasonal level (per sample).
     pub fast_alpha: f64,
-    /// Smoothing of the slow level.
+    /// Smoothing of the slow level and of the magnitude used for the scale floor (per sample).
     pub slow_alpha: f64,
-    /// Smoothing of each predictor's absolute-error scale.
+    /// Smoothing of each predictor's absolute-error scale (per sample).
     pub scale_alpha: f64,
     /// Smoothing of a seasonal bin per visit.
     pub season_alpha: f64,
-    /// Short averaging of log-surprises.
-    pub short_alpha: f64,
-    /// Per-sample forgetting of the surprise histograms.
-    pub hist_forget: f64,
-    /// Samples before any score above zero is produced.
-    pub warmup: u32,
-    /// Per-sample decay of the recent-alarm level.
-    pub alarm_decay: f64,
-    /// Errors above this many scales are clipped when updating the scale.
+    /// Errors beyond this many scales are clipped when updating a scale, so spikes do not
+    /// inflate it.
     pub scale_clip: f64,
-    /// Pseudo-count of the Pareto prior on surprises.
-    pub prior_weight: f64,
-    /// Weight of the short-average channel (0 disables it).
-    pub short_weight: f64,
-    /// Floor of a predictor's error scale, as a fraction of the long-run mean absolute change.
+    /// Floor of an error scale, as a fraction of the long-run mean absolute change.
     pub vol_floor: f64,
-    /// Mass of the upper tail modelled as exponential in log-surprise.
+    /// Smoothing of the short average of surprises.
+    pub short_alpha: f64,
+    /// Smoothing of the context-novelty average.
+    pub novelty_alpha: f64,
+    /// Per-sample forgetting of the histograms and of the remembered range.
+    pub forget: f64,
+    /// Upper-tail mass of each histogram that is modelled as exponential.
     pub tail_mass: f64,
+    /// Pseudo-count of the Pareto(1) prior on surprises.
+    pub prior_weight: f64,
     /// Excess over the remembered range, as a fraction of it, that counts as a new extreme.
     pub range_tol: f64,
+    /// Per-sample decay of the recent-alarm evidence.
+    pub alarm_decay: f64,
+    /// Samples scored 0 while the detector learns the series.
+    pub warmup: u32,
 }
 
 impl Default for DetectorParams {
@@ -53,33 +76,49 @@ impl Default for DetectorParams {
             slow_alpha: 0.01,
             scale_alpha: 0.02,
             season_alpha: 0.05,
-            short_alpha: 0.2,
-            hist_forget: 1.0 / 10000.0,
-            warmup: 100,
-            alarm_decay: 0.995,
             scale_clip: 4.0,
-            prior_weight: 1.0,
-            short_weight: 1.0,
             vol_floor: 0.3,
+            short_alpha: 0.2,
+            novelty_alpha: 0.1,
+            forget: 1.0 / 10_000.0,
             tail_mass: 0.02,
+            prior_weight: 1.0,
             range_tol: 0.05,
+            alarm_decay: 0.995,
+            warmup: 100,
         }
     }
 }
 
+/// Number of predictors in the ensemble.
 const N_PRED: usize = 5;
+/// Seasonal bins per day.
 const DAY_BINS: usize = 24;
 const MS_PER_DAY: i64 = 86_400_000;
+/// Damping of the Holt trend update relative to `fast_alpha`.
+const TREND_GAIN: f64 = 0.2;
+/// The mean absolute change is tracked this much slower than `slow_alpha`.
+const VOL_RATE: f64 = 0.1;
+/// Histogram bins over `ln` of the evidence: [-2, 14) in steps of 0.5.
 const H_BINS: usize = 32;
 const H_LO: f64 = -2.0;
 const H_W: f64 = 0.5;
+/// Quantization levels of a value within the remembered range, for contexts.
+const LEVELS: usize = 5;
+const CONTEXTS: usize = LEVELS * LEVELS * LEVELS;
+/// Samples before the slower channels' histograms start learning.
+const CHANNEL_SETTLE: u64 = 30;
+/// How far beyond the remembered range, in ranges, a value may pull the learned levels.
+const WINSOR_SPANS: f64 = 4.0;
+/// Largest magnitude fed to the state.
+const VALUE_LIMIT: f64 = 1e100;
 
-/// Decayed histogram of log-surprises with O(1) lazy forgetting.
+/// Slowly forgetting histogram of log-evidence, with O(1) insertion (forgetting is done by
+/// growing the weight of new insertions and renormalizing rarely).
 #[derive(Debug, Clone)]
 struct TailHistogram {
     bins: [f32; H_BINS],
     total: f64,
-    /// Weight of the next insertion; grows instead of shrinking every bin.
     gain: f64,
 }
 
@@ -88,83 +127,68 @@ impl TailHistogram {
         Self { bins: [0.0; H_BINS], total: 0.0, gain: 1.0 }
     }
 
-    fn bin_of(u: f64) -> (usize, f64) {
+    fn position(u: f64) -> (usize, f64) {
         let pos = ((u - H_LO) / H_W).clamp(0.0, H_BINS as f64 - 1e-9);
-        let b = pos.floor() as usize;
-        (b, pos - b as f64)
+        let bin = pos as usize;
+        (bin, pos - bin as f64)
     }
 
-    /// Probability that a log-surprise is at least `u`: the empirical tail in the body, an
-    /// exponential (peaks-over-threshold) tail fitted to the top `tail_mass` beyond it, and a
-    /// Pareto(1) prior while little has been seen.
-    fn tail(&self, u: f64, prior_weight: f64, tail_mass: f64) -> f64 {
+    /// Probability of log-evidence at least `u`: the empirical tail where at least
+    /// `tail_mass` of the mass lies above `u`, beyond that an exponential tail fitted to the top
+    /// `tail_mass` by its mean excess; shrunk towards a Pareto(1) prior with `prior_weight`
+    /// pseudo-samples.
+    fn tail(&self, u: f64, params: &DetectorParams) -> f64 {
         let prior = (-u.max(0.0)).exp();
-        let n = self.total / self.gain;
         if self.total <= 0.0 {
             return prior;
         }
-        // Threshold t: the (1 - tail_mass) quantile, scanning from the top.
-        let want = tail_mass * self.total;
+        let (ubin, ufrac) = Self::position(u);
+        let want = params.tail_mass * self.total;
+        // One pass from the top: mass above `u`, and the `tail_mass` quantile with the first
+        // moment of the mass above it.
+        let mut above_u = 0.0;
         let mut acc = 0.0;
-        let mut excess = 0.0;
-        let mut t = H_LO;
-        let mut found = false;
-        for b in (0..H_BINS).rev() {
-            let c = f64::from(self.bins[b]);
-            let lo = H_LO + b as f64 * H_W;
-            if acc + c >= want {
-                let f = if c > 0.0 { (want - acc) / c } else { 0.0 };
-                t = lo + H_W * (1.0 - f);
-                // Excess of the part of this bin above t (uniform within the bin).
-                excess += (want - acc) * (lo + H_W - t) * 0.5;
-                acc = want;
-                found = true;
+        let mut moment = 0.0;
+        let mut quantile = None;
+        for bin in (0..H_BINS).rev() {
+            let c = f64::from(self.bins[bin]);
+            let lo = H_LO + bin as f64 * H_W;
+            if bin > ubin {
+                above_u += c;
+            } else if bin == ubin {
+                above_u += c * (1.0 - ufrac);
+            }
+            if acc + c >= want && c > 0.0 {
+                let part = want - acc;
+                let t = lo + H_W * (1.0 - part / c);
+                moment += part * 0.5 * (t + lo + H_W);
+                quantile = Some(t);
                 break;
             }
             acc += c;
-            excess += c * (lo + 0.5 * H_W);
+            moment += c * (lo + 0.5 * H_W);
         }
-        let emp = if !found || u <= t {
-            let (b, frac) = Self::bin_of(u);
-            let mut above = f64::from(self.bins[b]) * (1.0 - frac);
-            for c in &self.bins[b + 1..] {
-                above += f64::from(*c);
+        let empirical = match quantile {
+            Some(t) if u > t && above_u < want => {
+                let beta = (moment / want - t).max(0.5 * H_W);
+                params.tail_mass * (-(u - t) / beta).exp()
             }
-            above / self.total
-        } else {
-            // Mean excess over t of the top tail_mass of the mass.
-            let mean_above = excess / want;
-            let _ = mean_above;
-            let beta = self.tail_beta(t, want).max(0.5 * H_W);
-            tail_mass * (-(u - t) / beta).exp()
+            _ => {
+                // `u` is in the body: the scan may have stopped above it.
+                let mut above = f64::from(self.bins[ubin]) * (1.0 - ufrac);
+                for c in &self.bins[ubin + 1..] {
+                    above += f64::from(*c);
+                }
+                above / self.total
+            }
         };
-        (emp * n + prior_weight * prior) / (n + prior_weight)
-    }
-
-    /// Mean excess over `t` of the histogram mass above it (bins taken at their midpoints,
-    /// the bin holding `t` counted from `t` up).
-    fn tail_beta(&self, t: f64, mass: f64) -> f64 {
-        let mut sum = 0.0;
-        for b in 0..H_BINS {
-            let lo = H_LO + b as f64 * H_W;
-            let hi = lo + H_W;
-            if hi <= t {
-                continue;
-            }
-            let c = f64::from(self.bins[b]);
-            if lo >= t {
-                sum += c * (lo + 0.5 * H_W - t);
-            } else {
-                let part = c * (hi - t) / H_W;
-                sum += part * 0.5 * (hi - t);
-            }
-        }
-        sum / mass
+        let n = self.total / self.gain;
+        (empirical * n + params.prior_weight * prior) / (n + params.prior_weight)
     }
 
     fn add(&mut self, u: f64, forget: f64) {
-        let (b, _) = Self::bin_of(u);
-        self.bins[b] += self.gain as f32;
+        let (bin, _) = Self::position(u);
+        self.bins[bin] += self.gain as f32;
         self.total += self.gain;
         self.gain /= 1.0 - forget;
         if self.gain > 1e20 {
@@ -178,26 +202,31 @@ impl TailHistogram {
     }
 }
 
-/// Streaming detector state for one series.
+/// Streaming detector state for one series. See the module documentation for the method.
 #[derive(Debug, Clone)]
 pub struct Detector {
-    p: DetectorParams,
+    params: DetectorParams,
+    /// Finite samples seen.
     n: u64,
     last: f64,
     fast: f64,
     slow: f64,
-    trend_level: f64,
-    trend: f64,
-    deseason: f64,
+    holt_level: f64,
+    holt_trend: f64,
+    season_level: f64,
     season: [f32; DAY_BINS],
     err_scale: [f64; N_PRED],
     abs_mean: f64,
-    vol_long: f64,
+    abs_change: f64,
     hi: f64,
     lo: f64,
     short: f64,
-    h_inst: TailHistogram,
+    novelty: f64,
+    prev_levels: [u8; 2],
+    context_counts: [u8; CONTEXTS],
+    h_surprise: TailHistogram,
     h_short: TailHistogram,
+    h_novelty: TailHistogram,
     alarm: f64,
 }
 
@@ -205,124 +234,326 @@ impl Detector {
     /// A fresh detector using `params`.
     pub fn new(params: &DetectorParams) -> Self {
         Self {
-            p: params.clone(),
+            params: params.clone(),
             n: 0,
             last: 0.0,
             fast: 0.0,
             slow: 0.0,
-            trend_level: 0.0,
-            trend: 0.0,
-            deseason: 0.0,
+            holt_level: 0.0,
+            holt_trend: 0.0,
+            season_level: 0.0,
             season: [0.0; DAY_BINS],
             err_scale: [0.0; N_PRED],
             abs_mean: 0.0,
-            vol_long: 0.0,
+            abs_change: 0.0,
             hi: 0.0,
             lo: 0.0,
             short: 0.0,
-            h_inst: TailHistogram::new(),
+            novelty: 0.0,
+            prev_levels: [0; 2],
+            context_counts: [0; CONTEXTS],
+            h_surprise: TailHistogram::new(),
             h_short: TailHistogram::new(),
+            h_novelty: TailHistogram::new(),
             alarm: 0.0,
         }
     }
 
-    /// Feed one sample and return its anomaly score in [0, 1].
+    /// Bytes of state this detector holds: the struct itself, as it owns no heap memory.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
+
+    /// Feed one sample and return its anomaly score in [0, 1] (0 for non-finite values, during
+    /// warm-up, and for repeats of an event already reported).
     pub fn observe(&mut self, timestamp_ms: i64, value: f64) -> f64 {
         if !value.is_finite() {
             return 0.0;
         }
-        let x = value;
-        let p = &self.p;
+        let x = value.clamp(-VALUE_LIMIT, VALUE_LIMIT);
         if self.n == 0 {
             self.last = x;
             self.fast = x;
             self.slow = x;
-            self.trend_level = x;
-            self.deseason = x;
+            self.holt_level = x;
+            self.season_level = x;
             self.abs_mean = x.abs();
             self.hi = x;
             self.lo = x;
             self.n = 1;
             return 0.0;
         }
-        // Seasonal position: fractional hour-of-day, linear interpolation between bins.
-        let tod = timestamp_ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_DAY as f64 * DAY_BINS as f64;
-        let b0 = (tod.floor() as usize) % DAY_BINS;
-        let b1 = (b0 + 1) % DAY_BINS;
-        let frac = tod - tod.floor();
-        let s_pred = f64::from(self.season[b0]) * (1.0 - frac) + f64::from(self.season[b1]) * frac;
+        let p = &self.params;
 
-        let preds = [
+        // Seasonal position: fractional hour of the day, interpolated between two bins.
+        let day_pos = timestamp_ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_DAY as f64;
+        let bin_pos = day_pos * DAY_BINS as f64;
+        let b0 = (bin_pos as usize).min(DAY_BINS - 1);
+        let b1 = (b0 + 1) % DAY_BINS;
+        let frac = bin_pos - b0 as f64;
+        let seasonal = f64::from(self.season[b0]) * (1.0 - frac) + f64::from(self.season[b1]) * frac;
+
+        let predictions = [
             self.last,
             self.fast,
             self.slow,
-            self.trend_level + self.trend,
-            self.deseason + s_pred,
+            self.holt_level + self.holt_trend,
+            self.season_level + seasonal,
         ];
-        let floor = (1e-3 * self.abs_mean).max(self.p.vol_floor * self.vol_long) + 1e-9;
+        let floor = (1e-3 * self.abs_mean).max(p.vol_floor * self.abs_change) + 1e-12;
         let mut best = 0;
         for k in 1..N_PRED {
             if self.err_scale[k] < self.err_scale[best] {
                 best = k;
             }
         }
-        let z = (x - preds[best]).abs() / self.err_scale[best].max(floor);
-        let u = (z + 1e-3).ln();
-        let short = self.short + p.short_alpha * (u - self.short);
+        let z = (x - predictions[best]).abs() / self.err_scale[best].max(floor);
+        let surprise = (z + 1e-3).ln();
+        let short = self.short + p.short_alpha * (surprise - self.short);
 
-        let warm = self.n >= u64::from(p.warmup);
-        let mut score = 0.0;
-        if warm {
-            let p_inst = self.h_inst.tail(u, p.prior_weight, p.tail_mass);
-            let p_short = if p.short_weight > 0.0 {
-                self.h_short.tail(short, p.prior_weight, p.tail_mass) / p.short_weight
+        // Context of the last three values quantized within the remembered range.
+        let span = (self.hi - self.lo).max(floor);
+        let level = ((x - self.lo) / span * LEVELS as f64).clamp(0.0, LEVELS as f64 - 1.0) as u8;
+        let context = (usize::from(level) * LEVELS + usize::from(self.prev_levels[0])) * LEVELS
+            + usize::from(self.prev_levels[1]);
+        let seen = f64::from(self.context_counts[context]);
+        let novelty = self.novelty + p.novelty_alpha * (1.0 / (1.0 + seen) - self.novelty);
+        let novelty_ln = (novelty + 1e-3).ln();
+
+        let mut evidence = 0.0;
+        if self.n >= u64::from(p.warmup) {
+            let excess = (x - self.hi).max(self.lo - x) / span;
+            let p_range = if excess > p.range_tol {
+                let samples = (self.n as f64).min(1.0 / p.forget);
+                p.range_tol / (excess * samples)
             } else {
                 1.0
             };
-            let range = (self.hi - self.lo).max(floor);
-            let excess = ((x - self.hi).max(self.lo - x)) / range;
-            let p_range = if p.range_tol > 0.0 && excess > p.range_tol {
-                let n_eff = (self.n as f64).min(1.0 / p.hist_forget);
-                p.range_tol / (excess * n_eff)
-            } else {
-                1.0
-            };
-            score = -(p_inst.min(p_short).min(p_range).clamp(1e-300, 1.0)).ln();
+            let p_min = self
+                .h_surprise
+                .tail(surprise, p)
+                .min(self.h_short.tail(short, p))
+                .min(self.h_novelty.tail(novelty_ln, p))
+                .min(p_range);
+            evidence = -p_min.clamp(1e-300, 1.0).ln();
         }
-        // Update state after scoring.
-        self.h_inst.add(u, p.hist_forget);
-        self.h_short.add(short, p.hist_forget);
+
+        // Learn from the sample only after scoring it. The levels learn from the value
+        // winsorized to `WINSOR_SPANS` ranges beyond the remembered range: a lone absurd value
+        // cannot drag them for long, while a real shift is still reached, as the range at least
+        // doubles per sample.
+        let x = x.clamp(self.lo - WINSOR_SPANS * span, self.hi + WINSOR_SPANS * span);
+        self.h_surprise.add(surprise, p.forget);
+        self.h_short.add(short, p.forget);
         self.short = short;
-        let scale_warm = self.n > 2;
-        for k in 0..N_PRED {
-            let e = (x - preds[k]).abs();
-            if scale_warm {
-                let s = self.err_scale[k].max(floor);
-                self.err_scale[k] += p.scale_alpha * (e.min(p.scale_clip * s) - self.err_scale[k]);
+        if self.n > CHANNEL_SETTLE {
+            self.h_novelty.add(novelty_ln, p.forget);
+        }
+        self.novelty = novelty;
+        if self.context_counts[context] == u8::MAX {
+            for c in &mut self.context_counts {
+                *c /= 2;
+            }
+        }
+        self.context_counts[context] += 1;
+        self.prev_levels = [level, self.prev_levels[0]];
+
+        for (k, prediction) in predictions.iter().enumerate() {
+            let err = (x - prediction).abs();
+            if self.n > 2 {
+                let clip = p.scale_clip * self.err_scale[k].max(floor);
+                self.err_scale[k] += p.scale_alpha * (err.min(clip) - self.err_scale[k]);
             } else {
-                self.err_scale[k] = self.err_scale[k].max(e);
+                self.err_scale[k] = self.err_scale[k].max(err);
             }
         }
         self.fast += p.fast_alpha * (x - self.fast);
         self.slow += p.slow_alpha * (x - self.slow);
-        let prev_level = self.trend_level;
-        self.trend_level += p.fast_alpha * (x - (self.trend_level + self.trend)) + self.trend;
-        self.trend += 0.2 * p.fast_alpha * ((self.trend_level - prev_level) - self.trend);
-        let ds = x - s_pred;
-        self.deseason += p.fast_alpha * (ds - self.deseason);
-        let resid = x - self.deseason;
+        let prev_level = self.holt_level;
+        self.holt_level += p.fast_alpha * (x - (self.holt_level + self.holt_trend)) + self.holt_trend;
+        self.holt_trend += TREND_GAIN * p.fast_alpha * ((self.holt_level - prev_level) - self.holt_trend);
+        self.season_level += p.fast_alpha * (x - seasonal - self.season_level);
+        let detrended = x - self.season_level;
         let a = p.season_alpha;
-        self.season[b0] += (a * (1.0 - frac) * (resid - f64::from(self.season[b0]))) as f32;
-        self.season[b1] += (a * frac * (resid - f64::from(self.season[b1]))) as f32;
+        self.season[b0] += (a * (1.0 - frac) * (detrended - f64::from(self.season[b0]))) as f32;
+        self.season[b1] += (a * frac * (detrended - f64::from(self.season[b1]))) as f32;
         self.abs_mean += p.slow_alpha * (x.abs() - self.abs_mean);
-        self.vol_long += 0.1 * p.slow_alpha * ((x - self.last).abs() - self.vol_long);
-        self.hi = if x > self.hi { x } else { self.hi - p.hist_forget * (self.hi - self.slow) };
-        self.lo = if x < self.lo { x } else { self.lo - p.hist_forget * (self.lo - self.slow) };
+        self.abs_change += VOL_RATE * p.slow_alpha * ((x - self.last).abs() - self.abs_change);
+        self.hi = if x > self.hi { x } else { self.hi - p.forget * (self.hi - self.slow) };
+        self.lo = if x < self.lo { x } else { self.lo - p.forget * (self.lo - self.slow) };
         self.last = x;
         self.n += 1;
 
-        let out = if score > self.alarm { 1.0 - (-score).exp() } else { 0.0 };
-        self.alarm = (self.alarm * p.alarm_decay).max(score);
-        out
+        let score = if evidence > self.alarm { 1.0 - (-evidence).exp() } else { 0.0 };
+        self.alarm = (self.alarm * p.alarm_decay).max(evidence);
+        score
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIVE_MIN_MS: i64 = 300_000;
+
+    /// Deterministic standard-normal noise (xorshift + Box-Muller), so tests need no RNG crate.
+    struct Noise(u64);
+
+    impl Noise {
+        fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        }
+
+        fn normal(&mut self) -> f64 {
+            let (a, b) = (self.uniform(), self.uniform());
+            (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+        }
+    }
+
+    fn run(values: &[f64]) -> Vec<f64> {
+        let mut d = Detector::new(&DetectorParams::default());
+        values.iter().enumerate().map(|(i, v)| d.observe(i as i64 * FIVE_MIN_MS, *v)).collect()
+    }
+
+    fn alarms(scores: &[f64]) -> Vec<usize> {
+        (0..scores.len()).filter(|&i| scores[i] >= DEFAULT_ANOMALY_THRESHOLD).collect()
+    }
+
+    fn noisy(n: usize, seed: u64, level: f64, sd: f64) -> Vec<f64> {
+        let mut noise = Noise(seed);
+        (0..n).map(|_| level + sd * noise.normal()).collect()
+    }
+
+    /// Daily sine (5-minute samples) with a slow upward trend and noise.
+    fn seasonal(n: usize, seed: u64) -> Vec<f64> {
+        let mut noise = Noise(seed);
+        (0..n)
+            .map(|i| {
+                let day = i as f64 / 288.0;
+                100.0 + 0.5 * day * 10.0 + 30.0 * (std::f64::consts::TAU * day).sin() + noise.normal()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scores_stay_in_unit_interval() {
+        let mut values = seasonal(3000, 7);
+        for (i, v) in values.iter_mut().enumerate() {
+            match i % 97 {
+                0 => *v *= 50.0,
+                1 => *v = -*v,
+                2 => *v = 0.0,
+                _ => {}
+            }
+        }
+        values.extend(noisy(500, 3, 1e12, 1e11));
+        values.extend(std::iter::repeat(5.0).take(500));
+        for s in run(&values) {
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "score {s}");
+        }
+    }
+
+    #[test]
+    fn non_finite_values_do_not_touch_state() {
+        let values = seasonal(1500, 11);
+        let mut a = Detector::new(&DetectorParams::default());
+        for (i, v) in values[..1000].iter().enumerate() {
+            a.observe(i as i64 * FIVE_MIN_MS, *v);
+        }
+        let mut b = a.clone();
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -f64::NAN] {
+            assert_eq!(b.observe(1000 * FIVE_MIN_MS, bad), 0.0);
+        }
+        for (i, v) in values[1000..].iter().enumerate() {
+            let t = (1000 + i) as i64 * FIVE_MIN_MS;
+            assert_eq!(a.observe(t, *v).to_bits(), b.observe(t, *v).to_bits());
+        }
+    }
+
+    #[test]
+    fn extreme_finite_values_do_not_poison_state() {
+        let mut d = Detector::new(&DetectorParams::default());
+        let values = noisy(3000, 5, 10.0, 1.0);
+        for (i, v) in values.iter().enumerate() {
+            let v = match i {
+                500 => f64::MAX,
+                501 => -f64::MAX,
+                502 => f64::MIN_POSITIVE,
+                _ => *v,
+            };
+            let s = d.observe(i as i64 * FIVE_MIN_MS, v);
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "sample {i}: {s}");
+        }
+        // Still able to flag a later spike.
+        assert!(d.observe(3000 * FIVE_MIN_MS, 1e6) >= DEFAULT_ANOMALY_THRESHOLD);
+    }
+
+    #[test]
+    fn state_is_bounded_and_on_the_stack() {
+        let d = Detector::new(&DetectorParams::default());
+        // Every field is a scalar or a fixed array: no heap, so the struct size is the state.
+        assert_eq!(d.state_bytes(), std::mem::size_of::<Detector>());
+        assert!(std::mem::size_of::<Detector>() <= 1024, "{} bytes", std::mem::size_of::<Detector>());
+    }
+
+    #[test]
+    fn same_input_same_scores() {
+        let mut values = seasonal(4000, 9);
+        values[3000] += 500.0;
+        let a = run(&values);
+        let b = run(&values);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+
+    #[test]
+    fn spike_scores_higher_than_steady_noise() {
+        let mut values = noisy(4000, 42, 50.0, 2.0);
+        values[3000] = 50.0 + 2.0 * 12.0;
+        let scores = run(&values);
+        let spike = scores[3000];
+        assert!(spike >= DEFAULT_ANOMALY_THRESHOLD, "spike scored {spike}");
+        let noise_max = scores[200..3000].iter().copied().fold(0.0, f64::max);
+        assert!(spike > noise_max, "spike {spike} vs noise max {noise_max}");
+        let noise_alarms = alarms(&scores[..3000]).len();
+        assert!(noise_alarms <= 3, "{noise_alarms} alarms on pure noise");
+    }
+
+    #[test]
+    fn level_shift_is_detected_then_adapted_to() {
+        let mut values = noisy(6000, 17, 10.0, 1.0);
+        for v in &mut values[3000..] {
+            *v += 15.0;
+        }
+        let scores = run(&values);
+        let at_shift = scores[3000..3010].iter().copied().fold(0.0, f64::max);
+        assert!(at_shift >= DEFAULT_ANOMALY_THRESHOLD, "shift scored {at_shift}");
+        let later = alarms(&scores[3500..]);
+        assert!(later.len() <= 2, "still alarming after adapting: {later:?}");
+    }
+
+    #[test]
+    fn trend_and_daily_season_are_not_anomalies_but_a_spike_in_them_is() {
+        let mut values = seasonal(288 * 14, 23);
+        let spike_at = 288 * 12 + 100;
+        values[spike_at] += 25.0;
+        let scores = run(&values);
+        let steady = alarms(&scores[288 * 2..spike_at]);
+        assert!(steady.len() <= 3, "{} alarms on trend+season: {steady:?}", steady.len());
+        assert!(scores[spike_at] >= DEFAULT_ANOMALY_THRESHOLD, "spike scored {}", scores[spike_at]);
+    }
+
+    #[test]
+    fn a_dead_flat_series_does_not_alarm_on_tiny_jitter() {
+        let mut values = vec![7.0; 3000];
+        for (i, v) in values.iter_mut().enumerate() {
+            if i % 50 == 0 {
+                *v += 0.01;
+            }
+        }
+        let scores = run(&values);
+        assert!(alarms(&scores[500..]).len() <= 2);
     }
 }
