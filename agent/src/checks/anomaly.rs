@@ -110,8 +110,12 @@ const CONTEXTS: usize = LEVELS * LEVELS * LEVELS;
 const CHANNEL_SETTLE: u64 = 30;
 /// How far beyond the remembered range, in ranges, a value may pull the learned levels.
 const WINSOR_SPANS: f64 = 4.0;
+/// How far beyond the remembered range, in ranges, a value may pull the predictors.
+const PREDICT_SPANS: f64 = 1e3;
+/// Largest magnitude stored in an `f32` field.
+const F32_LIMIT: f64 = f32::MAX as f64;
 /// Largest magnitude fed to the state.
-const VALUE_LIMIT: f64 = 1e100;
+const VALUE_LIMIT: f64 = 1e30;
 
 /// Slowly forgetting histogram of log-evidence, with O(1) insertion (forgetting is done by
 /// growing the weight of new insertions and renormalizing rarely).
@@ -342,7 +346,8 @@ impl Detector {
         // winsorized to `WINSOR_SPANS` ranges beyond the remembered range: a lone absurd value
         // cannot drag them for long, while a real shift is still reached, as the range at least
         // doubles per sample.
-        let x = x.clamp(self.lo - WINSOR_SPANS * span, self.hi + WINSOR_SPANS * span);
+        let xw = x.max(self.lo - WINSOR_SPANS * span).min(self.hi + WINSOR_SPANS * span);
+        let x = x.max(self.lo - PREDICT_SPANS * span).min(self.hi + PREDICT_SPANS * span);
         self.h_surprise.add(surprise, p.forget);
         self.h_short.add(short, p.forget);
         self.short = short;
@@ -368,19 +373,23 @@ impl Detector {
             }
         }
         self.fast += p.fast_alpha * (x - self.fast);
-        self.slow += p.slow_alpha * (x - self.slow);
+        self.slow += p.slow_alpha * (xw - self.slow);
         let prev_level = self.holt_level;
         self.holt_level += p.fast_alpha * (x - (self.holt_level + self.holt_trend)) + self.holt_trend;
         self.holt_trend += TREND_GAIN * p.fast_alpha * ((self.holt_level - prev_level) - self.holt_trend);
         self.season_level += p.fast_alpha * (x - seasonal - self.season_level);
         let detrended = x - self.season_level;
         let a = p.season_alpha;
-        self.season[b0] += (a * (1.0 - frac) * (detrended - f64::from(self.season[b0]))) as f32;
-        self.season[b1] += (a * frac * (detrended - f64::from(self.season[b1]))) as f32;
-        self.abs_mean += p.slow_alpha * (x.abs() - self.abs_mean);
-        self.abs_change += VOL_RATE * p.slow_alpha * ((x - self.last).abs() - self.abs_change);
-        self.hi = if x > self.hi { x } else { self.hi - p.forget * (self.hi - self.slow) };
-        self.lo = if x < self.lo { x } else { self.lo - p.forget * (self.lo - self.slow) };
+        for (bin, weight) in [(b0, 1.0 - frac), (b1, frac)] {
+            let old = f64::from(self.season[bin]);
+            let new = old + a * weight * (detrended - old);
+            self.season[bin] = new.max(-F32_LIMIT).min(F32_LIMIT) as f32;
+        }
+        self.abs_mean += p.slow_alpha * (xw.abs() - self.abs_mean);
+        self.abs_change += VOL_RATE * p.slow_alpha * ((xw - self.last).abs() - self.abs_change);
+        // The remembered range relaxes towards the slow level but always contains `xw`.
+        self.hi = (self.hi - p.forget * (self.hi - self.slow)).max(xw);
+        self.lo = (self.lo - p.forget * (self.lo - self.slow)).min(xw);
         self.last = x;
         self.n += 1;
 
@@ -473,6 +482,8 @@ mod tests {
         }
     }
 
+    /// Regression: an `f64::MAX` sample overflowed the `f32` seasonal bins to infinity, and the
+    /// next update turned them into NaN for good.
     #[test]
     fn extreme_finite_values_do_not_poison_state() {
         let mut d = Detector::new(&DetectorParams::default());
@@ -488,7 +499,10 @@ mod tests {
             assert!(s.is_finite() && (0.0..=1.0).contains(&s), "sample {i}: {s}");
         }
         // Still able to flag a later spike.
-        assert!(d.observe(3000 * FIVE_MIN_MS, 1e6) >= DEFAULT_ANOMALY_THRESHOLD);
+        let state = format!("{d:?}");
+        assert!(!state.contains("NaN") && !state.contains("inf"), "{state}");
+        let s = d.observe(3000 * FIVE_MIN_MS, 1e6);
+        assert!(s >= DEFAULT_ANOMALY_THRESHOLD, "{s}");
     }
 
     #[test]
