@@ -14,17 +14,18 @@
 //! 3. **Rarity, not size.** Each evidence channel keeps a slowly forgetting histogram of its own
 //!    past values and turns the current value into a tail probability: empirical in the body,
 //!    an exponential (peaks-over-threshold) tail fitted to the top few percent beyond it, and a
-//!    Pareto prior while little has been seen. The channels are: the instantaneous surprise,
-//!    a short average of surprises (HTM-style "anomaly likelihood" for sustained changes), and
-//!    the novelty of the recent value pattern (CAD-style contexts of three quantized values).
-//!    A fourth channel flags new extremes: a value beyond the remembered range by more than
-//!    `range_tol` of that range, with probability shrinking as `1 / (excess · samples seen)`.
+//!    Pareto prior while little has been seen. Two channels work this way: the instantaneous
+//!    surprise, and a short average of surprises (HTM-style "anomaly likelihood", for sustained
+//!    changes). A third flags new extremes (the "spatial anomaly" of NAB's HTM detector): a value
+//!    beyond the remembered range by more than `range_tol` of that range gets probability
+//!    `range_tol / (excess · samples seen)`.
 //! 4. **Score.** With `p` the smallest channel probability, the score is `1 - p`. A decaying
 //!    "recent alarm" level then suppresses the repeats of one event: a sample only scores if
 //!    its evidence `-ln p` exceeds the decayed evidence of earlier samples; otherwise it scores 0.
 //!
-//! Non-finite inputs are ignored (score 0, state untouched); finite values are clamped to
-//! ±1e100 so that no arithmetic on the state can overflow.
+//! Non-finite inputs are ignored (score 0, state untouched). Finite values are clamped to ±1e30,
+//! and what the levels and the range learn from is winsorized a bounded number of ranges beyond
+//! the remembered range, so one absurd sample neither overflows nor blinds the detector.
 
 /// Score at or above which a sample is reported as an anomaly event.
 ///
@@ -53,8 +54,6 @@ pub struct DetectorParams {
     pub vol_floor: f64,
     /// Smoothing of the short average of surprises.
     pub short_alpha: f64,
-    /// Smoothing of the context-novelty average.
-    pub novelty_alpha: f64,
     /// Per-sample forgetting of the histograms and of the remembered range.
     pub forget: f64,
     /// Upper-tail mass of each histogram that is modelled as exponential.
@@ -79,7 +78,6 @@ impl Default for DetectorParams {
             scale_clip: 4.0,
             vol_floor: 0.3,
             short_alpha: 0.2,
-            novelty_alpha: 0.1,
             forget: 1.0 / 10_000.0,
             tail_mass: 0.02,
             prior_weight: 1.0,
@@ -103,11 +101,6 @@ const VOL_RATE: f64 = 0.1;
 const H_BINS: usize = 32;
 const H_LO: f64 = -2.0;
 const H_W: f64 = 0.5;
-/// Quantization levels of a value within the remembered range, for contexts.
-const LEVELS: usize = 5;
-const CONTEXTS: usize = LEVELS * LEVELS * LEVELS;
-/// Samples before the slower channels' histograms start learning.
-const CHANNEL_SETTLE: u64 = 30;
 /// How far beyond the remembered range, in ranges, a value may pull the learned levels.
 const WINSOR_SPANS: f64 = 4.0;
 /// How far beyond the remembered range, in ranges, a value may pull the predictors.
@@ -148,43 +141,42 @@ impl TailHistogram {
         }
         let (ubin, ufrac) = Self::position(u);
         let want = params.tail_mass * self.total;
-        // One pass from the top: mass above `u`, and the `tail_mass` quantile with the first
-        // moment of the mass above it.
+        // One pass from the top down to `u`'s bin (and on to the quantile if it lies lower):
+        // the mass above `u`, and the `tail_mass` quantile with the first moment of the mass
+        // above it.
         let mut above_u = 0.0;
         let mut acc = 0.0;
         let mut moment = 0.0;
         let mut quantile = None;
         for bin in (0..H_BINS).rev() {
             let c = f64::from(self.bins[bin]);
-            let lo = H_LO + bin as f64 * H_W;
             if bin > ubin {
                 above_u += c;
             } else if bin == ubin {
                 above_u += c * (1.0 - ufrac);
             }
-            if acc + c >= want && c > 0.0 {
-                let part = want - acc;
-                let t = lo + H_W * (1.0 - part / c);
-                moment += part * 0.5 * (t + lo + H_W);
-                quantile = Some(t);
+            if quantile.is_none() {
+                let lo = H_LO + bin as f64 * H_W;
+                if acc + c >= want && c > 0.0 {
+                    let part = want - acc;
+                    let t = lo + H_W * (1.0 - part / c);
+                    moment += part * 0.5 * (t + lo + H_W);
+                    quantile = Some(t);
+                } else {
+                    acc += c;
+                    moment += c * (lo + 0.5 * H_W);
+                }
+            }
+            if bin <= ubin && quantile.is_some() {
                 break;
             }
-            acc += c;
-            moment += c * (lo + 0.5 * H_W);
         }
         let empirical = match quantile {
             Some(t) if u > t && above_u < want => {
                 let beta = (moment / want - t).max(0.5 * H_W);
                 params.tail_mass * (-(u - t) / beta).exp()
             }
-            _ => {
-                // `u` is in the body: the scan may have stopped above it.
-                let mut above = f64::from(self.bins[ubin]) * (1.0 - ufrac);
-                for c in &self.bins[ubin + 1..] {
-                    above += f64::from(*c);
-                }
-                above / self.total
-            }
+            _ => above_u / self.total,
         };
         let n = self.total / self.gain;
         (empirical * n + params.prior_weight * prior) / (n + params.prior_weight)
@@ -225,12 +217,8 @@ pub struct Detector {
     hi: f64,
     lo: f64,
     short: f64,
-    novelty: f64,
-    prev_levels: [u8; 2],
-    context_counts: [u8; CONTEXTS],
     h_surprise: TailHistogram,
     h_short: TailHistogram,
-    h_novelty: TailHistogram,
     alarm: f64,
 }
 
@@ -253,12 +241,8 @@ impl Detector {
             hi: 0.0,
             lo: 0.0,
             short: 0.0,
-            novelty: 0.0,
-            prev_levels: [0; 2],
-            context_counts: [0; CONTEXTS],
             h_surprise: TailHistogram::new(),
             h_short: TailHistogram::new(),
-            h_novelty: TailHistogram::new(),
             alarm: 0.0,
         }
     }
@@ -315,14 +299,7 @@ impl Detector {
         let surprise = (z + 1e-3).ln();
         let short = self.short + p.short_alpha * (surprise - self.short);
 
-        // Context of the last three values quantized within the remembered range.
         let span = (self.hi - self.lo).max(floor);
-        let level = ((x - self.lo) / span * LEVELS as f64).clamp(0.0, LEVELS as f64 - 1.0) as u8;
-        let context = (usize::from(level) * LEVELS + usize::from(self.prev_levels[0])) * LEVELS
-            + usize::from(self.prev_levels[1]);
-        let seen = f64::from(self.context_counts[context]);
-        let novelty = self.novelty + p.novelty_alpha * (1.0 / (1.0 + seen) - self.novelty);
-        let novelty_ln = (novelty + 1e-3).ln();
 
         let mut evidence = 0.0;
         if self.n >= u64::from(p.warmup) {
@@ -337,7 +314,6 @@ impl Detector {
                 .h_surprise
                 .tail(surprise, p)
                 .min(self.h_short.tail(short, p))
-                .min(self.h_novelty.tail(novelty_ln, p))
                 .min(p_range);
             evidence = -p_min.clamp(1e-300, 1.0).ln();
         }
@@ -351,17 +327,6 @@ impl Detector {
         self.h_surprise.add(surprise, p.forget);
         self.h_short.add(short, p.forget);
         self.short = short;
-        if self.n > CHANNEL_SETTLE {
-            self.h_novelty.add(novelty_ln, p.forget);
-        }
-        self.novelty = novelty;
-        if self.context_counts[context] == u8::MAX {
-            for c in &mut self.context_counts {
-                *c /= 2;
-            }
-        }
-        self.context_counts[context] += 1;
-        self.prev_levels = [level, self.prev_levels[0]];
 
         for (k, prediction) in predictions.iter().enumerate() {
             let err = (x - prediction).abs();
