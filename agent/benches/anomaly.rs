@@ -20,7 +20,7 @@ fn series(spiky: bool) -> Vec<f64> {
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             let day = i as f64 / 288.0;
             let base = 100.0 + 30.0 * (std::f64::consts::TAU * day).sin() + 5.0 * (u - 0.5);
-            if spiky && state % 50 == 0 {
+            if spiky && state % 50 == 1 {
                 base * 10.0
             } else {
                 base

@@ -13,7 +13,11 @@ use vigil_agent::checks::nab::run_nab_file;
 fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        out.push(entry.with_context(|| format!("listing {}", dir.display()))?.path());
+        out.push(
+            entry
+                .with_context(|| format!("listing {}", dir.display()))?
+                .path(),
+        );
     }
     out.sort();
     Ok(out)
@@ -41,7 +45,12 @@ fn main() -> anyhow::Result<()> {
             let file = input.file_name().context("file name")?.to_string_lossy();
             let output = out_dir.join(format!("vigil_{file}"));
             let summary = run_nab_file(&input, &output, &params)?;
-            println!("{}: {} rows, {} alarms", input.display(), summary.rows, summary.alarms);
+            println!(
+                "{}: {} rows, {} alarms",
+                input.display(),
+                summary.rows,
+                summary.alarms
+            );
             files += 1;
         }
     }

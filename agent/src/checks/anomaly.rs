@@ -121,7 +121,11 @@ struct TailHistogram {
 
 impl TailHistogram {
     fn new() -> Self {
-        Self { bins: [0.0; H_BINS], total: 0.0, gain: 1.0 }
+        Self {
+            bins: [0.0; H_BINS],
+            total: 0.0,
+            gain: 1.0,
+        }
     }
 
     fn position(u: f64) -> (usize, f64) {
@@ -279,7 +283,8 @@ impl Detector {
         let b0 = (bin_pos as usize).min(DAY_BINS - 1);
         let b1 = (b0 + 1) % DAY_BINS;
         let frac = bin_pos - b0 as f64;
-        let seasonal = f64::from(self.season[b0]) * (1.0 - frac) + f64::from(self.season[b1]) * frac;
+        let seasonal =
+            f64::from(self.season[b0]) * (1.0 - frac) + f64::from(self.season[b1]) * frac;
 
         let predictions = [
             self.last,
@@ -322,8 +327,12 @@ impl Detector {
         // winsorized to `WINSOR_SPANS` ranges beyond the remembered range: a lone absurd value
         // cannot drag them for long, while a real shift is still reached, as the range at least
         // doubles per sample.
-        let xw = x.max(self.lo - WINSOR_SPANS * span).min(self.hi + WINSOR_SPANS * span);
-        let x = x.max(self.lo - PREDICT_SPANS * span).min(self.hi + PREDICT_SPANS * span);
+        let xw = x
+            .max(self.lo - WINSOR_SPANS * span)
+            .min(self.hi + WINSOR_SPANS * span);
+        let x = x
+            .max(self.lo - PREDICT_SPANS * span)
+            .min(self.hi + PREDICT_SPANS * span);
         self.h_surprise.add(surprise, p.forget);
         self.h_short.add(short, p.forget);
         self.short = short;
@@ -340,15 +349,17 @@ impl Detector {
         self.fast += p.fast_alpha * (x - self.fast);
         self.slow += p.slow_alpha * (xw - self.slow);
         let prev_level = self.holt_level;
-        self.holt_level += p.fast_alpha * (x - (self.holt_level + self.holt_trend)) + self.holt_trend;
-        self.holt_trend += TREND_GAIN * p.fast_alpha * ((self.holt_level - prev_level) - self.holt_trend);
+        self.holt_level +=
+            p.fast_alpha * (x - (self.holt_level + self.holt_trend)) + self.holt_trend;
+        self.holt_trend +=
+            TREND_GAIN * p.fast_alpha * ((self.holt_level - prev_level) - self.holt_trend);
         self.season_level += p.fast_alpha * (x - seasonal - self.season_level);
         let detrended = x - self.season_level;
         let a = p.season_alpha;
         for (bin, weight) in [(b0, 1.0 - frac), (b1, frac)] {
             let old = f64::from(self.season[bin]);
             let new = old + a * weight * (detrended - old);
-            self.season[bin] = new.max(-F32_LIMIT).min(F32_LIMIT) as f32;
+            self.season[bin] = new.clamp(-F32_LIMIT, F32_LIMIT) as f32;
         }
         self.abs_mean += p.slow_alpha * (xw.abs() - self.abs_mean);
         self.abs_change += VOL_RATE * p.slow_alpha * ((xw - self.last).abs() - self.abs_change);
@@ -358,7 +369,11 @@ impl Detector {
         self.last = x;
         self.n += 1;
 
-        let score = if evidence > self.alarm { 1.0 - (-evidence).exp() } else { 0.0 };
+        let score = if evidence > self.alarm {
+            1.0 - (-evidence).exp()
+        } else {
+            0.0
+        };
         self.alarm = (self.alarm * p.alarm_decay).max(evidence);
         score
     }
@@ -389,11 +404,17 @@ mod tests {
 
     fn run(values: &[f64]) -> Vec<f64> {
         let mut d = Detector::new(&DetectorParams::default());
-        values.iter().enumerate().map(|(i, v)| d.observe(i as i64 * FIVE_MIN_MS, *v)).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| d.observe(i as i64 * FIVE_MIN_MS, *v))
+            .collect()
     }
 
     fn alarms(scores: &[f64]) -> Vec<usize> {
-        (0..scores.len()).filter(|&i| scores[i] >= DEFAULT_ANOMALY_THRESHOLD).collect()
+        (0..scores.len())
+            .filter(|&i| scores[i] >= DEFAULT_ANOMALY_THRESHOLD)
+            .collect()
     }
 
     fn noisy(n: usize, seed: u64, level: f64, sd: f64) -> Vec<f64> {
@@ -407,7 +428,10 @@ mod tests {
         (0..n)
             .map(|i| {
                 let day = i as f64 / 288.0;
-                100.0 + 0.5 * day * 10.0 + 30.0 * (std::f64::consts::TAU * day).sin() + noise.normal()
+                100.0
+                    + 0.5 * day * 10.0
+                    + 30.0 * (std::f64::consts::TAU * day).sin()
+                    + noise.normal()
             })
             .collect()
     }
@@ -424,7 +448,7 @@ mod tests {
             }
         }
         values.extend(noisy(500, 3, 1e12, 1e11));
-        values.extend(std::iter::repeat(5.0).take(500));
+        values.extend([5.0; 500]);
         for s in run(&values) {
             assert!(s.is_finite() && (0.0..=1.0).contains(&s), "score {s}");
         }
@@ -475,7 +499,11 @@ mod tests {
         let d = Detector::new(&DetectorParams::default());
         // Every field is a scalar or a fixed array: no heap, so the struct size is the state.
         assert_eq!(d.state_bytes(), std::mem::size_of::<Detector>());
-        assert!(std::mem::size_of::<Detector>() <= 1024, "{} bytes", std::mem::size_of::<Detector>());
+        assert!(
+            std::mem::size_of::<Detector>() <= 1024,
+            "{} bytes",
+            std::mem::size_of::<Detector>()
+        );
     }
 
     #[test]
@@ -508,7 +536,10 @@ mod tests {
         }
         let scores = run(&values);
         let at_shift = scores[3000..3010].iter().copied().fold(0.0, f64::max);
-        assert!(at_shift >= DEFAULT_ANOMALY_THRESHOLD, "shift scored {at_shift}");
+        assert!(
+            at_shift >= DEFAULT_ANOMALY_THRESHOLD,
+            "shift scored {at_shift}"
+        );
         let later = alarms(&scores[3500..]);
         assert!(later.len() <= 2, "still alarming after adapting: {later:?}");
     }
@@ -520,8 +551,16 @@ mod tests {
         values[spike_at] += 25.0;
         let scores = run(&values);
         let steady = alarms(&scores[288 * 2..spike_at]);
-        assert!(steady.len() <= 3, "{} alarms on trend+season: {steady:?}", steady.len());
-        assert!(scores[spike_at] >= DEFAULT_ANOMALY_THRESHOLD, "spike scored {}", scores[spike_at]);
+        assert!(
+            steady.len() <= 3,
+            "{} alarms on trend+season: {steady:?}",
+            steady.len()
+        );
+        assert!(
+            scores[spike_at] >= DEFAULT_ANOMALY_THRESHOLD,
+            "spike scored {}",
+            scores[spike_at]
+        );
     }
 
     #[test]

@@ -94,12 +94,22 @@ pub fn run_nab_file(
     output: &Path,
     params: &DetectorParams,
 ) -> Result<NabSummary, NabError> {
-    let read_err = |source| NabError::Read { path: input.to_path_buf(), source };
-    let write_err = |source| NabError::Write { path: output.to_path_buf(), source };
+    let read_err = |source| NabError::Read {
+        path: input.to_path_buf(),
+        source,
+    };
+    let write_err = |source| NabError::Write {
+        path: output.to_path_buf(),
+        source,
+    };
     let reader = BufReader::new(File::open(input).map_err(read_err)?);
     let mut lines = reader.lines();
     let header = match lines.next() {
-        None => return Err(NabError::Empty { path: input.to_path_buf() }),
+        None => {
+            return Err(NabError::Empty {
+                path: input.to_path_buf(),
+            })
+        }
         Some(line) => line.map_err(read_err)?,
     };
     let header_fields: Vec<&str> = header.trim_start_matches('\u{feff}').split(',').collect();
@@ -107,12 +117,19 @@ pub fn run_nab_file(
         || header_fields[0].trim() != "timestamp"
         || header_fields[1].trim() != "value"
     {
-        return Err(NabError::BadHeader { path: input.to_path_buf(), found: header });
+        return Err(NabError::BadHeader {
+            path: input.to_path_buf(),
+            found: header,
+        });
     }
     let mut out = BufWriter::new(File::create(output).map_err(write_err)?);
     writeln!(out, "timestamp,value,anomaly_score").map_err(write_err)?;
     let mut detector = Detector::new(params);
-    let mut summary = NabSummary { rows: 0, max_score: 0.0, alarms: 0 };
+    let mut summary = NabSummary {
+        rows: 0,
+        max_score: 0.0,
+        alarms: 0,
+    };
     for (idx, line) in lines.enumerate() {
         let line_no = idx + 2;
         let line = line.map_err(read_err)?;
@@ -122,7 +139,11 @@ pub fn run_nab_file(
         let (ts_text, value_text) = match line.split_once(',') {
             Some((t, v)) if !v.contains(',') => (t.trim(), v.trim()),
             _ => {
-                return Err(NabError::BadRow { path: input.to_path_buf(), line: line_no, found: line })
+                return Err(NabError::BadRow {
+                    path: input.to_path_buf(),
+                    line: line_no,
+                    found: line,
+                })
             }
         };
         let ts = parse_nab_timestamp(ts_text).ok_or_else(|| NabError::BadTimestamp {
@@ -225,10 +246,28 @@ mod tests {
     #[test]
     fn timestamps_parse_as_utc() {
         assert_eq!(parse_nab_timestamp("1970-01-01 00:00:00"), Some(0));
-        assert_eq!(parse_nab_timestamp("2014-04-01 00:00:00"), Some(1_396_310_400_000));
-        assert_eq!(parse_nab_timestamp("2014-04-01T00:00:01.5"), Some(1_396_310_401_500));
-        assert_eq!(parse_nab_timestamp("2016-02-29 23:59:59.000000"), Some(1_456_790_399_000));
-        for bad in ["", "2014-04-01", "2014-13-01 00:00:00", "2015-02-29 00:00:00", "2014-04-01 24:00:00", "2014-04-01 00:00:00.", "2014-04-01 00:00:0x", "+014-04-01 00:00:00"] {
+        assert_eq!(
+            parse_nab_timestamp("2014-04-01 00:00:00"),
+            Some(1_396_310_400_000)
+        );
+        assert_eq!(
+            parse_nab_timestamp("2014-04-01T00:00:01.5"),
+            Some(1_396_310_401_500)
+        );
+        assert_eq!(
+            parse_nab_timestamp("2016-02-29 23:59:59.000000"),
+            Some(1_456_790_399_000)
+        );
+        for bad in [
+            "",
+            "2014-04-01",
+            "2014-13-01 00:00:00",
+            "2015-02-29 00:00:00",
+            "2014-04-01 24:00:00",
+            "2014-04-01 00:00:00.",
+            "2014-04-01 00:00:0x",
+            "+014-04-01 00:00:00",
+        ] {
             assert_eq!(parse_nab_timestamp(bad), None, "{bad}");
         }
     }
@@ -241,7 +280,11 @@ mod tests {
         let mut text = String::from("timestamp,value\n");
         for i in 0..500 {
             let v = if i == 400 { 100.0 } else { (i % 7) as f64 };
-            text.push_str(&format!("2014-04-01 {:02}:{:02}:00,{v}\n", (i / 60) % 24, i % 60));
+            text.push_str(&format!(
+                "2014-04-01 {:02}:{:02}:00,{v}\n",
+                (i / 60) % 24,
+                i % 60
+            ));
         }
         std::fs::write(&input, text).expect("write input");
         let summary = run_nab_file(&input, &output, &DetectorParams::default()).expect("run");
@@ -266,10 +309,22 @@ mod tests {
         let cases = [
             ("", "empty file"),
             ("time,value\n", "line 1: expected the header"),
-            ("timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00\n", "line 3: expected `timestamp,value`"),
-            ("timestamp,value\n2014-04-01 00:00:00,1,2\n", "line 2: expected"),
-            ("timestamp,value\n2014-04-01 00:00:00,1\n01/04/2014,2\n", "line 3: bad timestamp `01/04/2014`"),
-            ("timestamp,value\n2014-04-01 00:00:00,abc\n", "line 2: bad value `abc`"),
+            (
+                "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:05:00\n",
+                "line 3: expected `timestamp,value`",
+            ),
+            (
+                "timestamp,value\n2014-04-01 00:00:00,1,2\n",
+                "line 2: expected",
+            ),
+            (
+                "timestamp,value\n2014-04-01 00:00:00,1\n01/04/2014,2\n",
+                "line 3: bad timestamp `01/04/2014`",
+            ),
+            (
+                "timestamp,value\n2014-04-01 00:00:00,abc\n",
+                "line 2: bad value `abc`",
+            ),
         ];
         for (i, (text, want)) in cases.iter().enumerate() {
             let input = dir.join(format!("in{i}.csv"));
@@ -278,7 +333,10 @@ mod tests {
                 .expect_err("bad input must fail")
                 .to_string();
             assert!(err.contains(want), "case {i}: {err}");
-            assert!(err.contains(&input.display().to_string()), "case {i}: {err}");
+            assert!(
+                err.contains(&input.display().to_string()),
+                "case {i}: {err}"
+            );
         }
         let missing = run_nab_file(&dir.join("nope.csv"), &output, &DetectorParams::default())
             .expect_err("missing input");
