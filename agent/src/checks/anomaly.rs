@@ -88,6 +88,41 @@ impl Default for DetectorParams {
     }
 }
 
+impl DetectorParams {
+    /// These parameters forced into their meaningful ranges (smoothing factors and rates in
+    /// (0, 1], positive sizes), so no choice can make the state non-finite.
+    fn sanitized(&self) -> Self {
+        let rate = |r: f64, max: f64| {
+            if r.is_finite() {
+                r.clamp(1e-9, max)
+            } else {
+                max
+            }
+        };
+        let positive = |v: f64, default: f64| if v.is_finite() && v > 0.0 { v } else { default };
+        let d = Self::default();
+        Self {
+            fast_alpha: rate(self.fast_alpha, 1.0),
+            slow_alpha: rate(self.slow_alpha, 1.0),
+            scale_alpha: rate(self.scale_alpha, 1.0),
+            season_alpha: rate(self.season_alpha, 1.0),
+            scale_clip: positive(self.scale_clip, d.scale_clip),
+            vol_floor: positive(self.vol_floor, d.vol_floor),
+            short_alpha: rate(self.short_alpha, 1.0),
+            forget: rate(self.forget, 0.5),
+            tail_mass: rate(self.tail_mass, 0.5),
+            prior_weight: positive(self.prior_weight, d.prior_weight),
+            range_tol: positive(self.range_tol, d.range_tol),
+            alarm_decay: if self.alarm_decay.is_finite() {
+                self.alarm_decay.clamp(0.0, 1.0)
+            } else {
+                d.alarm_decay
+            },
+            warmup: self.warmup,
+        }
+    }
+}
+
 /// Number of predictors in the ensemble.
 const N_PRED: usize = 5;
 /// Seasonal bins per day.
@@ -107,6 +142,9 @@ const WINSOR_SPANS: f64 = 4.0;
 const PREDICT_SPANS: f64 = 1e3;
 /// Largest magnitude stored in an `f32` field.
 const F32_LIMIT: f64 = f32::MAX as f64;
+/// Evidence is capped at `-ln` of this, so one absurd sample cannot silence later alarms for
+/// long through the decaying alarm level (scores saturate at 1.0 well before it anyway).
+const MIN_PROBABILITY: f64 = 1e-20;
 /// Largest magnitude fed to the state.
 const VALUE_LIMIT: f64 = 1e30;
 
@@ -230,7 +268,7 @@ impl Detector {
     /// A fresh detector using `params`.
     pub fn new(params: &DetectorParams) -> Self {
         Self {
-            params: params.clone(),
+            params: params.sanitized(),
             n: 0,
             last: 0.0,
             fast: 0.0,
@@ -320,7 +358,7 @@ impl Detector {
                 .tail(surprise, p)
                 .min(self.h_short.tail(short, p))
                 .min(p_range);
-            evidence = -p_min.clamp(1e-300, 1.0).ln();
+            evidence = -p_min.clamp(MIN_PROBABILITY, 1.0).ln();
         }
 
         // Learn from the sample only after scoring it. The levels learn from the value
@@ -492,6 +530,32 @@ mod tests {
         assert!(!state.contains("NaN") && !state.contains("inf"), "{state}");
         let s = d.observe(3000 * FIVE_MIN_MS, 1e6);
         assert!(s >= DEFAULT_ANOMALY_THRESHOLD, "{s}");
+    }
+
+    #[test]
+    fn nonsense_parameters_cannot_break_the_state() {
+        let bad = DetectorParams {
+            fast_alpha: f64::NAN,
+            slow_alpha: 0.0,
+            scale_alpha: -1.0,
+            season_alpha: 7.0,
+            scale_clip: 0.0,
+            vol_floor: f64::INFINITY,
+            short_alpha: f64::NEG_INFINITY,
+            forget: 1.0,
+            tail_mass: 0.0,
+            prior_weight: -3.0,
+            range_tol: f64::NAN,
+            alarm_decay: 2.0,
+            warmup: 0,
+        };
+        let mut d = Detector::new(&bad);
+        for (i, v) in seasonal(2000, 3).iter().enumerate() {
+            let s = d.observe(i as i64 * FIVE_MIN_MS, *v);
+            assert!(s.is_finite() && (0.0..=1.0).contains(&s), "sample {i}: {s}");
+        }
+        let state = format!("{d:?}");
+        assert!(!state.contains("NaN") && !state.contains("inf"), "{state}");
     }
 
     #[test]
