@@ -1,0 +1,512 @@
+//! The in-memory head: every active series with its recent samples in Gorilla chunks (sealed
+//! chunks plus one open chunk), a small sorted buffer for accepted out-of-order samples, and
+//! the postings index over the series' labels. Only the storage's writer thread mutates the
+//! head; readers take short read locks and copy chunk references out before decoding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use vigil_shared::model::Labels;
+
+use super::chunk::{ChunkAppender, ChunkError, SAMPLES_PER_CHUNK};
+use super::matcher::Matcher;
+use super::postings::Postings;
+
+/// Hasher for `u32` series ids (already unique; a multiply spreads them over buckets).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// An immutable compressed chunk.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedChunk {
+    pub data: Arc<[u8]>,
+    pub mint: i64,
+    pub maxt: i64,
+    pub count: u16,
+}
+
+/// One series in the head.
+#[derive(Debug)]
+pub(crate) struct MemSeries {
+    pub labels: Arc<Labels>,
+    pub sealed: Vec<SealedChunk>,
+    pub open: Option<ChunkAppender>,
+    /// Accepted out-of-order samples, older than `max_t`.
+    pub ooo: BTreeMap<i64, u64>,
+    /// Highest in-order timestamp ever appended (`i64::MIN` when none).
+    pub max_t: i64,
+    /// Value bits of the sample at `max_t`.
+    pub last_bits: u64,
+}
+
+impl MemSeries {
+    fn new(labels: Arc<Labels>) -> Self {
+        MemSeries {
+            labels,
+            sealed: Vec::new(),
+            open: None,
+            ooo: BTreeMap::new(),
+            max_t: i64::MIN,
+            last_bits: 0,
+        }
+    }
+
+    /// Smallest timestamp held (for range checks), if any sample is held.
+    pub fn min_time(&self) -> Option<i64> {
+        let chunk_min = self.sealed.first().map(|c| c.mint).or_else(|| {
+            self.open
+                .as_ref()
+                .filter(|o| o.count() > 0)
+                .map(|o| o.mint())
+        });
+        let ooo_min = self.ooo.keys().next().copied();
+        match (chunk_min, ooo_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Largest timestamp held, if any.
+    pub fn max_time(&self) -> Option<i64> {
+        let chunk_max = self
+            .open
+            .as_ref()
+            .filter(|o| o.count() > 0)
+            .map(|o| o.maxt())
+            .or_else(|| self.sealed.last().map(|c| c.maxt));
+        let ooo_max = self.ooo.keys().next_back().copied();
+        match (chunk_max, ooo_max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        match (self.min_time(), self.max_time()) {
+            (Some(lo), Some(hi)) => lo <= end && hi >= start,
+            _ => false,
+        }
+    }
+
+    /// Number of samples held.
+    pub fn sample_count(&self) -> u64 {
+        self.sealed.iter().map(|c| u64::from(c.count)).sum::<u64>()
+            + self.open.as_ref().map_or(0, |o| u64::from(o.count()))
+            + self.ooo.len() as u64
+    }
+
+    /// The value bits stored at `t` in the in-order chunks, if any.
+    fn in_order_value_at(&self, t: i64) -> Result<Option<u64>, ChunkError> {
+        let find = |bytes: &[u8]| -> Result<Option<u64>, ChunkError> {
+            for s in super::chunk::ChunkIter::new(bytes)? {
+                let (st, v) = s?;
+                if st == t {
+                    return Ok(Some(v));
+                }
+                if st > t {
+                    break;
+                }
+            }
+            Ok(None)
+        };
+        if let Some(o) = self.open.as_ref().filter(|o| o.count() > 0) {
+            if o.mint() <= t && t <= o.maxt() {
+                return find(o.bytes());
+            }
+        }
+        for c in &self.sealed {
+            if c.mint <= t && t <= c.maxt {
+                return find(&c.data);
+            }
+        }
+        Ok(None)
+    }
+
+    fn seal_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            if open.count() > 0 {
+                let (mint, maxt, count) = (open.mint(), open.maxt(), open.count());
+                self.sealed.push(SealedChunk {
+                    data: Arc::from(open.into_bytes()),
+                    mint,
+                    maxt,
+                    count,
+                });
+            }
+        }
+    }
+}
+
+/// What happened to one appended sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SampleOutcome {
+    /// Stored.
+    Appended,
+    /// An identical sample (same timestamp, same value bits) was already stored: ignored.
+    Duplicate,
+    /// A different value was already stored at that timestamp: rejected.
+    DuplicateTimestamp,
+    /// Older than the series' newest sample by more than the out-of-order window: rejected.
+    OutOfOrder,
+    /// Older than the retention period: rejected.
+    TooOld,
+}
+
+/// Tallies of [`SampleOutcome`]s.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SampleCounts {
+    /// Samples stored.
+    pub appended: u64,
+    /// Identical samples ignored.
+    pub duplicate: u64,
+    /// Samples rejected because another value exists at the same timestamp.
+    pub duplicate_timestamp: u64,
+    /// Samples rejected as out of order.
+    pub out_of_order: u64,
+    /// Samples rejected as older than retention.
+    pub too_old: u64,
+}
+
+impl SampleCounts {
+    pub(crate) fn add(&mut self, o: SampleOutcome) {
+        match o {
+            SampleOutcome::Appended => self.appended += 1,
+            SampleOutcome::Duplicate => self.duplicate += 1,
+            SampleOutcome::DuplicateTimestamp => self.duplicate_timestamp += 1,
+            SampleOutcome::OutOfOrder => self.out_of_order += 1,
+            SampleOutcome::TooOld => self.too_old += 1,
+        }
+    }
+}
+
+/// A consistent copy of one series' head data, decoded outside the lock.
+#[derive(Debug)]
+pub(crate) struct SeriesSnapshot {
+    pub labels: Arc<Labels>,
+    pub chunks: Vec<Arc<[u8]>>,
+    pub open: Option<Vec<u8>>,
+    pub ooo: Vec<(i64, u64)>,
+}
+
+/// The head: series by id, by labels, and the postings index.
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    series: IdMap<MemSeries>,
+    by_labels: HashMap<Arc<Labels>, u32>,
+    postings: Postings,
+    next_id: u32,
+    samples: u64,
+}
+
+impl Head {
+    /// Number of series.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Samples held in memory.
+    pub fn sample_count(&self) -> u64 {
+        self.samples
+    }
+
+    /// The id of the series with these labels, if it exists.
+    pub fn lookup(&self, labels: &Labels) -> Option<u32> {
+        self.by_labels.get(labels).copied()
+    }
+
+    /// The id of the series with these labels, creating it when new.
+    pub fn get_or_create(&mut self, labels: &Labels) -> u32 {
+        if let Some(&id) = self.by_labels.get(labels) {
+            return id;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let labels = Arc::new(labels.clone());
+        self.postings.add(id, &labels);
+        self.by_labels.insert(labels.clone(), id);
+        self.series.insert(id, MemSeries::new(labels));
+        id
+    }
+
+    /// Appends one sample to series `id`. Samples older than `min_valid_t` are too old; samples
+    /// up to `ooo_window_ms` older than the series' newest sample are kept out of order.
+    pub fn append(
+        &mut self,
+        id: u32,
+        t: i64,
+        bits: u64,
+        ooo_window_ms: i64,
+        min_valid_t: i64,
+    ) -> SampleOutcome {
+        let Some(s) = self.series.get_mut(&id) else {
+            return SampleOutcome::OutOfOrder;
+        };
+        if t < min_valid_t {
+            return SampleOutcome::TooOld;
+        }
+        if s.max_t == i64::MIN || t > s.max_t {
+            let full = s
+                .open
+                .as_ref()
+                .is_some_and(|o| o.count() >= SAMPLES_PER_CHUNK);
+            if full {
+                s.seal_open();
+            }
+            s.open
+                .get_or_insert_with(ChunkAppender::new)
+                .append(t, bits);
+            s.max_t = t;
+            s.last_bits = bits;
+            self.samples += 1;
+            return SampleOutcome::Appended;
+        }
+        if t == s.max_t {
+            return if bits == s.last_bits {
+                SampleOutcome::Duplicate
+            } else {
+                SampleOutcome::DuplicateTimestamp
+            };
+        }
+        if ooo_window_ms <= 0 || t < s.max_t.saturating_sub(ooo_window_ms) {
+            return SampleOutcome::OutOfOrder;
+        }
+        let existing = match s.ooo.get(&t) {
+            Some(&v) => Some(v),
+            // A chunk that fails to decode cannot hold a usable sample at `t`.
+            None => s.in_order_value_at(t).ok().flatten(),
+        };
+        match existing {
+            Some(v) if v == bits => SampleOutcome::Duplicate,
+            Some(_) => SampleOutcome::DuplicateTimestamp,
+            None => {
+                s.ooo.insert(t, bits);
+                self.samples += 1;
+                SampleOutcome::Appended
+            }
+        }
+    }
+
+    /// Ids of series matching `matchers` with samples in `[start, end]`.
+    pub fn ids_in_range(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<u32> {
+        self.postings
+            .select(matchers)
+            .into_iter()
+            .filter(|id| self.series.get(id).is_some_and(|s| s.overlaps(start, end)))
+            .collect()
+    }
+
+    /// Labels of series `id`.
+    pub fn labels(&self, id: u32) -> Option<&Arc<Labels>> {
+        self.series.get(&id).map(|s| &s.labels)
+    }
+
+    /// Copies the chunk references of the matching series overlapping `[start, end]`.
+    pub fn snapshot(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<SeriesSnapshot> {
+        let mut out = Vec::new();
+        for id in self.ids_in_range(matchers, start, end) {
+            let Some(s) = self.series.get(&id) else {
+                continue;
+            };
+            out.push(SeriesSnapshot {
+                labels: s.labels.clone(),
+                chunks: s
+                    .sealed
+                    .iter()
+                    .filter(|c| c.mint <= end && c.maxt >= start)
+                    .map(|c| c.data.clone())
+                    .collect(),
+                open: s
+                    .open
+                    .as_ref()
+                    .filter(|o| o.count() > 0 && o.mint() <= end && o.maxt() >= start)
+                    .map(|o| o.bytes().to_vec()),
+                ooo: s.ooo.range(start..=end).map(|(&t, &v)| (t, v)).collect(),
+            });
+        }
+        out
+    }
+
+    /// Iterates every series (for checkpoints).
+    pub fn iter(&self) -> impl Iterator<Item = &MemSeries> {
+        let mut ids: Vec<&u32> = self.series.keys().collect();
+        ids.sort_unstable();
+        ids.into_iter().filter_map(|id| self.series.get(id))
+    }
+
+    /// Restores a series from a checkpoint.
+    pub fn restore(
+        &mut self,
+        labels: &Labels,
+        sealed: Vec<SealedChunk>,
+        open: Option<ChunkAppender>,
+        ooo: BTreeMap<i64, u64>,
+        max_t: i64,
+        last_bits: u64,
+    ) {
+        let id = self.get_or_create(labels);
+        if let Some(s) = self.series.get_mut(&id) {
+            s.sealed = sealed;
+            s.open = open;
+            s.ooo = ooo;
+            s.max_t = max_t;
+            s.last_bits = last_bits;
+            self.samples += s.sample_count();
+        }
+    }
+
+    /// Drops samples older than `cutoff` (whole chunks only, so a chunk straddling the cutoff
+    /// is kept until all of it has expired), and series left with nothing whose newest sample
+    /// is older than `cutoff`. Returns the number of series removed.
+    pub fn truncate_before(&mut self, cutoff: i64) -> usize {
+        let mut removed_ids = Vec::new();
+        let mut dropped = 0u64;
+        for (&id, s) in self.series.iter_mut() {
+            s.sealed.retain(|c| {
+                let keep = c.maxt >= cutoff;
+                if !keep {
+                    dropped += u64::from(c.count);
+                }
+                keep
+            });
+            if s.open
+                .as_ref()
+                .is_some_and(|o| o.count() > 0 && o.maxt() < cutoff)
+            {
+                dropped += s.open.as_ref().map_or(0, |o| u64::from(o.count()));
+                s.open = None;
+            }
+            let keep_ooo = s.ooo.split_off(&cutoff);
+            dropped += s.ooo.len() as u64;
+            s.ooo = keep_ooo;
+            if s.sample_count() == 0 && s.max_t < cutoff {
+                removed_ids.push(id);
+            }
+        }
+        self.samples = self.samples.saturating_sub(dropped);
+        self.remove_series(&removed_ids);
+        removed_ids.len()
+    }
+
+    fn remove_series(&mut self, ids: &[u32]) {
+        let removed: Vec<MemSeries> = ids.iter().filter_map(|id| self.series.remove(id)).collect();
+        for s in &removed {
+            self.by_labels.remove(&*s.labels);
+        }
+        let pairs: Vec<(u32, &Labels)> = ids
+            .iter()
+            .zip(removed.iter())
+            .map(|(id, s)| (*id, &*s.labels))
+            .collect();
+        self.postings.remove(&pairs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALE: u64 = 0x7ff0_0000_0000_0002;
+
+    fn points(h: &Head, labels: &Labels) -> Vec<(i64, u64)> {
+        let snaps = h.snapshot(
+            &[Matcher::equal("__name__", labels.name())],
+            i64::MIN,
+            i64::MAX,
+        );
+        let s = snaps.iter().find(|s| *s.labels == *labels).unwrap();
+        let mut out = Vec::new();
+        for c in &s.chunks {
+            super::super::chunk::decode_range(c, i64::MIN, i64::MAX, &mut out).unwrap();
+        }
+        if let Some(o) = &s.open {
+            super::super::chunk::decode_range(o, i64::MIN, i64::MAX, &mut out).unwrap();
+        }
+        out.extend(s.ooo.iter().copied());
+        out.sort_by_key(|p| p.0);
+        out
+    }
+
+    #[test]
+    fn out_of_order_window_accepts_recent_and_rejects_old_samples() {
+        let mut h = Head::default();
+        let l = Labels::metric("m", &[]);
+        let id = h.get_or_create(&l);
+        let one = 1.0f64.to_bits();
+        assert_eq!(h.append(id, 10_000, one, 0, 0), SampleOutcome::Appended);
+        assert_eq!(h.append(id, 9_000, one, 0, 0), SampleOutcome::OutOfOrder);
+        assert_eq!(h.append(id, 10_000, one, 0, 0), SampleOutcome::Duplicate);
+        assert_eq!(
+            h.append(id, 10_000, 2.0f64.to_bits(), 0, 0),
+            SampleOutcome::DuplicateTimestamp
+        );
+        // With a 5s window.
+        assert_eq!(h.append(id, 6_000, one, 5_000, 0), SampleOutcome::Appended);
+        assert_eq!(h.append(id, 6_000, one, 5_000, 0), SampleOutcome::Duplicate);
+        assert_eq!(
+            h.append(id, 6_000, 3.0f64.to_bits(), 5_000, 0),
+            SampleOutcome::DuplicateTimestamp
+        );
+        assert_eq!(
+            h.append(id, 4_999, one, 5_000, 0),
+            SampleOutcome::OutOfOrder
+        );
+        assert_eq!(h.append(id, 11_000, one, 5_000, 0), SampleOutcome::Appended);
+        assert_eq!(
+            h.append(id, 10_000, one, 5_000, 0),
+            SampleOutcome::Duplicate
+        );
+        assert_eq!(
+            h.append(id, 10_000, STALE, 5_000, 0),
+            SampleOutcome::DuplicateTimestamp
+        );
+        assert_eq!(h.append(id, 100, one, 0, 1_000), SampleOutcome::TooOld);
+        assert_eq!(
+            points(&h, &l),
+            vec![(6_000, one), (10_000, one), (11_000, one)]
+        );
+        assert_eq!(h.sample_count(), 3);
+    }
+
+    #[test]
+    fn chunks_seal_and_truncation_drops_whole_chunks_and_empty_series() {
+        let mut h = Head::default();
+        let a = Labels::metric("a", &[]);
+        let b = Labels::metric("b", &[]);
+        let ia = h.get_or_create(&a);
+        let ib = h.get_or_create(&b);
+        for t in 0..300i64 {
+            assert_eq!(
+                h.append(ia, t * 1000, (t as f64).to_bits(), 0, 0),
+                SampleOutcome::Appended
+            );
+        }
+        h.append(ib, 5, STALE, 0, 0);
+        assert_eq!(points(&h, &a).len(), 300);
+        assert_eq!(points(&h, &b), vec![(5, STALE)]);
+        assert_eq!(h.sample_count(), 301);
+        // Chunk 0 covers 0..=119s, chunk 1 120..=239s, open 240..=299s.
+        assert_eq!(h.truncate_before(150_000), 1);
+        assert_eq!(h.series_count(), 1);
+        assert_eq!(points(&h, &a).first().unwrap().0, 120_000);
+        assert_eq!(h.sample_count(), 180);
+        assert!(h.lookup(&b).is_none());
+        assert_eq!(h.ids_in_range(&[], 0, i64::MAX), vec![ia]);
+    }
+}
