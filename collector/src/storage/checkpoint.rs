@@ -18,7 +18,7 @@ use super::encoding::{Dec, DecodeError, Enc};
 use super::head::{Head, SealedChunk};
 use super::wal::sync_dir;
 
-const MAGIC: &[u8; 8] = b"VGCKPT01";
+const MAGIC: &[u8; 8] = b"VGCKPT02";
 const PREFIX: &str = "checkpoint.";
 
 /// Dedupe state and counters of one (agent, stream).
@@ -51,6 +51,8 @@ pub(crate) struct SeriesRecord {
 pub(crate) struct Checkpoint {
     /// Replay resumes at this WAL segment.
     pub next_segment: u64,
+    /// Head data before this time has been compacted into blocks.
+    pub compacted_before: i64,
     pub blocks: Vec<String>,
     pub streams: Vec<StreamRecord>,
     pub events: Vec<(String, Event)>,
@@ -60,6 +62,7 @@ pub(crate) struct Checkpoint {
 /// Encodes a checkpoint straight from the live structures.
 pub(crate) fn encode(
     next_segment: u64,
+    compacted_before: i64,
     blocks: &[String],
     streams: &[StreamRecord],
     events: &[(String, Event)],
@@ -68,6 +71,7 @@ pub(crate) fn encode(
     let mut e = Enc::with_capacity(1 << 16);
     e.buf.extend_from_slice(MAGIC);
     e.uvarint(next_segment);
+    e.varint(compacted_before);
     e.uvarint(blocks.len() as u64);
     for b in blocks {
         e.str(b);
@@ -133,6 +137,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
     let mut d = Dec::new(body);
     let mut ck = Checkpoint {
         next_segment: d.uvarint()?,
+        compacted_before: d.varint()?,
         ..Default::default()
     };
     for _ in 0..d.len()? {
@@ -247,12 +252,14 @@ pub(crate) fn write(dir: &Path, next_segment: u64, bytes: &[u8]) -> io::Result<(
     Ok(())
 }
 
-/// Loads the newest readable checkpoint, if any. An unreadable one is logged and skipped.
-pub(crate) fn load_latest(dir: &Path) -> io::Result<Option<Checkpoint>> {
+/// Loads the newest readable checkpoint, if any. An unreadable one is logged and skipped;
+/// the flag says whether that happened (then blocks it may have listed must be kept).
+pub(crate) fn load_latest(dir: &Path) -> io::Result<(Option<Checkpoint>, bool)> {
+    let mut skipped = false;
     for (i, path) in list(dir)? {
         let bytes = fs::read(&path)?;
         match decode(&bytes) {
-            Ok(ck) if ck.next_segment == i => return Ok(Some(ck)),
+            Ok(ck) if ck.next_segment == i => return Ok((Some(ck), skipped)),
             Ok(_) => tracing::warn!(
                 path = %path.display(),
                 "checkpoint names a different WAL segment than its file name; skipping it"
@@ -263,8 +270,9 @@ pub(crate) fn load_latest(dir: &Path) -> io::Result<Option<Checkpoint>> {
                 "checkpoint is unreadable; falling back to an older one (data it covered may be lost)"
             ),
         }
+        skipped = true;
     }
-    Ok(None)
+    Ok((None, skipped))
 }
 
 #[cfg(test)]
@@ -299,9 +307,10 @@ mod tests {
                 fields: vec![("score".into(), "3.2".into())],
             },
         )];
-        let bytes = encode(7, &["b1".into()], &streams, &events, &head);
+        let bytes = encode(7, -5, &["b1".into()], &streams, &events, &head);
         let ck = decode(&bytes).unwrap();
         assert_eq!(ck.next_segment, 7);
+        assert_eq!(ck.compacted_before, -5);
         assert_eq!(ck.blocks, vec!["b1".to_string()]);
         assert_eq!(ck.streams, streams);
         assert_eq!(ck.events, events);
@@ -319,8 +328,9 @@ mod tests {
         newer[20] ^= 1;
         fs::write(checkpoint_path(tmp.path(), 9), &newer).unwrap();
         // The corrupt newer one is skipped, the older one loads.
-        let ck = load_latest(tmp.path()).unwrap().unwrap();
-        assert_eq!(ck.next_segment, 7);
+        let (ck, skipped) = load_latest(tmp.path()).unwrap();
+        assert!(skipped);
+        assert_eq!(ck.unwrap().next_segment, 7);
         for cut in [0, 5, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode(&bytes[..cut]).is_err());
         }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use vigil_shared::model::Labels;
 
+use super::block::{encode_samples, RawChunk, SeriesChunks};
 use super::chunk::{ChunkAppender, ChunkError, SAMPLES_PER_CHUNK};
 use super::matcher::Matcher;
 use super::postings::Postings;
@@ -371,6 +372,57 @@ impl Head {
         }
     }
 
+    /// Seals every open chunk whose newest sample is older than `cutoff`, so compaction can
+    /// move it out of the head.
+    pub fn seal_before(&mut self, cutoff: i64) {
+        for s in self.series.values_mut() {
+            if s.open
+                .as_ref()
+                .is_some_and(|o| o.count() > 0 && o.maxt() < cutoff)
+            {
+                s.seal_open();
+            }
+        }
+    }
+
+    /// Copies out what [`Head::truncate_before`] would drop for `cutoff`: sealed chunks ending
+    /// before it and out-of-order samples before it, grouped by `range_ms`-aligned window of
+    /// their start time (one block per window).
+    pub fn collect_before(&self, cutoff: i64, range_ms: i64) -> BTreeMap<i64, Vec<SeriesChunks>> {
+        let range_ms = range_ms.max(1);
+        let mut out: BTreeMap<i64, Vec<SeriesChunks>> = BTreeMap::new();
+        for s in self.iter() {
+            let mut per_window: BTreeMap<i64, Vec<RawChunk>> = BTreeMap::new();
+            for c in s.sealed.iter().filter(|c| c.maxt < cutoff) {
+                per_window
+                    .entry(c.mint.div_euclid(range_ms))
+                    .or_default()
+                    .push((c.mint, c.maxt, c.data.clone()));
+            }
+            let old: Vec<(i64, u64)> = s.ooo.range(..cutoff).map(|(&t, &v)| (t, v)).collect();
+            let mut start = 0;
+            while start < old.len() {
+                let w = old[start].0.div_euclid(range_ms);
+                let end = old[start..]
+                    .iter()
+                    .position(|p| p.0.div_euclid(range_ms) != w)
+                    .map_or(old.len(), |i| start + i);
+                per_window
+                    .entry(w)
+                    .or_default()
+                    .extend(encode_samples(&old[start..end]));
+                start = end;
+            }
+            for (w, chunks) in per_window {
+                out.entry(w).or_default().push(SeriesChunks {
+                    labels: s.labels.clone(),
+                    chunks,
+                });
+            }
+        }
+        out
+    }
+
     /// Drops samples older than `cutoff` (whole chunks only, so a chunk straddling the cutoff
     /// is kept until all of it has expired), and series left with nothing whose newest sample
     /// is older than `cutoff`. Returns the number of series removed.
@@ -508,5 +560,39 @@ mod tests {
         assert_eq!(h.sample_count(), 180);
         assert!(h.lookup(&b).is_none());
         assert_eq!(h.ids_in_range(&[], 0, i64::MAX), vec![ia]);
+    }
+
+    #[test]
+    fn collect_before_takes_exactly_what_truncate_before_drops() {
+        let mut h = Head::default();
+        let a = Labels::metric("a", &[]);
+        let ia = h.get_or_create(&a);
+        for t in 0..250i64 {
+            h.append(ia, 10_000 + t * 1000, (t as f64).to_bits(), 1_000_000, 0);
+        }
+        // Out-of-order samples in two windows.
+        h.append(ia, 500, 1, 1_000_000, 0);
+        h.append(ia, 9_000, 3, 1_000_000, 0);
+        let before = points(&h, &a);
+        let cutoff = 200_000;
+        h.seal_before(cutoff);
+        let groups = h.collect_before(cutoff, 5_000);
+        let mut moved = Vec::new();
+        for series in groups.values() {
+            for sc in series {
+                for (_, _, c) in &sc.chunks {
+                    super::super::chunk::decode_range(c, i64::MIN, i64::MAX, &mut moved).unwrap();
+                }
+            }
+        }
+        assert_eq!(groups.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+        h.truncate_before(cutoff);
+        let mut kept = points(&h, &a);
+        let n_moved = moved.len();
+        kept.extend(moved);
+        kept.sort_by_key(|p| p.0);
+        assert_eq!(kept, before);
+        assert_eq!(h.sample_count() as usize, before.len() - n_moved);
+        assert!(points(&h, &a).iter().all(|p| p.0 >= 10_000 + 120_000));
     }
 }

@@ -9,13 +9,18 @@
 //! batch's record holds the agent, stream, sequence and the payload bytes exactly as
 //! received, so the dedupe state and the data commit atomically and replay rebuilds both.
 //!
+//! Head data older than the compaction cutoff (wall clock minus half a block duration,
+//! aligned to the block duration) is moved into immutable block files; each compaction is
+//! followed by a checkpoint, which is the commit point that lists the live blocks.
+//!
 //! Layout of the data directory: `wal/<segment>` (WAL segments), `checkpoint.<segment>`
-//! (snapshot covering all segments before `<segment>`).
+//! (snapshot covering all segments before `<segment>`), `blocks/<n>.blk` (blocks).
 
 pub mod chunk;
 pub mod matcher;
 pub mod metrics;
 
+mod block;
 mod checkpoint;
 mod encoding;
 mod head;
@@ -24,7 +29,7 @@ mod postings;
 mod testutil;
 mod wal;
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +43,7 @@ pub use head::SampleCounts as AppendStats;
 pub use matcher::{matches_all, MatchOp, Matcher, MatcherError};
 pub use metrics::StorageMetrics;
 
+use block::Block;
 use checkpoint::StreamRecord;
 use head::{Head, SampleCounts};
 use wal::{Wal, WalRecord};
@@ -57,6 +63,9 @@ pub struct StorageOptions {
     /// A checkpoint is written once this much WAL has accumulated since the last one.
     /// Default 256 MiB.
     pub checkpoint_wal_bytes: u64,
+    /// Time span of one on-disk block; head data is compacted into blocks once it is older
+    /// than half this much past a block boundary. Default 2 h (as in Prometheus).
+    pub block_duration: Duration,
     /// A checkpoint is written at least this often when anything was written. Default 30 min.
     pub checkpoint_interval: Duration,
     /// Events kept for `recent_events`. Default 10 000.
@@ -73,6 +82,7 @@ impl Default for StorageOptions {
             out_of_order_window: Duration::ZERO,
             wal_segment_bytes: 64 << 20,
             checkpoint_wal_bytes: 256 << 20,
+            block_duration: Duration::from_secs(2 * 3600),
             checkpoint_interval: Duration::from_secs(30 * 60),
             max_events: 10_000,
             queue_depth: 4096,
@@ -169,6 +179,10 @@ pub struct StorageStats {
     pub agent_streams: usize,
     /// Checkpoints written since start.
     pub checkpoints: u64,
+    /// On-disk blocks.
+    pub blocks: usize,
+    /// Bytes of on-disk blocks.
+    pub block_bytes: u64,
 }
 
 /// Dedupe state and counters of one (agent, stream).
@@ -226,6 +240,8 @@ struct Delivery<'a> {
 /// State shared by the writer thread and readers.
 #[derive(Debug)]
 struct Shared {
+    /// Lock order: `blocks` before `head`.
+    blocks: RwLock<Vec<Arc<Block>>>,
     head: RwLock<Head>,
     streams: Mutex<HashMap<StreamKey, StreamState>>,
     events: Mutex<VecDeque<(String, Event)>>,
@@ -430,6 +446,9 @@ enum Request {
     Checkpoint {
         reply: Reply<()>,
     },
+    Compact {
+        reply: Reply<()>,
+    },
     Close {
         reply: Reply<()>,
     },
@@ -472,8 +491,43 @@ struct WalStats {
 const MAX_PAYLOAD_BYTES: usize = wal::MAX_RECORD_BYTES - 64 * 1024;
 /// A group stops collecting requests at this many payload bytes.
 const MAX_GROUP_BYTES: usize = 32 << 20;
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// The writer wakes at least this often to run maintenance.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Opens the blocks a checkpoint lists. Block files it does not list are leftovers of a
+/// compaction that crashed before its checkpoint (their data is still in the WAL) and are
+/// deleted — unless a newer checkpoint was unreadable, in which case they may be the only
+/// copy and are kept (duplicates with the head are merged away by queries).
+fn open_blocks(
+    blocks_dir: &Path,
+    listed: &[String],
+    keep_unlisted: bool,
+) -> Result<Vec<Arc<Block>>, StorageError> {
+    let on_disk = block::list(blocks_dir)
+        .map_err(|e| StorageError::io(format!("listing {}", blocks_dir.display()), e))?;
+    let mut out = Vec::new();
+    for name in &on_disk {
+        if !listed.contains(name) && !keep_unlisted {
+            tracing::info!(block = %name, "removing block left by an unfinished compaction");
+            if let Err(e) = std::fs::remove_file(block::path(blocks_dir, name)) {
+                tracing::warn!(block = %name, error = %e, "cannot remove unlisted block");
+            }
+            continue;
+        }
+        match Block::open(blocks_dir, name) {
+            Ok(b) => out.push(Arc::new(b)),
+            Err(e) => tracing::warn!(block = %name, error = %e, "skipping unreadable block"),
+        }
+    }
+    for name in listed {
+        if !on_disk.contains(name) {
+            tracing::warn!(block = %name, "block listed in the checkpoint is missing");
+        }
+    }
+    Ok(out)
+}
 
 fn validate_series(series: &[Series]) -> Result<(), StorageError> {
     for s in series {
@@ -490,9 +544,13 @@ impl Storage {
     /// writer thread.
     pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
         let wal_dir = dir.join("wal");
-        std::fs::create_dir_all(&wal_dir)
-            .map_err(|e| StorageError::io(format!("creating {}", wal_dir.display()), e))?;
+        let blocks_dir = dir.join("blocks");
+        for d in [&wal_dir, &blocks_dir] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| StorageError::io(format!("creating {}", d.display()), e))?;
+        }
         let shared = Arc::new(Shared {
+            blocks: RwLock::new(Vec::new()),
             head: RwLock::new(Head::default()),
             streams: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
@@ -500,85 +558,101 @@ impl Storage {
             opts: opts.clone(),
         });
         let now = now_ms();
-        let ck = checkpoint::load_latest(dir).map_err(|e| {
+        let (ck, skipped_checkpoint) = checkpoint::load_latest(dir).map_err(|e| {
             StorageError::io(format!("reading checkpoints in {}", dir.display()), e)
         })?;
         let mut from_segment = 0;
-        {
-            let mut head = write(&shared.head);
-            if let Some(ck) = ck {
-                from_segment = ck.next_segment;
-                for s in ck.series {
-                    head.restore(&s.labels, s.sealed, s.open, s.ooo, s.max_t, s.last_bits);
-                }
-                let mut streams = lock(&shared.streams);
-                for r in &ck.streams {
-                    streams.insert((r.agent.clone(), r.stream_id), StreamState::from_record(r));
-                }
-                lock(&shared.events).extend(ck.events);
-                tracing::info!(
-                    next_segment = from_segment,
-                    series = head.series_count(),
-                    "loaded checkpoint"
-                );
+        let mut compacted_before = i64::MIN;
+        let mut listed_blocks = Vec::new();
+        let mut head = write(&shared.head);
+        if let Some(ck) = ck {
+            from_segment = ck.next_segment;
+            compacted_before = ck.compacted_before;
+            listed_blocks = ck.blocks;
+            for s in ck.series {
+                head.restore(&s.labels, s.sealed, s.open, s.ooo, s.max_t, s.last_bits);
             }
-            let started = Instant::now();
-            let report = wal::replay(&wal_dir, from_segment, |_, body| {
-                shared.replay_record(&mut head, body, now);
-            })
-            .map_err(|e| StorageError::io(format!("replaying WAL in {}", wal_dir.display()), e))?;
-            shared
-                .metrics
-                .wal_torn_tail_truncations
-                .inc_by(report.truncations);
-            head.truncate_before(shared.min_valid_t(now));
-            shared.update_head_gauges(&head);
+            let mut streams = lock(&shared.streams);
+            for r in &ck.streams {
+                streams.insert((r.agent.clone(), r.stream_id), StreamState::from_record(r));
+            }
+            lock(&shared.events).extend(ck.events);
             tracing::info!(
-                segments = report.segments,
-                records = report.records,
-                truncations = report.truncations,
+                next_segment = from_segment,
                 series = head.series_count(),
-                samples = head.sample_count(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "replayed WAL"
+                "loaded checkpoint"
             );
-            let next = report
-                .last_index
-                .map_or(from_segment, |l| l + 1)
-                .max(from_segment);
-            drop(head);
-            let wal = Wal::create(&wal_dir, next, opts.wal_segment_bytes).map_err(|e| {
-                StorageError::io(format!("creating WAL segment in {}", wal_dir.display()), e)
-            })?;
-            let wal_stats = Arc::new(WalStats::default());
-            let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
-            let writer = Writer {
-                shared: shared.clone(),
-                wal,
-                rx,
-                dir: dir.to_path_buf(),
-                failed: None,
-                wal_stats: wal_stats.clone(),
-                checkpoint_segment: from_segment,
-                last_checkpoint: Instant::now(),
-                last_retention: Instant::now(),
-                bytes_since_checkpoint: 0,
-            };
-            writer.publish_wal_stats();
-            let handle = std::thread::Builder::new()
-                .name("vigil-storage-writer".into())
-                .spawn(move || writer.run())
-                .map_err(|e| StorageError::io("spawning the storage writer thread", e))?;
-            Ok(Storage {
-                inner: Arc::new(Inner {
-                    shared,
-                    tx: Some(tx),
-                    writer: Some(handle),
-                    wal_stats,
-                    dir: dir.to_path_buf(),
-                }),
-            })
         }
+        let blocks = open_blocks(&blocks_dir, &listed_blocks, skipped_checkpoint)?;
+        let started = Instant::now();
+        let report = wal::replay(&wal_dir, from_segment, |_, body| {
+            shared.replay_record(&mut head, body, now);
+        })
+        .map_err(|e| StorageError::io(format!("replaying WAL in {}", wal_dir.display()), e))?;
+        shared
+            .metrics
+            .wal_torn_tail_truncations
+            .inc_by(report.truncations);
+        head.truncate_before(shared.min_valid_t(now));
+        shared.update_head_gauges(&head);
+        tracing::info!(
+            segments = report.segments,
+            records = report.records,
+            truncations = report.truncations,
+            series = head.series_count(),
+            samples = head.sample_count(),
+            blocks = blocks.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "replayed WAL"
+        );
+        drop(head);
+        let next_block = blocks
+            .iter()
+            .filter_map(|b| b.name().parse::<u64>().ok())
+            .max()
+            .map_or(1, |n| n + 1);
+        *write(&shared.blocks) = blocks;
+        let next = report
+            .last_index
+            .map_or(from_segment, |l| l + 1)
+            .max(from_segment);
+        let wal = Wal::create(&wal_dir, next, opts.wal_segment_bytes).map_err(|e| {
+            StorageError::io(format!("creating WAL segment in {}", wal_dir.display()), e)
+        })?;
+        let wal_stats = Arc::new(WalStats::default());
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let writer = Writer {
+            shared: shared.clone(),
+            wal,
+            rx,
+            dir: dir.to_path_buf(),
+            blocks_dir,
+            failed: None,
+            wal_stats: wal_stats.clone(),
+            checkpoint_segment: from_segment,
+            last_checkpoint: Instant::now(),
+            last_retention: None,
+            bytes_since_checkpoint: 0,
+            compacted_before,
+            next_block,
+            compaction_backoff: None,
+            pending_delete: Vec::new(),
+        };
+        writer.publish_wal_stats();
+        writer.publish_block_stats();
+        let handle = std::thread::Builder::new()
+            .name("vigil-storage-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StorageError::io("spawning the storage writer thread", e))?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                writer: Some(handle),
+                wal_stats,
+                dir: dir.to_path_buf(),
+            }),
+        })
     }
 
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StorageError> {
@@ -660,8 +734,17 @@ impl Storage {
         if start_ms > end_ms {
             return Ok(Vec::new());
         }
-        let snaps = read(&self.inner.shared.head).snapshot(matchers, start_ms, end_ms);
-        let mut out = Vec::with_capacity(snaps.len());
+        let (blocks, snaps) =
+            self.consistent_view(|head| head.snapshot(matchers, start_ms, end_ms));
+        let mut merged: BTreeMap<Arc<Labels>, Vec<Vec<(i64, u64)>>> = BTreeMap::new();
+        for b in blocks
+            .iter()
+            .filter(|b| b.mint() <= end_ms && b.maxt() >= start_ms)
+        {
+            for (labels, samples) in b.select(matchers, start_ms, end_ms)? {
+                merged.entry(labels).or_default().push(samples);
+            }
+        }
         let corrupt = |e: chunk::ChunkError| StorageError::Corrupt {
             what: "head chunk".into(),
             detail: e.to_string(),
@@ -679,11 +762,22 @@ impl Storage {
                 samples.sort_by_key(|p| p.0);
                 samples.dedup_by_key(|p| p.0);
             }
-            if samples.is_empty() {
-                continue;
+            if !samples.is_empty() {
+                merged.entry(s.labels).or_default().push(samples);
             }
+        }
+        let mut out = Vec::with_capacity(merged.len());
+        for (labels, mut parts) in merged {
+            let samples = if parts.len() == 1 {
+                parts.pop().unwrap_or_default()
+            } else {
+                let mut all: Vec<(i64, u64)> = parts.concat();
+                all.sort_by_key(|p| p.0);
+                all.dedup_by_key(|p| p.0);
+                all
+            };
             out.push(Series {
-                labels: (*s.labels).clone(),
+                labels: Arc::unwrap_or_clone(labels),
                 points: samples
                     .into_iter()
                     .map(|(t, v)| Point {
@@ -693,8 +787,31 @@ impl Storage {
                     .collect(),
             });
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
+    }
+
+    /// Runs `f` on the head while holding the block list steady, so data being moved from
+    /// the head into a block is seen exactly once.
+    fn consistent_view<T>(&self, f: impl FnOnce(&Head) -> T) -> (Vec<Arc<Block>>, T) {
+        let shared = &self.inner.shared;
+        let blocks = read(&shared.blocks);
+        let head = read(&shared.head);
+        let t = f(&head);
+        (blocks.clone(), t)
+    }
+
+    /// Labels of the series matching `matchers` with points in the range, from head and blocks.
+    fn series_labels(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Arc<Labels>> {
+        let (blocks, mut labels) = self.consistent_view(|head| {
+            head.ids_in_range(matchers, start_ms, end_ms)
+                .into_iter()
+                .filter_map(|id| head.labels(id).cloned())
+                .collect::<Vec<_>>()
+        });
+        for b in &blocks {
+            labels.extend(b.labels_in_range(matchers, start_ms, end_ms));
+        }
+        labels
     }
 
     /// Sorted label names of the series matching `matchers` with points in the range.
@@ -704,14 +821,11 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let head = read(&self.inner.shared.head);
         let mut names = BTreeSet::new();
-        for id in head.ids_in_range(matchers, start_ms, end_ms) {
-            if let Some(l) = head.labels(id) {
-                for (n, _) in l.iter() {
-                    if !names.contains(n) {
-                        names.insert(n.to_string());
-                    }
+        for l in self.series_labels(matchers, start_ms, end_ms) {
+            for (n, _) in l.iter() {
+                if !names.contains(n) {
+                    names.insert(n.to_string());
                 }
             }
         }
@@ -726,10 +840,9 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let head = read(&self.inner.shared.head);
         let mut values = BTreeSet::new();
-        for id in head.ids_in_range(matchers, start_ms, end_ms) {
-            if let Some(v) = head.labels(id).and_then(|l| l.get(name)) {
+        for l in self.series_labels(matchers, start_ms, end_ms) {
+            if let Some(v) = l.get(name) {
                 if !values.contains(v) {
                     values.insert(v.to_string());
                 }
@@ -787,6 +900,8 @@ impl Storage {
             torn_tail_truncations: m.wal_torn_tail_truncations.get(),
             agent_streams: lock(&shared.streams).len(),
             checkpoints: self.inner.wal_stats.checkpoints.load(Relaxed),
+            blocks: m.blocks.get() as usize,
+            block_bytes: m.block_size_bytes.get() as u64,
         }
     }
 
@@ -813,6 +928,11 @@ impl Storage {
         self.request(|reply| Request::Checkpoint { reply }).await
     }
 
+    /// Compacts head data older than the cutoff into blocks now (followed by a checkpoint).
+    pub async fn compact(&self) -> Result<(), StorageError> {
+        self.request(|reply| Request::Compact { reply }).await
+    }
+
     /// Finishes queued appends, writes a checkpoint so the next start is fast, and stops the
     /// writer. Later appends fail with [`StorageError::Closed`].
     pub async fn close(&self) -> Result<(), StorageError> {
@@ -829,13 +949,23 @@ struct Writer {
     wal: Wal,
     rx: mpsc::Receiver<Request>,
     dir: PathBuf,
+    blocks_dir: PathBuf,
     failed: Option<String>,
     wal_stats: Arc<WalStats>,
     /// WAL segment the newest checkpoint resumes at.
     checkpoint_segment: u64,
     last_checkpoint: Instant,
-    last_retention: Instant,
+    /// When retention last ran; `None` runs it at the first opportunity.
+    last_retention: Option<Instant>,
     bytes_since_checkpoint: u64,
+    /// Head data before this time has been compacted.
+    compacted_before: i64,
+    /// Number of the next block file.
+    next_block: u64,
+    /// No automatic compaction before this instant (backoff after a failure).
+    compaction_backoff: Option<Instant>,
+    /// Expired block files to delete once a checkpoint no longer lists them.
+    pending_delete: Vec<String>,
 }
 
 struct Accepted {
@@ -862,7 +992,7 @@ impl Writer {
                 Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(_) => {
-                    self.maintenance(false);
+                    self.maintenance();
                     continue;
                 }
             };
@@ -885,7 +1015,7 @@ impl Writer {
             if self.process_group(group) {
                 break;
             }
-            self.maintenance(false);
+            self.maintenance();
         }
     }
 
@@ -895,6 +1025,7 @@ impl Writer {
         let mut buf = Vec::new();
         let mut accepted: Vec<Accepted> = Vec::new();
         let mut checkpoints = Vec::new();
+        let mut compactions = Vec::new();
         let mut close = None;
         let now = now_ms();
         let mut appends = Vec::new();
@@ -902,6 +1033,7 @@ impl Writer {
             match req {
                 Request::Append { op, reply } => appends.push((op, reply)),
                 Request::Checkpoint { reply } => checkpoints.push(reply),
+                Request::Compact { reply } => compactions.push(reply),
                 Request::Close { reply } => close = Some(reply),
             }
         }
@@ -1012,6 +1144,10 @@ impl Writer {
         if !accepted.is_empty() {
             self.commit(buf, accepted, now);
         }
+        for reply in compactions {
+            let r = self.retention().and_then(|()| self.compact(true));
+            let _ = reply.send(r);
+        }
         for reply in checkpoints {
             let r = self.checkpoint();
             let _ = reply.send(r);
@@ -1110,18 +1246,24 @@ impl Writer {
     }
 
     /// Periodic work between groups: retention and checkpoints.
-    fn maintenance(&mut self, _force: bool) {
+    fn maintenance(&mut self) {
         if self.failed.is_some() {
             return;
         }
-        if self.last_retention.elapsed() >= Duration::from_secs(60) {
-            self.last_retention = Instant::now();
-            let cutoff = self.shared.min_valid_t(now_ms());
-            let mut head = write(&self.shared.head);
-            let removed = head.truncate_before(cutoff);
-            self.shared.update_head_gauges(&head);
-            if removed > 0 {
-                tracing::debug!(removed, "retention removed expired series from the head");
+        if !matches!(self.last_retention, Some(t) if t.elapsed() < RETENTION_INTERVAL) {
+            if let Err(e) = self.retention() {
+                tracing::error!(error = %e, "retention failed");
+            }
+        }
+        if !matches!(self.compaction_backoff, Some(t) if Instant::now() < t)
+            && self.compaction_cutoff() > self.compacted_before
+        {
+            match self.compact(false) {
+                Ok(()) => self.compaction_backoff = None,
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction failed; retrying in a minute");
+                    self.compaction_backoff = Some(Instant::now() + RETENTION_INTERVAL);
+                }
             }
         }
         let due = self.bytes_since_checkpoint >= self.shared.opts.checkpoint_wal_bytes
@@ -1132,6 +1274,122 @@ impl Writer {
                 tracing::error!(error = %e, "checkpoint failed; WAL segments are kept");
             }
         }
+    }
+
+    fn block_range_ms(&self) -> i64 {
+        (self.shared.opts.block_duration.as_millis() as i64).max(1)
+    }
+
+    /// Head data older than this belongs in blocks: half a block duration ago, aligned down
+    /// to a block boundary. Based on the wall clock, so an agent with a clock far in the future
+    /// cannot push everything out of the head.
+    fn compaction_cutoff(&self) -> i64 {
+        let range = self.block_range_ms();
+        (now_ms() - range / 2).div_euclid(range) * range
+    }
+
+    /// Drops head data and whole blocks older than the retention period.
+    fn retention(&mut self) -> Result<(), StorageError> {
+        self.last_retention = Some(Instant::now());
+        let cutoff = self.shared.min_valid_t(now_ms());
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = write(&self.shared.blocks);
+            let (gone, keep): (Vec<_>, Vec<_>) = blocks.drain(..).partition(|b| b.maxt() < cutoff);
+            *blocks = keep;
+            let mut head = write(&self.shared.head);
+            let removed = head.truncate_before(cutoff);
+            self.shared.update_head_gauges(&head);
+            if removed > 0 {
+                tracing::debug!(removed, "retention removed expired series from the head");
+            }
+            gone
+        };
+        if expired.is_empty() {
+            return Ok(());
+        }
+        for b in &expired {
+            tracing::info!(
+                block = b.name(),
+                maxt = b.maxt(),
+                "block expired by retention"
+            );
+            self.pending_delete.push(b.name().to_string());
+        }
+        self.publish_block_stats();
+        // The files go once a checkpoint no longer lists them.
+        self.checkpoint()
+    }
+
+    /// Moves head data older than the cutoff into new blocks, then checkpoints (the commit
+    /// point: blocks not listed by a checkpoint are discarded on the next open).
+    fn compact(&mut self, forced: bool) -> Result<(), StorageError> {
+        let range = self.block_range_ms();
+        let cutoff = self.compaction_cutoff();
+        if !forced && cutoff <= self.compacted_before {
+            return Ok(());
+        }
+        let started = Instant::now();
+        write(&self.shared.head).seal_before(cutoff);
+        let groups = read(&self.shared.head).collect_before(cutoff, range);
+        if groups.is_empty() {
+            self.compacted_before = self.compacted_before.max(cutoff);
+            return Ok(());
+        }
+        let mut new_blocks: Vec<Arc<Block>> = Vec::new();
+        let mut result = Ok(());
+        for series in groups.into_values() {
+            let name = format!("{:010}", self.next_block);
+            self.next_block += 1;
+            let written = block::write(&self.blocks_dir, &name, series)
+                .map_err(|e| {
+                    StorageError::io(
+                        format!("writing block {name} in {}", self.blocks_dir.display()),
+                        e,
+                    )
+                })
+                .and_then(|_| Block::open(&self.blocks_dir, &name));
+            match written {
+                Ok(b) => new_blocks.push(Arc::new(b)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            self.shared.metrics.compaction_failures.inc();
+            for b in &new_blocks {
+                let _ = std::fs::remove_file(block::path(&self.blocks_dir, b.name()));
+            }
+            return Err(e);
+        }
+        let made = new_blocks.len();
+        {
+            let mut blocks = write(&self.shared.blocks);
+            let mut head = write(&self.shared.head);
+            blocks.extend(new_blocks);
+            head.truncate_before(cutoff);
+            self.shared.update_head_gauges(&head);
+        }
+        self.compacted_before = self.compacted_before.max(cutoff);
+        self.shared.metrics.compactions.inc();
+        self.publish_block_stats();
+        tracing::info!(
+            cutoff,
+            blocks = made,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compacted head into blocks"
+        );
+        self.checkpoint()
+    }
+
+    fn publish_block_stats(&self) {
+        let blocks = read(&self.shared.blocks);
+        self.shared.metrics.blocks.set(blocks.len() as i64);
+        self.shared
+            .metrics
+            .block_size_bytes
+            .set(blocks.iter().map(|b| b.size()).sum::<u64>() as i64);
     }
 
     /// Rotates the WAL, snapshots everything written so far into a checkpoint, and deletes
@@ -1168,6 +1426,8 @@ impl Writer {
             .map_err(|e| StorageError::io("rotating the WAL for a checkpoint", e))?;
         let cutoff = self.shared.min_valid_t(now_ms());
         let bytes = {
+            let blocks_guard = read(&self.shared.blocks);
+            let blocks: Vec<String> = blocks_guard.iter().map(|b| b.name().to_string()).collect();
             let mut head = write(&self.shared.head);
             head.truncate_before(cutoff);
             self.shared.update_head_gauges(&head);
@@ -1175,13 +1435,25 @@ impl Writer {
             let head = read(&self.shared.head);
             let streams = self.shared.stream_records();
             let events: Vec<(String, Event)> = lock(&self.shared.events).iter().cloned().collect();
-            checkpoint::encode(next, &[], &streams, &events, &head)
+            checkpoint::encode(
+                next,
+                self.compacted_before,
+                &blocks,
+                &streams,
+                &events,
+                &head,
+            )
         };
         checkpoint::write(&self.dir, next, &bytes).map_err(|e| {
             StorageError::io(format!("writing checkpoint in {}", self.dir.display()), e)
         })?;
         self.checkpoint_segment = next;
         self.bytes_since_checkpoint = 0;
+        for name in std::mem::take(&mut self.pending_delete) {
+            if let Err(e) = std::fs::remove_file(block::path(&self.blocks_dir, &name)) {
+                tracing::warn!(block = %name, error = %e, "cannot delete expired block");
+            }
+        }
         self.wal
             .remove_before(next)
             .map_err(|e| StorageError::io("removing checkpointed WAL segments", e))?;

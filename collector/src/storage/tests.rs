@@ -604,6 +604,7 @@ fn crash_payload(base: i64, seq: u64) -> Vec<u8> {
 
 fn crash_opts() -> StorageOptions {
     StorageOptions {
+        block_duration: Duration::from_secs(10),
         wal_segment_bytes: 16 << 10,
         checkpoint_wal_bytes: 48 << 10,
         ..opts()
@@ -688,6 +689,9 @@ fn sigkill_during_appends_loses_no_acknowledged_batch() {
         }
         child.wait().unwrap();
     }
+    // The children compacted their old data into blocks while being killed at random points.
+    let blocks_before_reopen = block_files(tmp.path()).len();
+    assert!(blocks_before_reopen > 0);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let st = Storage::open(tmp.path(), crash_opts()).unwrap();
@@ -724,10 +728,155 @@ fn sigkill_during_appends_loses_no_acknowledged_batch() {
         let stream = &st.agent_streams()[0];
         assert_eq!(stream.batches as usize, stored.len());
         eprintln!(
-            "crash test: {} acknowledged, {} stored, {} checkpoints-era wal segments",
+            "crash test: {} acknowledged, {} stored, {} wal segments, {} blocks",
             acked.len(),
             stored.len(),
-            st.stats().wal_segments
+            st.stats().wal_segments,
+            blocks_before_reopen
         );
     });
+}
+
+fn block_files(dir: &Path) -> Vec<String> {
+    block::list(&dir.join("blocks")).unwrap()
+}
+
+#[tokio::test]
+async fn compaction_moves_old_head_data_into_blocks_seen_exactly_once() {
+    let tmp = TempDir::new("compact");
+    let o = StorageOptions {
+        block_duration: Duration::from_secs(60),
+        out_of_order_window: Duration::from_secs(3600),
+        ..opts()
+    };
+    let t = now() - 20 * 60_000;
+    let mut pts: Vec<(i64, f64)> = (0..114).map(|i| (t + i * 10_000, i as f64)).collect();
+    let st = Storage::open(tmp.path(), o.clone()).unwrap();
+    st.append_series(vec![
+        series("a", &[("k", "1")], &pts),
+        series("b", &[], &[(t, f64::from_bits(STALE))]),
+    ])
+    .await
+    .unwrap();
+    // An out-of-order sample lands in an older window.
+    st.append_series(vec![series("a", &[("k", "1")], &[(t - 5_000, -1.0)])])
+        .await
+        .unwrap();
+    pts.insert(0, (t - 5_000, -1.0));
+    let before = bits(&all(&st));
+    let names_before = st.label_names(&[], i64::MIN, i64::MAX).unwrap();
+    st.compact().await.unwrap();
+    let stats = st.stats();
+    assert!(stats.blocks >= 2, "{stats:?}");
+    assert!(stats.samples_in_head < 116, "{stats:?}");
+    assert_eq!(bits(&all(&st)), before);
+    assert_eq!(
+        st.label_names(&[], i64::MIN, i64::MAX).unwrap(),
+        names_before
+    );
+    assert_eq!(
+        st.label_values("k", &[], i64::MIN, i64::MAX).unwrap(),
+        ["1"]
+    );
+    // Range reads across the block/head boundary.
+    let mid = st
+        .select(&[Matcher::equal("k", "1")], t + 500_000, t + 700_000)
+        .unwrap();
+    assert_eq!(mid[0].points.len(), 21);
+    // New data keeps flowing into the head; a second compaction has nothing old to move.
+    let t2 = now() - 1000;
+    st.append_series(vec![series("a", &[("k", "1")], &[(t2, 7.0)])])
+        .await
+        .unwrap();
+    st.compact().await.unwrap();
+    let expected = bits(&all(&st));
+    assert_eq!(expected[0].1.len(), pts.len() + 1);
+    drop(st);
+    // Unlisted block files (from a compaction that crashed before its checkpoint) are removed.
+    std::fs::write(tmp.path().join("blocks").join("9999999999.blk"), b"junk").unwrap();
+    let st = Storage::open(tmp.path(), o.clone()).unwrap();
+    assert_eq!(bits(&all(&st)), expected);
+    assert!(!block_files(tmp.path()).contains(&"9999999999".to_string()));
+    let n_blocks = st.stats().blocks;
+    assert_eq!(block_files(tmp.path()).len(), n_blocks);
+    // Retention removes whole expired blocks and their files.
+    st.close().await.unwrap();
+    drop(st);
+    let short = StorageOptions {
+        retention: Duration::from_secs(60),
+        ..o
+    };
+    let st = Storage::open(tmp.path(), short).unwrap();
+    st.compact().await.unwrap();
+    assert_eq!(st.stats().blocks, 0);
+    assert!(block_files(tmp.path()).is_empty());
+    let left = bits(&all(&st));
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].1, vec![(t2, 7.0f64.to_bits())]);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn compaction_that_crashes_before_its_checkpoint_leaves_no_duplicates() {
+    // Blocks written and renamed into place, then a crash before the checkpoint that lists
+    // them: the old checkpoint and WAL still hold the data, so the unlisted blocks must go.
+    let tmp = TempDir::new("compact-crash");
+    let o = StorageOptions {
+        block_duration: Duration::from_secs(60),
+        ..opts()
+    };
+    let t = now() - 10 * 60_000;
+    let pts: Vec<(i64, f64)> = (0..200).map(|i| (t + i * 1000, i as f64)).collect();
+    let no_auto_compaction = StorageOptions {
+        block_duration: Duration::from_secs(24 * 3600),
+        ..opts()
+    };
+    {
+        let st = Storage::open(tmp.path(), no_auto_compaction).unwrap();
+        st.append_series(vec![series("a", &[], &pts[..100])])
+            .await
+            .unwrap();
+        st.checkpoint().await.unwrap();
+        st.append_series(vec![series("a", &[], &pts[100..])])
+            .await
+            .unwrap();
+    }
+    let backup = TempDir::new("compact-crash-backup");
+    copy_dir(tmp.path(), backup.path());
+    {
+        let st = Storage::open(tmp.path(), o.clone()).unwrap();
+        st.compact().await.unwrap();
+        assert!(st.stats().blocks >= 1);
+    }
+    let blocks = block_files(tmp.path());
+    assert!(!blocks.is_empty());
+    // Put back the pre-compaction WAL and checkpoint; keep the new block files.
+    std::fs::remove_dir_all(tmp.path().join("wal")).unwrap();
+    for (_, p) in checkpoint::list(tmp.path()).unwrap() {
+        std::fs::remove_file(p).unwrap();
+    }
+    copy_dir(&backup.path().join("wal"), &tmp.path().join("wal"));
+    for (_, p) in checkpoint::list(backup.path()).unwrap() {
+        std::fs::copy(&p, tmp.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let st = Storage::open(tmp.path(), o).unwrap();
+    assert!(block_files(tmp.path()).is_empty());
+    assert_eq!(st.stats().blocks, 0);
+    let got = bits(&all(&st));
+    assert_eq!(got[0].1.len(), 200);
+    // Compacting again produces the blocks for real.
+    st.compact().await.unwrap();
+    assert_eq!(bits(&all(&st))[0].1.len(), 200);
+    assert!(st.stats().blocks >= 1);
 }
