@@ -162,6 +162,18 @@ fn main() {
         prep.elapsed().as_secs_f64()
     );
 
+    let d = Instant::now();
+    let mut decoded = 0usize;
+    for (_, p) in payloads.iter().flatten().take(200) {
+        decoded += vigil_shared::codec::decode_batch(p)
+            .expect("decode")
+            .sample_count();
+    }
+    println!(
+        "decode alone: {:.0} samples/s on one core",
+        decoded as f64 / d.elapsed().as_secs_f64()
+    );
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,6 +222,13 @@ fn main() {
             (writers * batches) as f64 / stats.wal_fsyncs.max(1) as f64,
             lat[lat.len() / 2],
             lat[lat.len() * 99 / 100],
+        );
+        let m = st.metrics();
+        println!(
+            "writer: {:.2}s in write+fdatasync ({:.2} ms mean per group), {:.2}s elsewhere",
+            m.wal_fsync_seconds.get_sample_sum(),
+            1000.0 * m.wal_fsync_seconds.get_sample_sum() / stats.wal_fsyncs.max(1) as f64,
+            elapsed.as_secs_f64() - m.wal_fsync_seconds.get_sample_sum(),
         );
         assert_eq!(stats.samples_appended, total_samples);
         println!(

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use vigil_shared::model::Labels;
+use vigil_shared::model::{Labels, Point};
 
 use super::block::{encode_samples, RawChunk, SeriesChunks};
 use super::chunk::{ChunkAppender, ChunkError, SAMPLES_PER_CHUNK};
@@ -155,6 +155,57 @@ impl MemSeries {
     }
 }
 
+/// Appends one sample to a series; see [`Head::append`].
+fn append_to(
+    s: &mut MemSeries,
+    t: i64,
+    bits: u64,
+    ooo_window_ms: i64,
+    min_valid_t: i64,
+) -> SampleOutcome {
+    if t < min_valid_t {
+        return SampleOutcome::TooOld;
+    }
+    if s.max_t == i64::MIN || t > s.max_t {
+        let full = s
+            .open
+            .as_ref()
+            .is_some_and(|o| o.count() >= SAMPLES_PER_CHUNK);
+        if full {
+            s.seal_open();
+        }
+        s.open
+            .get_or_insert_with(ChunkAppender::new)
+            .append(t, bits);
+        s.max_t = t;
+        s.last_bits = bits;
+        return SampleOutcome::Appended;
+    }
+    if t == s.max_t {
+        return if bits == s.last_bits {
+            SampleOutcome::Duplicate
+        } else {
+            SampleOutcome::DuplicateTimestamp
+        };
+    }
+    if ooo_window_ms <= 0 || t < s.max_t.saturating_sub(ooo_window_ms) {
+        return SampleOutcome::OutOfOrder;
+    }
+    let existing = match s.ooo.get(&t) {
+        Some(&v) => Some(v),
+        // A chunk that fails to decode cannot hold a usable sample at `t`.
+        None => s.in_order_value_at(t).ok().flatten(),
+    };
+    match existing {
+        Some(v) if v == bits => SampleOutcome::Duplicate,
+        Some(_) => SampleOutcome::DuplicateTimestamp,
+        None => {
+            s.ooo.insert(t, bits);
+            SampleOutcome::Appended
+        }
+    }
+}
+
 /// What happened to one appended sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SampleOutcome {
@@ -259,48 +310,38 @@ impl Head {
         let Some(s) = self.series.get_mut(&id) else {
             return SampleOutcome::OutOfOrder;
         };
-        if t < min_valid_t {
-            return SampleOutcome::TooOld;
-        }
-        if s.max_t == i64::MIN || t > s.max_t {
-            let full = s
-                .open
-                .as_ref()
-                .is_some_and(|o| o.count() >= SAMPLES_PER_CHUNK);
-            if full {
-                s.seal_open();
-            }
-            s.open
-                .get_or_insert_with(ChunkAppender::new)
-                .append(t, bits);
-            s.max_t = t;
-            s.last_bits = bits;
+        let o = append_to(s, t, bits, ooo_window_ms, min_valid_t);
+        if o == SampleOutcome::Appended {
             self.samples += 1;
-            return SampleOutcome::Appended;
         }
-        if t == s.max_t {
-            return if bits == s.last_bits {
-                SampleOutcome::Duplicate
-            } else {
-                SampleOutcome::DuplicateTimestamp
-            };
-        }
-        if ooo_window_ms <= 0 || t < s.max_t.saturating_sub(ooo_window_ms) {
-            return SampleOutcome::OutOfOrder;
-        }
-        let existing = match s.ooo.get(&t) {
-            Some(&v) => Some(v),
-            // A chunk that fails to decode cannot hold a usable sample at `t`.
-            None => s.in_order_value_at(t).ok().flatten(),
+        o
+    }
+
+    /// Appends points to the series with `labels` (created when new), tallying outcomes.
+    pub fn append_points(
+        &mut self,
+        labels: &Labels,
+        points: &[Point],
+        ooo_window_ms: i64,
+        min_valid_t: i64,
+        counts: &mut SampleCounts,
+    ) {
+        let id = self.get_or_create(labels);
+        let Some(s) = self.series.get_mut(&id) else {
+            return;
         };
-        match existing {
-            Some(v) if v == bits => SampleOutcome::Duplicate,
-            Some(_) => SampleOutcome::DuplicateTimestamp,
-            None => {
-                s.ooo.insert(t, bits);
+        for p in points {
+            let o = append_to(
+                s,
+                p.timestamp_ms,
+                p.value.to_bits(),
+                ooo_window_ms,
+                min_valid_t,
+            );
+            if o == SampleOutcome::Appended {
                 self.samples += 1;
-                SampleOutcome::Appended
             }
+            counts.add(o);
         }
     }
 

@@ -288,10 +288,7 @@ impl Shared {
         let min_valid = self.min_valid_t(now);
         let mut counts = SampleCounts::default();
         for s in series {
-            let id = head.get_or_create(&s.labels);
-            for p in &s.points {
-                counts.add(head.append(id, p.timestamp_ms, p.value.to_bits(), window, min_valid));
-            }
+            head.append_points(&s.labels, &s.points, window, min_valid, &mut counts);
         }
         counts
     }
@@ -362,7 +359,7 @@ impl Shared {
                 append_ms,
                 payload,
             } => {
-                let batch = decode_batch(payload).unwrap_or_else(|e| {
+                let batch = decode_stored(payload).unwrap_or_else(|e| {
                     // Validated before it was written, so this means a codec change: keep the
                     // dedupe state so the agent is not asked to resend data we cannot read.
                     tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
@@ -376,7 +373,7 @@ impl Shared {
                 };
                 self.apply_agent_batch(head, d, &batch, now);
             }
-            WalRecord::Series { payload } => match decode_batch(payload) {
+            WalRecord::Series { payload } => match decode_stored(payload) {
                 Ok(batch) => {
                     self.apply_series(head, &batch.series, now);
                 }
@@ -529,13 +526,31 @@ fn open_blocks(
     Ok(out)
 }
 
-fn validate_series(series: &[Series]) -> Result<(), StorageError> {
-    for s in series {
-        if s.labels.is_empty() {
-            return Err(StorageError::Malformed("series with no labels".into()));
+/// Brings label sets into canonical form (sorted by name, unique names, no empty values),
+/// since a decoded payload is not guaranteed to be, and rejects series left with no labels.
+/// Replay applies the same function, so the stored bytes map to the same series.
+fn normalize_series(series: &mut [Series]) -> Result<(), StorageError> {
+    for s in series.iter_mut() {
+        let l = s.labels.as_slice();
+        let canonical =
+            l.windows(2).all(|w| w[0].0 < w[1].0) && l.iter().all(|(_, v)| !v.is_empty());
+        if !canonical {
+            s.labels = Labels::new(std::mem::take(&mut s.labels).into_inner());
         }
     }
+    if series.iter().any(|s| s.labels.is_empty()) {
+        return Err(StorageError::Malformed("series with no labels".into()));
+    }
     Ok(())
+}
+
+/// Decodes a stored payload for replay, normalized exactly as when it was appended.
+fn decode_stored(payload: &[u8]) -> Result<Batch, vigil_shared::codec::CodecError> {
+    let mut batch = decode_batch(payload)?;
+    if normalize_series(&mut batch.series).is_err() {
+        batch.series.retain(|s| !s.labels.is_empty());
+    }
+    Ok(batch)
 }
 
 impl Storage {
@@ -680,8 +695,9 @@ impl Storage {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(StorageError::TooLarge(payload.len()));
         }
-        let batch = decode_batch(&payload).map_err(|e| StorageError::Malformed(e.to_string()))?;
-        validate_series(&batch.series)?;
+        let mut batch =
+            decode_batch(&payload).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        normalize_series(&mut batch.series)?;
         let op = AppendOp::Agent {
             agent: agent.to_string(),
             stream_id,
@@ -699,7 +715,8 @@ impl Storage {
 
     /// Stores series from remote_write or recording rules. Returns once durable.
     pub async fn append_series(&self, series: Vec<Series>) -> Result<AppendStats, StorageError> {
-        validate_series(&series)?;
+        let mut series = series;
+        normalize_series(&mut series)?;
         if series.iter().all(|s| s.points.is_empty()) {
             return Ok(AppendStats::default());
         }

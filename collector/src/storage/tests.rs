@@ -880,3 +880,41 @@ async fn compaction_that_crashes_before_its_checkpoint_leaves_no_duplicates() {
     assert_eq!(bits(&all(&st))[0].1.len(), 200);
     assert!(st.stats().blocks >= 1);
 }
+
+/// Regression: a payload is deserialized without `Labels::new`, so an agent could send labels
+/// out of order, repeated or empty; they must land on the canonical series, also on replay.
+#[tokio::test]
+async fn unsorted_labels_from_a_payload_are_normalized_before_storing() {
+    let tmp = TempDir::new("normalize");
+    let t = now();
+    // Build a Labels value bypassing Labels::new via serde, as decoding does.
+    let raw: Labels =
+        serde_json::from_str(r#"[["job","x"],["__name__","up"],["empty",""],["job","y"]]"#)
+            .unwrap();
+    assert_eq!(raw.len(), 4);
+    let p = payload(
+        vec![Series {
+            labels: raw,
+            points: vec![Point {
+                timestamp_ms: t,
+                value: 1.0,
+            }],
+        }],
+        vec![],
+    );
+    {
+        let st = Storage::open(tmp.path(), opts()).unwrap();
+        st.append_agent_batch("h", 1, 0, p).await.unwrap();
+        st.append_series(vec![series("up", &[("job", "y")], &[(t + 1, 2.0)])])
+            .await
+            .unwrap();
+        let got = st.select(&[Matcher::equal("job", "y")], t, t + 1).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].labels, Labels::metric("up", &[("job", "y")]));
+        assert_eq!(got[0].points.len(), 2);
+    }
+    let st = Storage::open(tmp.path(), opts()).unwrap();
+    let got = st.select(&[Matcher::equal("job", "y")], t, t + 1).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].points.len(), 2);
+}
