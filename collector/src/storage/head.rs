@@ -3,8 +3,9 @@
 //! the postings index over the series' labels. Only the storage's writer thread mutates the
 //! head; readers take short read locks and copy chunk references out before decoding.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use vigil_shared::model::{Labels, Point};
@@ -12,6 +13,7 @@ use vigil_shared::model::{Labels, Point};
 use super::block::{encode_samples, RawChunk, SeriesChunks};
 use super::chunk::{ChunkAppender, ChunkError, SAMPLES_PER_CHUNK};
 use super::matcher::Matcher;
+use super::payload::ParsedBatch;
 use super::postings::Postings;
 
 /// Hasher for `u32` series ids (already unique; a multiply spreads them over buckets).
@@ -30,9 +32,35 @@ impl Hasher for IdHasher {
     fn write_u32(&mut self, i: u32) {
         self.0 = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = i;
+    }
 }
 
 type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+/// Keys are already uniformly distributed hashes.
+type IdMap64<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Label pairs of a label set as bytes.
+fn pair_bytes(l: &Labels) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    l.as_slice()
+        .iter()
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+}
+
+/// True when two sequences of label pairs are equal.
+fn same_pairs<'x, 'y>(
+    a: impl Iterator<Item = (&'x [u8], &'x [u8])>,
+    mut b: impl Iterator<Item = (&'y [u8], &'y [u8])>,
+) -> bool {
+    for (an, av) in a {
+        match b.next() {
+            Some((bn, bv)) if an == bn && av == bv => {}
+            _ => return false,
+        }
+    }
+    b.next().is_none()
+}
 
 /// An immutable compressed chunk.
 #[derive(Debug, Clone)]
@@ -156,21 +184,17 @@ impl MemSeries {
 }
 
 /// Appends one sample to a series; see [`Head::append`].
-fn append_to(
-    s: &mut MemSeries,
-    t: i64,
-    bits: u64,
-    ooo_window_ms: i64,
-    min_valid_t: i64,
-) -> SampleOutcome {
-    if t < min_valid_t {
+fn append_to(s: &mut MemSeries, t: i64, bits: u64, lim: Limits) -> SampleOutcome {
+    if t < lim.min_valid_t {
         return SampleOutcome::TooOld;
     }
     if s.max_t == i64::MIN || t > s.max_t {
-        let full = s
-            .open
-            .as_ref()
-            .is_some_and(|o| o.count() >= SAMPLES_PER_CHUNK);
+        // Chunks never cross a block boundary, so compaction moves whole chunks.
+        let full = s.open.as_ref().is_some_and(|o| {
+            o.count() >= SAMPLES_PER_CHUNK
+                || (o.count() > 0
+                    && o.mint().div_euclid(lim.chunk_range_ms) != t.div_euclid(lim.chunk_range_ms))
+        });
         if full {
             s.seal_open();
         }
@@ -188,7 +212,7 @@ fn append_to(
             SampleOutcome::DuplicateTimestamp
         };
     }
-    if ooo_window_ms <= 0 || t < s.max_t.saturating_sub(ooo_window_ms) {
+    if lim.ooo_window_ms <= 0 || t < s.max_t.saturating_sub(lim.ooo_window_ms) {
         return SampleOutcome::OutOfOrder;
     }
     let existing = match s.ooo.get(&t) {
@@ -204,6 +228,17 @@ fn append_to(
             SampleOutcome::Appended
         }
     }
+}
+
+/// What an append may accept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Samples this far behind a series' newest one are still accepted out of order.
+    pub ooo_window_ms: i64,
+    /// Samples older than this are too old (retention).
+    pub min_valid_t: i64,
+    /// Open chunks are cut when a sample crosses a multiple of this (the block duration).
+    pub chunk_range_ms: i64,
 }
 
 /// What happened to one appended sample.
@@ -257,17 +292,42 @@ pub(crate) struct SeriesSnapshot {
     pub ooo: Vec<(i64, u64)>,
 }
 
-/// The head: series by id, by labels, and the postings index.
+/// The head: series by id, by label hash, and the postings index.
+///
+/// Series are found by a keyed SipHash of their label bytes (names and values each followed
+/// by `0xff`, which UTF-8 never contains), so a batch's labels can be looked up in place
+/// without building a `Labels`; a hash collision is resolved by comparing the labels.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     series: IdMap<MemSeries>,
-    by_labels: HashMap<Arc<Labels>, u32>,
+    by_hash: IdMap64<u32>,
+    /// Further series whose hash is already taken in `by_hash` (practically never used).
+    collisions: HashMap<u64, Vec<u32>>,
+    hasher: RandomState,
+    /// Block duration: head chunks are cut at multiples of it.
+    chunk_range_ms: i64,
     postings: Postings,
     next_id: u32,
     samples: u64,
 }
 
 impl Head {
+    /// An empty head whose chunks are cut at multiples of `chunk_range_ms`.
+    pub fn new(chunk_range_ms: i64) -> Self {
+        Head {
+            chunk_range_ms: chunk_range_ms.max(1),
+            ..Default::default()
+        }
+    }
+
+    fn limits(&self, ooo_window_ms: i64, min_valid_t: i64) -> Limits {
+        Limits {
+            ooo_window_ms,
+            min_valid_t,
+            chunk_range_ms: self.chunk_range_ms.max(1),
+        }
+    }
+
     /// Number of series.
     pub fn series_count(&self) -> usize {
         self.series.len()
@@ -278,27 +338,131 @@ impl Head {
         self.samples
     }
 
-    /// The id of the series with these labels, if it exists.
-    pub fn lookup(&self, labels: &Labels) -> Option<u32> {
-        self.by_labels.get(labels).copied()
+    fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for (n, v) in pairs {
+            h.write(n);
+            h.write_u8(0xff);
+            h.write(v);
+            h.write_u8(0xff);
+        }
+        h.finish()
     }
 
-    /// The id of the series with these labels, creating it when new.
-    pub fn get_or_create(&mut self, labels: &Labels) -> u32 {
-        if let Some(&id) = self.by_labels.get(labels) {
-            return id;
+    fn find<'a>(
+        &self,
+        hash: u64,
+        pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    ) -> Option<u32> {
+        let same = |id: u32| {
+            self.series
+                .get(&id)
+                .is_some_and(|s| same_pairs(pair_bytes(&s.labels), pairs.clone()))
+        };
+        if let Some(&id) = self.by_hash.get(&hash) {
+            if same(id) {
+                return Some(id);
+            }
+            return self
+                .collisions
+                .get(&hash)
+                .and_then(|ids| ids.iter().copied().find(|&id| same(id)));
         }
+        None
+    }
+
+    /// The id of the series with these labels, if it exists.
+    pub fn lookup(&self, labels: &Labels) -> Option<u32> {
+        self.find(self.hash_pairs(pair_bytes(labels)), pair_bytes(labels))
+    }
+
+    /// True when series `i` of a parsed batch already exists.
+    pub fn contains_parsed(&self, batch: &ParsedBatch, i: usize) -> bool {
+        if batch.is_canonical(i) {
+            let pairs = batch.label_bytes(i);
+            self.find(self.hash_pairs(pairs.clone()), pairs).is_some()
+        } else {
+            self.lookup(&batch.labels(i)).is_some()
+        }
+    }
+
+    fn insert_new(&mut self, hash: u64, labels: Labels) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
-        let labels = Arc::new(labels.clone());
+        let labels = Arc::new(labels);
         self.postings.add(id, &labels);
-        self.by_labels.insert(labels.clone(), id);
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(id);
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+        }
         self.series.insert(id, MemSeries::new(labels));
         id
     }
 
+    /// The id of the series with these labels, creating it when new.
+    pub fn get_or_create(&mut self, labels: &Labels) -> u32 {
+        let hash = self.hash_pairs(pair_bytes(labels));
+        match self.find(hash, pair_bytes(labels)) {
+            Some(id) => id,
+            None => self.insert_new(hash, labels.clone()),
+        }
+    }
+
+    /// The id of series `i` of a parsed batch, creating it when new; `None` when its labels
+    /// are empty after normalization.
+    fn get_or_create_parsed(&mut self, batch: &ParsedBatch, i: usize) -> Option<u32> {
+        if batch.is_canonical(i) {
+            let pairs = batch.label_bytes(i);
+            let hash = self.hash_pairs(pairs.clone());
+            if let Some(id) = self.find(hash, pairs) {
+                return Some(id);
+            }
+            let labels = batch.labels(i);
+            if labels.is_empty() {
+                return None;
+            }
+            return Some(self.insert_new(hash, labels));
+        }
+        let labels = batch.labels(i);
+        if labels.is_empty() {
+            return None;
+        }
+        Some(self.get_or_create(&labels))
+    }
+
+    /// Appends every series of a parsed batch, tallying outcomes.
+    pub fn append_parsed(
+        &mut self,
+        batch: &ParsedBatch,
+        ooo_window_ms: i64,
+        min_valid_t: i64,
+        counts: &mut SampleCounts,
+    ) {
+        let lim = self.limits(ooo_window_ms, min_valid_t);
+        for i in 0..batch.series_len() {
+            let Some(id) = self.get_or_create_parsed(batch, i) else {
+                continue;
+            };
+            let Some(s) = self.series.get_mut(&id) else {
+                continue;
+            };
+            for p in batch.points(i) {
+                let o = append_to(s, p.timestamp_ms, p.value.to_bits(), lim);
+                if o == SampleOutcome::Appended {
+                    self.samples += 1;
+                }
+                counts.add(o);
+            }
+        }
+    }
+
     /// Appends one sample to series `id`. Samples older than `min_valid_t` are too old; samples
     /// up to `ooo_window_ms` older than the series' newest sample are kept out of order.
+    #[cfg(test)]
     pub fn append(
         &mut self,
         id: u32,
@@ -307,10 +471,11 @@ impl Head {
         ooo_window_ms: i64,
         min_valid_t: i64,
     ) -> SampleOutcome {
+        let lim = self.limits(ooo_window_ms, min_valid_t);
         let Some(s) = self.series.get_mut(&id) else {
             return SampleOutcome::OutOfOrder;
         };
-        let o = append_to(s, t, bits, ooo_window_ms, min_valid_t);
+        let o = append_to(s, t, bits, lim);
         if o == SampleOutcome::Appended {
             self.samples += 1;
         }
@@ -326,18 +491,13 @@ impl Head {
         min_valid_t: i64,
         counts: &mut SampleCounts,
     ) {
+        let lim = self.limits(ooo_window_ms, min_valid_t);
         let id = self.get_or_create(labels);
         let Some(s) = self.series.get_mut(&id) else {
             return;
         };
         for p in points {
-            let o = append_to(
-                s,
-                p.timestamp_ms,
-                p.value.to_bits(),
-                ooo_window_ms,
-                min_valid_t,
-            );
+            let o = append_to(s, p.timestamp_ms, p.value.to_bits(), lim);
             if o == SampleOutcome::Appended {
                 self.samples += 1;
             }
@@ -498,15 +658,31 @@ impl Head {
     }
 
     fn remove_series(&mut self, ids: &[u32]) {
-        let removed: Vec<MemSeries> = ids.iter().filter_map(|id| self.series.remove(id)).collect();
-        for s in &removed {
-            self.by_labels.remove(&*s.labels);
-        }
-        let pairs: Vec<(u32, &Labels)> = ids
+        let removed: Vec<(u32, MemSeries)> = ids
             .iter()
-            .zip(removed.iter())
-            .map(|(id, s)| (*id, &*s.labels))
+            .filter_map(|&id| self.series.remove(&id).map(|s| (id, s)))
             .collect();
+        for (id, s) in &removed {
+            let id = *id;
+            let hash = self.hash_pairs(pair_bytes(&s.labels));
+            if self.by_hash.get(&hash) == Some(&id) {
+                self.by_hash.remove(&hash);
+                if let Some(others) = self.collisions.get_mut(&hash) {
+                    if let Some(next) = others.pop() {
+                        self.by_hash.insert(hash, next);
+                    }
+                    if others.is_empty() {
+                        self.collisions.remove(&hash);
+                    }
+                }
+            } else if let Some(others) = self.collisions.get_mut(&hash) {
+                others.retain(|&o| o != id);
+                if others.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        }
+        let pairs: Vec<(u32, &Labels)> = removed.iter().map(|(id, s)| (*id, &*s.labels)).collect();
         self.postings.remove(&pairs);
     }
 }
@@ -538,7 +714,7 @@ mod tests {
 
     #[test]
     fn out_of_order_window_accepts_recent_and_rejects_old_samples() {
-        let mut h = Head::default();
+        let mut h = Head::new(i64::MAX);
         let l = Labels::metric("m", &[]);
         let id = h.get_or_create(&l);
         let one = 1.0f64.to_bits();
@@ -579,7 +755,7 @@ mod tests {
 
     #[test]
     fn chunks_seal_and_truncation_drops_whole_chunks_and_empty_series() {
-        let mut h = Head::default();
+        let mut h = Head::new(i64::MAX);
         let a = Labels::metric("a", &[]);
         let b = Labels::metric("b", &[]);
         let ia = h.get_or_create(&a);
@@ -604,8 +780,23 @@ mod tests {
     }
 
     #[test]
+    fn head_chunks_are_cut_at_block_boundaries() {
+        let mut h = Head::new(1000);
+        let l = Labels::metric("m", &[]);
+        let id = h.get_or_create(&l);
+        for t in [100, 900, 999, 1000, 1500, 2001] {
+            assert_eq!(h.append(id, t, 1, 0, 0), SampleOutcome::Appended);
+        }
+        let s = &h.series[&id];
+        let sealed: Vec<(i64, i64)> = s.sealed.iter().map(|c| (c.mint, c.maxt)).collect();
+        assert_eq!(sealed, vec![(100, 999), (1000, 1500)]);
+        assert_eq!(s.open.as_ref().map(|o| o.mint()), Some(2001));
+        assert_eq!(points(&h, &l).len(), 6);
+    }
+
+    #[test]
     fn collect_before_takes_exactly_what_truncate_before_drops() {
-        let mut h = Head::default();
+        let mut h = Head::new(i64::MAX);
         let a = Labels::metric("a", &[]);
         let ia = h.get_or_create(&a);
         for t in 0..250i64 {

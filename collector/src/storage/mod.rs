@@ -24,6 +24,7 @@ mod block;
 mod checkpoint;
 mod encoding;
 mod head;
+mod payload;
 mod postings;
 #[cfg(test)]
 mod testutil;
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
-use vigil_shared::codec::{decode_batch, encode_batch};
+use vigil_shared::codec::encode_batch;
 use vigil_shared::model::{Batch, Event, Labels, Point, Series};
 use vigil_shared::seq::SeenSequences;
 
@@ -46,6 +47,7 @@ pub use metrics::StorageMetrics;
 use block::Block;
 use checkpoint::StreamRecord;
 use head::{Head, SampleCounts};
+use payload::ParsedBatch;
 use wal::{Wal, WalRecord};
 
 /// Settings of the store. Construct with `..Default::default()` for the tuning knobs.
@@ -298,7 +300,7 @@ impl Shared {
         &self,
         head: &mut Head,
         d: Delivery<'_>,
-        batch: &Batch,
+        batch: &ParsedBatch,
         now: i64,
     ) -> SampleCounts {
         let Delivery {
@@ -307,7 +309,13 @@ impl Shared {
             seq,
             append_ms,
         } = d;
-        let counts = self.apply_series(head, &batch.series, now);
+        let mut counts = SampleCounts::default();
+        head.append_parsed(
+            batch,
+            self.ooo_window_ms(),
+            self.min_valid_t(now),
+            &mut counts,
+        );
         {
             let mut streams = lock(&self.streams);
             let st = streams.entry((agent.to_string(), stream_id)).or_default();
@@ -359,11 +367,11 @@ impl Shared {
                 append_ms,
                 payload,
             } => {
-                let batch = decode_stored(payload).unwrap_or_else(|e| {
+                let batch = ParsedBatch::decode(payload).unwrap_or_else(|e| {
                     // Validated before it was written, so this means a codec change: keep the
                     // dedupe state so the agent is not asked to resend data we cannot read.
                     tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
-                    Batch::default()
+                    ParsedBatch::default()
                 });
                 let d = Delivery {
                     agent,
@@ -373,9 +381,15 @@ impl Shared {
                 };
                 self.apply_agent_batch(head, d, &batch, now);
             }
-            WalRecord::Series { payload } => match decode_stored(payload) {
+            WalRecord::Series { payload } => match ParsedBatch::decode(payload) {
                 Ok(batch) => {
-                    self.apply_series(head, &batch.series, now);
+                    let mut counts = SampleCounts::default();
+                    head.append_parsed(
+                        &batch,
+                        self.ooo_window_ms(),
+                        self.min_valid_t(now),
+                        &mut counts,
+                    );
                 }
                 Err(e) => tracing::warn!(error = %e, "WAL series payload is undecodable"),
             },
@@ -409,7 +423,7 @@ enum AppendOp {
         stream_id: u64,
         seq: u64,
         payload: Vec<u8>,
-        batch: Batch,
+        batch: ParsedBatch,
     },
     Series {
         payload: Vec<u8>,
@@ -418,11 +432,29 @@ enum AppendOp {
 }
 
 impl AppendOp {
-    fn series(&self) -> &[Series] {
+    /// Labels of the series this append would create (deduplicated).
+    fn new_series(&self, head: &Head) -> Vec<Labels> {
+        let mut new: Vec<Labels> = Vec::new();
         match self {
-            AppendOp::Agent { batch, .. } => &batch.series,
-            AppendOp::Series { series, .. } => series,
+            AppendOp::Agent { batch, .. } => {
+                for i in 0..batch.series_len() {
+                    if !head.contains_parsed(batch, i) {
+                        let l = batch.labels(i);
+                        if !new.contains(&l) {
+                            new.push(l);
+                        }
+                    }
+                }
+            }
+            AppendOp::Series { series, .. } => {
+                for s in series {
+                    if head.lookup(&s.labels).is_none() && !new.contains(&s.labels) {
+                        new.push(s.labels.clone());
+                    }
+                }
+            }
         }
+        new
     }
 }
 
@@ -544,15 +576,6 @@ fn normalize_series(series: &mut [Series]) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Decodes a stored payload for replay, normalized exactly as when it was appended.
-fn decode_stored(payload: &[u8]) -> Result<Batch, vigil_shared::codec::CodecError> {
-    let mut batch = decode_batch(payload)?;
-    if normalize_series(&mut batch.series).is_err() {
-        batch.series.retain(|s| !s.labels.is_empty());
-    }
-    Ok(batch)
-}
-
 impl Storage {
     /// Opens (or creates) the store in `dir`: loads the newest checkpoint, replays the WAL
     /// written since (truncating a torn or corrupt tail, logged and counted), and starts the
@@ -566,7 +589,7 @@ impl Storage {
         }
         let shared = Arc::new(Shared {
             blocks: RwLock::new(Vec::new()),
-            head: RwLock::new(Head::default()),
+            head: RwLock::new(Head::new(opts.block_duration.as_millis() as i64)),
             streams: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             metrics: StorageMetrics::new(),
@@ -695,9 +718,11 @@ impl Storage {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(StorageError::TooLarge(payload.len()));
         }
-        let mut batch =
-            decode_batch(&payload).map_err(|e| StorageError::Malformed(e.to_string()))?;
-        normalize_series(&mut batch.series)?;
+        let batch =
+            ParsedBatch::decode(&payload).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        if batch.has_empty_series() {
+            return Err(StorageError::Malformed("series with no labels".into()));
+        }
         let op = AppendOp::Agent {
             agent: agent.to_string(),
             stream_id,
@@ -748,6 +773,8 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, StorageError> {
+        // Data past retention is never returned, even before its block is deleted.
+        let start_ms = start_ms.max(self.inner.shared.min_valid_t(now_ms()));
         if start_ms > end_ms {
             return Ok(Vec::new());
         }
@@ -819,6 +846,10 @@ impl Storage {
 
     /// Labels of the series matching `matchers` with points in the range, from head and blocks.
     fn series_labels(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Arc<Labels>> {
+        let start_ms = start_ms.max(self.inner.shared.min_valid_t(now_ms()));
+        if start_ms > end_ms {
+            return Vec::new();
+        }
         let (blocks, mut labels) = self.consistent_view(|head| {
             head.ids_in_range(matchers, start_ms, end_ms)
                 .into_iter()
@@ -1055,7 +1086,7 @@ impl Writer {
             }
         }
         let mut pending_seqs: HashSet<(&str, u64, u64)> = HashSet::new();
-        let mut pending_new: HashSet<&Labels> = HashSet::new();
+        let mut pending_new: HashSet<Labels> = HashSet::new();
         let head = read(&shared.head);
         let mut keep = vec![false; appends.len()];
         let mut early: Vec<(usize, Result<AppendReply, StorageError>)> = Vec::new();
@@ -1081,15 +1112,8 @@ impl Writer {
             }
             let limit = shared.opts.max_series;
             if limit > 0 {
-                let mut new: Vec<&Labels> = Vec::new();
-                for s in op.series() {
-                    if head.lookup(&s.labels).is_none()
-                        && !pending_new.contains(&s.labels)
-                        && !new.contains(&&s.labels)
-                    {
-                        new.push(&s.labels);
-                    }
-                }
+                let mut new = op.new_series(&head);
+                new.retain(|l| !pending_new.contains(l));
                 if !new.is_empty() && head.series_count() + pending_new.len() + new.len() > limit {
                     shared.metrics.series_limit_rejections.inc();
                     early.push((
