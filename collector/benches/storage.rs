@@ -170,8 +170,17 @@ fn main() {
             .sample_count();
     }
     println!(
-        "decode alone: {:.0} samples/s on one core",
+        "decode_batch alone: {:.0} samples/s on one core",
         decoded as f64 / d.elapsed().as_secs_f64()
+    );
+    let d = Instant::now();
+    let mut read = 0usize;
+    for (_, p) in payloads.iter().flatten().take(200) {
+        read += vigil_collector::storage::bench_read_payload(p).expect("read");
+    }
+    println!(
+        "storage payload reader alone: {:.0} samples/s on one core",
+        read as f64 / d.elapsed().as_secs_f64()
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()

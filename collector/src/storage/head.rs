@@ -38,6 +38,8 @@ impl Hasher for IdHasher {
 }
 
 type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+/// A series id with its series key.
+type KeyedId = (u32, Box<[u8]>);
 /// Keys are already uniformly distributed hashes.
 type IdMap64<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
@@ -48,18 +50,15 @@ fn pair_bytes(l: &Labels) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
         .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
 }
 
-/// True when two sequences of label pairs are equal.
-fn same_pairs<'x, 'y>(
-    a: impl Iterator<Item = (&'x [u8], &'x [u8])>,
-    mut b: impl Iterator<Item = (&'y [u8], &'y [u8])>,
-) -> bool {
-    for (an, av) in a {
-        match b.next() {
-            Some((bn, bv)) if an == bn && av == bv => {}
-            _ => return false,
-        }
+/// Writes the series key of `pairs` into `out` (cleared first).
+fn series_key<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, out: &mut Vec<u8>) {
+    out.clear();
+    for (n, v) in pairs {
+        out.extend_from_slice(n);
+        out.push(0xff);
+        out.extend_from_slice(v);
+        out.push(0xff);
     }
-    b.next().is_none()
 }
 
 /// An immutable compressed chunk.
@@ -294,16 +293,23 @@ pub(crate) struct SeriesSnapshot {
 
 /// The head: series by id, by label hash, and the postings index.
 ///
-/// Series are found by a keyed SipHash of their label bytes (names and values each followed
-/// by `0xff`, which UTF-8 never contains), so a batch's labels can be looked up in place
-/// without building a `Labels`; a hash collision is resolved by comparing the labels.
+/// Series are found by their series key — label names and values each followed by `0xff`,
+/// which UTF-8 never contains — hashed with a keyed SipHash. The key is kept contiguously
+/// next to the hash, so finding a known series costs one hash and one `memcmp` instead of
+/// chasing every label string, and a batch's labels need no `Labels` to be looked up.
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     series: IdMap<MemSeries>,
-    by_hash: IdMap64<u32>,
+    /// Series id and series key by hash of the key.
+    by_hash: IdMap64<KeyedId>,
     /// Further series whose hash is already taken in `by_hash` (practically never used).
-    collisions: HashMap<u64, Vec<u32>>,
+    collisions: HashMap<u64, Vec<KeyedId>>,
     hasher: RandomState,
+    /// Reused buffer for building series keys.
+    scratch: Vec<u8>,
+    /// Tests force every key onto one hash to exercise collision handling.
+    #[cfg(test)]
+    constant_hash: bool,
     /// Block duration: head chunks are cut at multiples of it.
     chunk_range_ms: i64,
     postings: Postings,
@@ -338,65 +344,59 @@ impl Head {
         self.samples
     }
 
-    fn hash_pairs<'a>(&self, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for (n, v) in pairs {
-            h.write(n);
-            h.write_u8(0xff);
-            h.write(v);
-            h.write_u8(0xff);
+    fn hash_key(&self, key: &[u8]) -> u64 {
+        #[cfg(test)]
+        if self.constant_hash {
+            return 42;
         }
+        let mut h = self.hasher.build_hasher();
+        h.write(key);
         h.finish()
     }
 
-    fn find<'a>(
-        &self,
-        hash: u64,
-        pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
-    ) -> Option<u32> {
-        let same = |id: u32| {
-            self.series
-                .get(&id)
-                .is_some_and(|s| same_pairs(pair_bytes(&s.labels), pairs.clone()))
-        };
-        if let Some(&id) = self.by_hash.get(&hash) {
-            if same(id) {
-                return Some(id);
-            }
-            return self
-                .collisions
-                .get(&hash)
-                .and_then(|ids| ids.iter().copied().find(|&id| same(id)));
+    /// The series whose series key is `key`.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let (id, k) = self.by_hash.get(&hash)?;
+        if **k == *key {
+            return Some(*id);
         }
-        None
+        self.collisions
+            .get(&hash)?
+            .iter()
+            .find(|(_, k)| **k == *key)
+            .map(|(id, _)| *id)
     }
 
     /// The id of the series with these labels, if it exists.
     pub fn lookup(&self, labels: &Labels) -> Option<u32> {
-        self.find(self.hash_pairs(pair_bytes(labels)), pair_bytes(labels))
+        let mut key = Vec::new();
+        series_key(pair_bytes(labels), &mut key);
+        self.find(self.hash_key(&key), &key)
     }
 
     /// True when series `i` of a parsed batch already exists.
     pub fn contains_parsed(&self, batch: &ParsedBatch, i: usize) -> bool {
         if batch.is_canonical(i) {
-            let pairs = batch.label_bytes(i);
-            self.find(self.hash_pairs(pairs.clone()), pairs).is_some()
+            let mut key = Vec::new();
+            series_key(batch.label_bytes(i), &mut key);
+            self.find(self.hash_key(&key), &key).is_some()
         } else {
             self.lookup(&batch.labels(i)).is_some()
         }
     }
 
-    fn insert_new(&mut self, hash: u64, labels: Labels) -> u32 {
+    fn insert_new(&mut self, hash: u64, key: &[u8], labels: Labels) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let labels = Arc::new(labels);
         self.postings.add(id, &labels);
+        let key: Box<[u8]> = key.into();
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push(id);
+                self.collisions.entry(hash).or_default().push((id, key));
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(id);
+                v.insert((id, key));
             }
         }
         self.series.insert(id, MemSeries::new(labels));
@@ -405,33 +405,36 @@ impl Head {
 
     /// The id of the series with these labels, creating it when new.
     pub fn get_or_create(&mut self, labels: &Labels) -> u32 {
-        let hash = self.hash_pairs(pair_bytes(labels));
-        match self.find(hash, pair_bytes(labels)) {
+        let mut key = std::mem::take(&mut self.scratch);
+        series_key(pair_bytes(labels), &mut key);
+        let hash = self.hash_key(&key);
+        let id = match self.find(hash, &key) {
             Some(id) => id,
-            None => self.insert_new(hash, labels.clone()),
-        }
+            None => self.insert_new(hash, &key, labels.clone()),
+        };
+        self.scratch = key;
+        id
     }
 
     /// The id of series `i` of a parsed batch, creating it when new; `None` when its labels
     /// are empty after normalization.
     fn get_or_create_parsed(&mut self, batch: &ParsedBatch, i: usize) -> Option<u32> {
-        if batch.is_canonical(i) {
-            let pairs = batch.label_bytes(i);
-            let hash = self.hash_pairs(pairs.clone());
-            if let Some(id) = self.find(hash, pairs) {
-                return Some(id);
-            }
+        if !batch.is_canonical(i) {
             let labels = batch.labels(i);
-            if labels.is_empty() {
-                return None;
+            return (!labels.is_empty()).then(|| self.get_or_create(&labels));
+        }
+        let mut key = std::mem::take(&mut self.scratch);
+        series_key(batch.label_bytes(i), &mut key);
+        let hash = self.hash_key(&key);
+        let id = match self.find(hash, &key) {
+            Some(id) => Some(id),
+            None => {
+                let labels = batch.labels(i);
+                (!labels.is_empty()).then(|| self.insert_new(hash, &key, labels))
             }
-            return Some(self.insert_new(hash, labels));
-        }
-        let labels = batch.labels(i);
-        if labels.is_empty() {
-            return None;
-        }
-        Some(self.get_or_create(&labels))
+        };
+        self.scratch = key;
+        id
     }
 
     /// Appends every series of a parsed batch, tallying outcomes.
@@ -664,8 +667,10 @@ impl Head {
             .collect();
         for (id, s) in &removed {
             let id = *id;
-            let hash = self.hash_pairs(pair_bytes(&s.labels));
-            if self.by_hash.get(&hash) == Some(&id) {
+            let mut key = Vec::new();
+            series_key(pair_bytes(&s.labels), &mut key);
+            let hash = self.hash_key(&key);
+            if self.by_hash.get(&hash).is_some_and(|(i, _)| *i == id) {
                 self.by_hash.remove(&hash);
                 if let Some(others) = self.collisions.get_mut(&hash) {
                     if let Some(next) = others.pop() {
@@ -676,7 +681,7 @@ impl Head {
                     }
                 }
             } else if let Some(others) = self.collisions.get_mut(&hash) {
-                others.retain(|&o| o != id);
+                others.retain(|(o, _)| *o != id);
                 if others.is_empty() {
                     self.collisions.remove(&hash);
                 }
@@ -777,6 +782,30 @@ mod tests {
         assert_eq!(h.sample_count(), 180);
         assert!(h.lookup(&b).is_none());
         assert_eq!(h.ids_in_range(&[], 0, i64::MAX), vec![ia]);
+    }
+
+    #[test]
+    fn colliding_series_hashes_keep_series_apart() {
+        let mut h = Head::new(i64::MAX);
+        h.constant_hash = true;
+        let ls: Vec<Labels> = (0..5)
+            .map(|i| Labels::metric("m", &[("i", &i.to_string())]))
+            .collect();
+        let ids: Vec<u32> = ls.iter().map(|l| h.get_or_create(l)).collect();
+        assert_eq!(ids, vec![0, 1, 2, 3, 4]);
+        for (l, id) in ls.iter().zip(&ids) {
+            assert_eq!(h.lookup(l), Some(*id));
+            assert_eq!(h.get_or_create(l), *id);
+        }
+        // Remove the one in the primary slot and one from the overflow list.
+        h.remove_series(&[0, 3]);
+        assert_eq!(h.lookup(&ls[0]), None);
+        assert_eq!(h.lookup(&ls[3]), None);
+        for i in [1, 2, 4] {
+            assert_eq!(h.lookup(&ls[i]), Some(i as u32));
+        }
+        assert_eq!(h.get_or_create(&ls[0]), 5);
+        assert_eq!(h.series_count(), 4);
     }
 
     #[test]
