@@ -25,20 +25,46 @@ impl Rng {
     }
 }
 
+/// How a series' value evolves, modelled on node_exporter on an ordinary host.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A CPU-seconds counter advancing by about `rate` per 15 s, in 0.01 s ticks.
+    CpuSeconds { rate: u64 },
+    /// A byte counter advancing by a variable whole number.
+    Bytes { rate: u64 },
+    /// A gauge in 4 KiB pages that changes on most scrapes.
+    Pages,
+    /// A value that rarely changes (sizes, info metrics, idle devices).
+    Steady,
+}
+
 /// One host's series, shaped like node_exporter output: CPU counters per cpu and mode,
-/// memory gauges, filesystem and network counters.
-fn host_series(host: usize, n: usize) -> Vec<(Labels, bool)> {
+/// network byte counters, memory gauges and mostly constant filesystem/info series.
+fn host_series(host: usize, n: usize) -> Vec<(Labels, Shape)> {
     let inst = format!("host-{host}:9100");
     let mut out = Vec::with_capacity(n);
+    // (mode, 15 s increase in 0.01 s ticks for one CPU)
     let modes = [
-        "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
+        ("idle", 1400),
+        ("iowait", 2),
+        ("irq", 0),
+        ("nice", 0),
+        ("softirq", 1),
+        ("steal", 0),
+        ("system", 30),
+        ("user", 70),
     ];
     let mut cpu = 0;
     'outer: loop {
-        for m in modes {
-            if out.len() >= n / 2 {
+        for (m, rate) in modes {
+            if out.len() >= n * 2 / 5 {
                 break 'outer;
             }
+            let shape = if rate == 0 {
+                Shape::Steady
+            } else {
+                Shape::CpuSeconds { rate }
+            };
             out.push((
                 Labels::metric(
                     "node_cpu_seconds_total",
@@ -49,26 +75,33 @@ fn host_series(host: usize, n: usize) -> Vec<(Labels, bool)> {
                         ("mode", m),
                     ],
                 ),
-                true,
+                shape,
             ));
         }
         cpu += 1;
     }
     let mut i = 0;
     while out.len() < n {
-        let dev = format!("eth{}", i / 4);
-        let (name, counter) = match i % 4 {
-            0 => ("node_network_receive_bytes_total", true),
-            1 => ("node_network_transmit_bytes_total", true),
-            2 => ("node_memory_MemAvailable_bytes", false),
-            _ => ("node_filesystem_avail_bytes", false),
+        let dev = format!("dev{}", i / 5);
+        let (name, shape) = match i % 5 {
+            0 => (
+                "node_network_receive_bytes_total",
+                Shape::Bytes { rate: 200_000 },
+            ),
+            1 => (
+                "node_network_transmit_bytes_total",
+                Shape::Bytes { rate: 50_000 },
+            ),
+            2 => ("node_memory_Active_bytes", Shape::Pages),
+            3 => ("node_filesystem_size_bytes", Shape::Steady),
+            _ => ("node_filesystem_avail_bytes", Shape::Steady),
         };
         out.push((
             Labels::metric(
                 name,
                 &[("instance", &inst), ("job", "node"), ("device", &dev)],
             ),
-            counter,
+            shape,
         ));
         i += 1;
     }
@@ -85,24 +118,41 @@ fn make_payloads(
     for w in 0..writers {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1));
         let series = host_series(w, per_batch);
-        let mut values: Vec<f64> = series.iter().map(|_| rng.below(1_000_000) as f64).collect();
+        // Counters in integer ticks, so CPU seconds are exact multiples of 0.01 as exported.
+        let mut ticks: Vec<u64> = series.iter().map(|_| rng.below(100_000_000)).collect();
         let mut out = Vec::with_capacity(batches);
         for b in 0..batches {
-            let ts = t0 + b as i64 * 15_000;
+            // Scrape timestamps jitter by a few milliseconds, as real scrapes do.
+            let ts = t0 + b as i64 * 15_000 + rng.below(5) as i64;
             let mut s = Vec::with_capacity(per_batch);
-            for (i, (labels, counter)) in series.iter().enumerate() {
-                if *counter {
-                    // Counters advance in centisecond ticks or byte counts.
-                    values[i] += rng.below(1500) as f64 / 100.0;
-                } else if rng.below(4) == 0 {
-                    values[i] =
-                        (values[i] + rng.below(8192) as f64 - 4096.0).max(0.0) * 4096.0 / 4096.0;
-                }
+            for (i, (labels, shape)) in series.iter().enumerate() {
+                let value = match *shape {
+                    Shape::CpuSeconds { rate } => {
+                        ticks[i] += rate + rng.below(rate / 10 + 2);
+                        ticks[i] as f64 / 100.0
+                    }
+                    Shape::Bytes { rate } => {
+                        ticks[i] += rate / 2 + rng.below(rate);
+                        ticks[i] as f64
+                    }
+                    Shape::Pages => {
+                        if rng.below(4) != 0 {
+                            ticks[i] = (ticks[i] + rng.below(2000)).saturating_sub(1000);
+                        }
+                        (ticks[i] * 4096) as f64
+                    }
+                    Shape::Steady => {
+                        if rng.below(50) == 0 {
+                            ticks[i] += 1;
+                        }
+                        (ticks[i] * 4096) as f64
+                    }
+                };
                 s.push(Series {
                     labels: labels.clone(),
                     points: vec![Point {
                         timestamp_ms: ts,
-                        value: values[i],
+                        value,
                     }],
                 });
             }
@@ -279,7 +329,7 @@ fn main() {
         st.close().await.expect("close");
         drop(st);
         let o = Instant::now();
-        let st = Storage::open(&dir, opts).expect("reopen");
+        let st = Storage::open(&dir, opts.clone()).expect("reopen");
         println!(
             "reopen from checkpoint: {:?}, {} series, {} samples in head; data dir {:.1} MB",
             o.elapsed(),
@@ -287,6 +337,43 @@ fn main() {
             st.stats().samples_in_head,
             dir_size(&dir) as f64 / 1e6
         );
+        st.close().await.expect("close");
+        drop(st);
+        // Compact everything older than a minute into blocks to measure their density.
+        let st = Storage::open(
+            &dir,
+            StorageOptions {
+                block_duration: Duration::from_secs(60),
+                ..opts
+            },
+        )
+        .expect("reopen for compaction");
+        let c = Instant::now();
+        st.compact().await.expect("compact");
+        let stats = st.stats();
+        println!(
+            "blocks: {} blocks, {:.1} MB, {:.2} bytes/sample ({} samples left in head), compacted in {:?}",
+            stats.blocks,
+            stats.block_bytes as f64 / 1e6,
+            stats.block_bytes as f64 / (total_samples - stats.samples_in_head).max(1) as f64,
+            stats.samples_in_head,
+            c.elapsed()
+        );
+        let q = Instant::now();
+        let res = st
+            .select(
+                &[Matcher::equal("__name__", "node_cpu_seconds_total")],
+                i64::MIN,
+                i64::MAX,
+            )
+            .expect("select");
+        let pts: usize = res.iter().map(|s| s.points.len()).sum();
+        println!(
+            "select node_cpu_seconds_total from blocks: {} series, {pts} points in {:?}",
+            res.len(),
+            q.elapsed()
+        );
+        st.close().await.expect("close");
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

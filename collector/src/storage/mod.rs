@@ -117,6 +117,9 @@ pub enum StorageError {
     /// An earlier fsync failed, so what is durable is unknown; the process must restart.
     #[error("storage failed after an unrecoverable write error: {0}")]
     Failed(String),
+    /// Another process (or another `Storage` in this one) has the data directory open.
+    #[error("data directory {0} is in use by another storage instance")]
+    Locked(PathBuf),
     /// Stored data could not be decoded.
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: String, detail: String },
@@ -525,6 +528,25 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// The writer wakes at least this often to run maintenance.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Takes an exclusive lock on `<dir>/LOCK`, so two processes (or two opens in one process)
+/// never write the same WAL.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StorageError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
 /// Reads a payload the way `append_agent_batch` does and returns its number of series; for
 /// the ingest benchmark, which times decoding separately from the rest.
 #[doc(hidden)]
@@ -596,6 +618,7 @@ impl Storage {
             std::fs::create_dir_all(d)
                 .map_err(|e| StorageError::io(format!("creating {}", d.display()), e))?;
         }
+        let lock_file = lock_dir(dir)?;
         let shared = Arc::new(Shared {
             blocks: RwLock::new(Vec::new()),
             head: RwLock::new(Head::new(opts.block_duration.as_millis() as i64)),
@@ -680,6 +703,8 @@ impl Storage {
             last_checkpoint: Instant::now(),
             last_retention: None,
             bytes_since_checkpoint: 0,
+            last_checkpoint_bytes: 0,
+            _lock: lock_file,
             compacted_before,
             next_block,
             compaction_backoff: None,
@@ -1015,6 +1040,11 @@ struct Writer {
     /// When retention last ran; `None` runs it at the first opportunity.
     last_retention: Option<Instant>,
     bytes_since_checkpoint: u64,
+    /// Size of the last checkpoint: the WAL may grow at least this much before the next,
+    /// so rewriting the head costs no more than the WAL it replaces.
+    last_checkpoint_bytes: u64,
+    /// Held while the writer runs: one process per data directory.
+    _lock: std::fs::File,
     /// Head data before this time has been compacted.
     compacted_before: i64,
     /// Number of the next block file.
@@ -1316,7 +1346,12 @@ impl Writer {
                 }
             }
         }
-        let due = self.bytes_since_checkpoint >= self.shared.opts.checkpoint_wal_bytes
+        let due = self.bytes_since_checkpoint
+            >= self
+                .shared
+                .opts
+                .checkpoint_wal_bytes
+                .max(self.last_checkpoint_bytes)
             || (self.bytes_since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.shared.opts.checkpoint_interval);
         if due {
@@ -1499,6 +1534,7 @@ impl Writer {
         })?;
         self.checkpoint_segment = next;
         self.bytes_since_checkpoint = 0;
+        self.last_checkpoint_bytes = bytes.len() as u64;
         for name in std::mem::take(&mut self.pending_delete) {
             if let Err(e) = std::fs::remove_file(block::path(&self.blocks_dir, &name)) {
                 tracing::warn!(block = %name, error = %e, "cannot delete expired block");

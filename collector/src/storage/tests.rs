@@ -918,3 +918,16 @@ async fn unsorted_labels_from_a_payload_are_normalized_before_storing() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].points.len(), 2);
 }
+
+#[tokio::test]
+async fn a_data_directory_can_be_open_only_once() {
+    let tmp = TempDir::new("lock");
+    let st = Storage::open(tmp.path(), opts()).unwrap();
+    assert!(matches!(
+        Storage::open(tmp.path(), opts()),
+        Err(StorageError::Locked(_))
+    ));
+    st.close().await.unwrap();
+    drop(st);
+    Storage::open(tmp.path(), opts()).unwrap();
+}
