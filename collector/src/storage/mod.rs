@@ -252,6 +252,8 @@ struct Shared {
     events: Mutex<VecDeque<(String, Event)>>,
     metrics: StorageMetrics,
     opts: StorageOptions,
+    /// Set when a WAL sync failed: every later append fails, duplicates included.
+    poisoned: Mutex<Option<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -519,6 +521,45 @@ struct WalStats {
     checkpoints: std::sync::atomic::AtomicU64,
 }
 
+/// Applies an accepted group to the head and dedupe state, returning each caller's answer.
+fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendReply> {
+    let m = &shared.metrics;
+    let mut results = Vec::with_capacity(accepted.len());
+    let mut head = write(&shared.head);
+    for a in accepted {
+        let r = match &a.op {
+            AppendOp::Agent {
+                agent,
+                stream_id,
+                seq,
+                batch,
+                ..
+            } => {
+                let d = Delivery {
+                    agent,
+                    stream_id: *stream_id,
+                    seq: *seq,
+                    append_ms: a.append_ms,
+                };
+                let c = shared.apply_agent_batch(&mut head, d, batch, now);
+                m.batches_appended.inc();
+                shared.record_counts(&c);
+                AppendReply::Agent(AppendOutcome::Stored {
+                    samples: c.appended as usize,
+                })
+            }
+            AppendOp::Series { series, .. } => {
+                let c = shared.apply_series(&mut head, series, now);
+                shared.record_counts(&c);
+                AppendReply::Series(c)
+            }
+        };
+        results.push(r);
+    }
+    shared.update_head_gauges(&head);
+    results
+}
+
 /// Largest payload accepted in one append (leaves room for the record header fields).
 const MAX_PAYLOAD_BYTES: usize = wal::MAX_RECORD_BYTES - 64 * 1024;
 /// A group stops collecting requests at this many payload bytes.
@@ -626,6 +667,7 @@ impl Storage {
             events: Mutex::new(VecDeque::new()),
             metrics: StorageMetrics::new(),
             opts: opts.clone(),
+            poisoned: Mutex::new(None),
         });
         let now = now_ms();
         let (ck, skipped_checkpoint) = checkpoint::load_latest(dir).map_err(|e| {
@@ -745,6 +787,9 @@ impl Storage {
         seq: u64,
         payload: Vec<u8>,
     ) -> Result<AppendOutcome, StorageError> {
+        if let Some(f) = lock(&self.inner.shared.poisoned).clone() {
+            return Err(StorageError::Failed(f));
+        }
         if self.inner.shared.is_seen(agent, stream_id, seq) {
             self.inner.shared.metrics.batches_duplicate.inc();
             return Ok(AppendOutcome::Duplicate);
@@ -1244,16 +1289,20 @@ impl Writer {
         false
     }
 
+    /// Writes a group to the WAL, then applies it to the head while another thread
+    /// `fdatasync`s it, and answers the callers once both are done. Readers may see the group
+    /// a moment before it is durable; if the sync fails the storage is poisoned (every later
+    /// append fails), so nothing is ever acknowledged, as stored or as a duplicate, without
+    /// being durable.
     fn commit(&mut self, buf: Vec<u8>, accepted: Vec<Accepted>, now: i64) {
         let shared = self.shared.clone();
         let m = &shared.metrics;
-        let started = Instant::now();
-        if let Err(e) = self.wal.write_durably(&buf) {
+        if let Err(e) = self.wal.write_group(&buf) {
             m.wal_write_failures.inc();
             let msg = format!("writing WAL segment {}: {e}", self.wal.index());
             tracing::error!(error = %msg, "WAL write failed");
             if e.fatal {
-                self.failed = Some(msg.clone());
+                self.poison(msg.clone());
             }
             for a in accepted {
                 let _ = a.reply.send(Err(if e.fatal {
@@ -1268,51 +1317,44 @@ impl Writer {
             self.publish_wal_stats();
             return;
         }
-        m.wal_fsyncs.inc();
-        m.wal_fsync_seconds.observe(started.elapsed().as_secs_f64());
-        m.wal_bytes_written.inc_by(buf.len() as u64);
-        m.wal_records.inc_by(accepted.len() as u64);
-        m.group_commit_records.observe(accepted.len() as f64);
-        self.bytes_since_checkpoint += buf.len() as u64;
-        let mut results = Vec::with_capacity(accepted.len());
-        {
-            let mut head = write(&shared.head);
-            for a in &accepted {
-                let r = match &a.op {
-                    AppendOp::Agent {
-                        agent,
-                        stream_id,
-                        seq,
-                        batch,
-                        ..
-                    } => {
-                        let d = Delivery {
-                            agent,
-                            stream_id: *stream_id,
-                            seq: *seq,
-                            append_ms: a.append_ms,
-                        };
-                        let c = shared.apply_agent_batch(&mut head, d, batch, now);
-                        m.batches_appended.inc();
-                        shared.record_counts(&c);
-                        AppendReply::Agent(AppendOutcome::Stored {
-                            samples: c.appended as usize,
-                        })
-                    }
-                    AppendOp::Series { series, .. } => {
-                        let c = shared.apply_series(&mut head, series, now);
-                        shared.record_counts(&c);
-                        AppendReply::Series(c)
-                    }
-                };
-                results.push(r);
+        let started = Instant::now();
+        let wal = &self.wal;
+        let (synced, results) = std::thread::scope(|scope| {
+            let sync = scope.spawn(move || wal.sync().map(|()| started.elapsed()));
+            let results = apply_group(&shared, &accepted, now);
+            let synced = sync
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
+            (synced, results)
+        });
+        match synced {
+            Ok(elapsed) => {
+                m.wal_fsyncs.inc();
+                m.wal_fsync_seconds.observe(elapsed.as_secs_f64());
+                m.wal_bytes_written.inc_by(buf.len() as u64);
+                m.wal_records.inc_by(accepted.len() as u64);
+                m.group_commit_records.observe(accepted.len() as f64);
+                self.bytes_since_checkpoint += buf.len() as u64;
+                for (a, r) in accepted.into_iter().zip(results) {
+                    let _ = a.reply.send(Ok(r));
+                }
             }
-            shared.update_head_gauges(&head);
-        }
-        for (a, r) in accepted.into_iter().zip(results) {
-            let _ = a.reply.send(Ok(r));
+            Err(e) => {
+                m.wal_write_failures.inc();
+                let msg = format!("fdatasync of WAL segment {}: {e}", self.wal.index());
+                tracing::error!(error = %msg, "WAL sync failed; refusing all further writes");
+                self.poison(msg.clone());
+                for a in accepted {
+                    let _ = a.reply.send(Err(StorageError::Failed(msg.clone())));
+                }
+            }
         }
         self.publish_wal_stats();
+    }
+
+    fn poison(&mut self, msg: String) {
+        *lock(&self.shared.poisoned) = Some(msg.clone());
+        self.failed = Some(msg);
     }
 
     fn publish_wal_stats(&self) {

@@ -931,3 +931,38 @@ async fn a_data_directory_can_be_open_only_once() {
     drop(st);
     Storage::open(tmp.path(), opts()).unwrap();
 }
+
+#[tokio::test]
+// Holding the head lock across awaits is the point: it stalls the writer thread.
+#[allow(clippy::await_holding_lock)]
+async fn a_full_queue_makes_appenders_wait_until_the_writer_catches_up() {
+    let tmp = TempDir::new("backpressure");
+    let st = Storage::open(
+        tmp.path(),
+        StorageOptions {
+            queue_depth: 2,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let t = now();
+    // Stall the writer: it cannot apply a group while the head is locked.
+    let guard = write(&st.inner.shared.head);
+    let mut tasks = Vec::new();
+    for i in 0..6i64 {
+        let st = st.clone();
+        tasks.push(tokio::spawn(async move {
+            st.append_series(vec![series("m", &[("i", &i.to_string())], &[(t, 1.0)])])
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // One group is stuck in the writer, the queue is full, the rest wait to enqueue.
+    assert_eq!(st.inner.tx.as_ref().unwrap().capacity(), 0);
+    assert!(tasks.iter().all(|t| !t.is_finished()));
+    drop(guard);
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().appended, 1);
+    }
+    assert_eq!(all(&st).len(), 6);
+}

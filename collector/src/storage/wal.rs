@@ -265,10 +265,9 @@ impl Wal {
         self.older_segments.len() + 1
     }
 
-    /// Appends a group of framed records and makes them durable with one `fdatasync`.
-    /// A failed write is cut back off the segment; a failed sync is fatal, because after it
-    /// the kernel may have dropped the dirty pages and what is on disk is unknown.
-    pub fn write_durably(&mut self, buf: &[u8]) -> Result<(), WalWriteError> {
+    /// Appends a group of framed records (not yet durable: see [`Wal::sync`]). A failed
+    /// write is cut back off the segment; if even that fails the error is fatal.
+    pub fn write_group(&mut self, buf: &[u8]) -> Result<(), WalWriteError> {
         if self.size >= self.segment_bytes {
             self.rotate().map_err(|source| WalWriteError {
                 source,
@@ -285,7 +284,21 @@ impl Wal {
             return Err(WalWriteError { source, fatal });
         }
         self.size += buf.len() as u64;
-        self.file.sync_data().map_err(|source| WalWriteError {
+        Ok(())
+    }
+
+    /// Makes everything written so far durable with one `fdatasync`. Takes `&self`, so it
+    /// can run on another thread while the writer applies the group to the head. A failure
+    /// is fatal: afterwards the kernel may have dropped the dirty pages.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// [`Wal::write_group`] followed by [`Wal::sync`].
+    #[cfg(test)]
+    pub fn write_durably(&mut self, buf: &[u8]) -> Result<(), WalWriteError> {
+        self.write_group(buf)?;
+        self.sync().map_err(|source| WalWriteError {
             source,
             fatal: true,
         })
