@@ -1,5 +1,1593 @@
-//! Durable time-series storage: a checksummed WAL, the in-memory head, and retention.
+//! Durable time-series storage: a checksummed, segmented WAL with group commit; the
+//! in-memory head of Gorilla-compressed chunks with a postings index; checkpoints that let
+//! old WAL segments be deleted; retention; and exactly-once bookkeeping of agent batches.
+//!
+//! Writes go through one writer thread fed by a bounded queue: it takes everything queued,
+//! appends one WAL record per request, `fdatasync`s once for the whole group, applies the
+//! records to the head and then answers every caller, so an `Ok` means durable. When the
+//! queue is full, `append_*` callers wait (backpressure reaches the ingest path). An agent
+//! batch's record holds the agent, stream, sequence and the payload bytes exactly as
+//! received, so the dedupe state and the data commit atomically and replay rebuilds both.
+//!
+//! Head data older than the compaction cutoff (wall clock minus half a block duration,
+//! aligned to the block duration) is moved into immutable block files; each compaction is
+//! followed by a checkpoint, which is the commit point that lists the live blocks.
+//!
+//! Layout of the data directory: `wal/<segment>` (WAL segments), `checkpoint.<segment>`
+//! (snapshot covering all segments before `<segment>`), `blocks/<n>.blk` (blocks).
 
+pub mod chunk;
 pub mod matcher;
+pub mod metrics;
 
-pub use matcher::{MatchOp, Matcher, MatcherError};
+mod block;
+mod checkpoint;
+mod encoding;
+mod head;
+mod payload;
+mod postings;
+#[cfg(test)]
+mod testutil;
+mod wal;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use vigil_shared::codec::encode_batch;
+use vigil_shared::model::{Batch, Event, Labels, Point, Series};
+use vigil_shared::seq::SeenSequences;
+
+pub use head::SampleCounts as AppendStats;
+pub use matcher::{matches_all, MatchOp, Matcher, MatcherError};
+pub use metrics::StorageMetrics;
+
+use block::Block;
+use checkpoint::StreamRecord;
+use head::{Head, SampleCounts};
+use payload::ParsedBatch;
+use wal::{Wal, WalRecord};
+
+/// Settings of the store. Construct with `..Default::default()` for the tuning knobs.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// How long samples are kept. Default 15 days.
+    pub retention: Duration,
+    /// Most series the head may hold; a new series beyond it is rejected. 0 = unlimited.
+    pub max_series: usize,
+    /// How far behind a series' newest sample an older sample is still accepted.
+    /// Default 0: out-of-order samples are rejected.
+    pub out_of_order_window: Duration,
+    /// A WAL segment is closed once it reaches this size. Default 64 MiB.
+    pub wal_segment_bytes: u64,
+    /// A checkpoint is written once this much WAL has accumulated since the last one.
+    /// Default 256 MiB.
+    pub checkpoint_wal_bytes: u64,
+    /// Time span of one on-disk block; head data is compacted into blocks once it is older
+    /// than half this much past a block boundary. Default 2 h (as in Prometheus).
+    pub block_duration: Duration,
+    /// A checkpoint is written at least this often when anything was written. Default 30 min.
+    pub checkpoint_interval: Duration,
+    /// Events kept for `recent_events`. Default 10 000.
+    pub max_events: usize,
+    /// Append requests that may wait for the writer before callers block. Default 4096.
+    pub queue_depth: usize,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            retention: Duration::from_secs(15 * 24 * 3600),
+            max_series: 0,
+            out_of_order_window: Duration::ZERO,
+            wal_segment_bytes: 64 << 20,
+            checkpoint_wal_bytes: 256 << 20,
+            block_duration: Duration::from_secs(2 * 3600),
+            checkpoint_interval: Duration::from_secs(30 * 60),
+            max_events: 10_000,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// Errors from the storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// A file operation in the data directory failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The payload or series could not be decoded or are invalid; nothing was written.
+    #[error("malformed input: {0}")]
+    Malformed(String),
+    /// Storing the data would create more active series than `max_series` allows.
+    #[error("active series limit of {limit} reached: new series of metric {metric:?} rejected")]
+    SeriesLimit { metric: String, limit: usize },
+    /// One append is larger than a WAL record may be.
+    #[error("append of {0} bytes exceeds the WAL record limit")]
+    TooLarge(usize),
+    /// The storage has been closed.
+    #[error("storage is closed")]
+    Closed,
+    /// An earlier fsync failed, so what is durable is unknown; the process must restart.
+    #[error("storage failed after an unrecoverable write error: {0}")]
+    Failed(String),
+    /// Another process (or another `Storage` in this one) has the data directory open.
+    #[error("data directory {0} is in use by another storage instance")]
+    Locked(PathBuf),
+    /// Stored data could not be decoded.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: String, detail: String },
+}
+
+impl StorageError {
+    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result of [`Storage::append_agent_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch is durable; `samples` of its samples were stored (the rest were duplicates,
+    /// out of order or too old, and are counted in the metrics).
+    Stored { samples: usize },
+    /// This (agent, stream, seq) was stored before; nothing was written.
+    Duplicate,
+}
+
+/// Delivery bookkeeping of one agent stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStream {
+    pub agent: String,
+    pub stream_id: u64,
+    /// Highest sequence stored.
+    pub highest_seq: u64,
+    /// Every sequence below this has been stored.
+    pub contiguous_up_to: u64,
+    /// Wall-clock time of the last stored batch, Unix ms.
+    pub last_append_ms: i64,
+    /// Batches stored.
+    pub batches: u64,
+    /// Samples stored from those batches.
+    pub samples: u64,
+}
+
+/// A point-in-time summary of the storage.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageStats {
+    /// Series in the head.
+    pub series: usize,
+    /// Samples held in the head.
+    pub samples_in_head: u64,
+    /// Bytes of WAL on disk.
+    pub wal_bytes: u64,
+    /// WAL segment files on disk.
+    pub wal_segments: usize,
+    /// Samples stored since start.
+    pub samples_appended: u64,
+    /// Samples rejected as out of order since start.
+    pub samples_out_of_order: u64,
+    /// WAL fsyncs since start.
+    pub wal_fsyncs: u64,
+    /// Torn WAL tails truncated at startup.
+    pub torn_tail_truncations: u64,
+    /// Agent streams tracked for dedupe.
+    pub agent_streams: usize,
+    /// Checkpoints written since start.
+    pub checkpoints: u64,
+    /// On-disk blocks.
+    pub blocks: usize,
+    /// Bytes of on-disk blocks.
+    pub block_bytes: u64,
+}
+
+/// Dedupe state and counters of one (agent, stream).
+#[derive(Debug, Default)]
+struct StreamState {
+    seen: SeenSequences,
+    /// Mirror of the sequences `seen` holds above its watermark, for checkpoints.
+    sparse: BTreeSet<u64>,
+    last_append_ms: i64,
+    batches: u64,
+    samples: u64,
+}
+
+impl StreamState {
+    fn insert(&mut self, seq: u64) -> bool {
+        if !self.seen.insert(seq) {
+            return false;
+        }
+        self.sparse.insert(seq);
+        let below = self.seen.contiguous_up_to();
+        if self.sparse.first().is_some_and(|&f| f < below) {
+            self.sparse = self.sparse.split_off(&below);
+        }
+        true
+    }
+
+    fn from_record(r: &StreamRecord) -> Self {
+        let mut s = StreamState {
+            last_append_ms: r.last_append_ms,
+            batches: r.batches,
+            samples: r.samples,
+            ..Default::default()
+        };
+        for seq in 0..r.below {
+            s.seen.insert(seq);
+        }
+        for &seq in &r.above {
+            s.insert(seq);
+        }
+        s
+    }
+}
+
+type StreamKey = (String, u64);
+
+/// Who delivered a batch, and when: the identity used for exactly-once delivery.
+#[derive(Debug, Clone, Copy)]
+struct Delivery<'a> {
+    agent: &'a str,
+    stream_id: u64,
+    seq: u64,
+    append_ms: i64,
+}
+
+/// State shared by the writer thread and readers.
+#[derive(Debug)]
+struct Shared {
+    /// Lock order: `blocks` before `head`.
+    blocks: RwLock<Vec<Arc<Block>>>,
+    head: RwLock<Head>,
+    streams: Mutex<HashMap<StreamKey, StreamState>>,
+    events: Mutex<VecDeque<(String, Event)>>,
+    metrics: StorageMetrics,
+    opts: StorageOptions,
+    /// Set when a WAL sync failed: every later append fails, duplicates included.
+    poisoned: Mutex<Option<String>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn min_valid_t(&self, now: i64) -> i64 {
+        now.saturating_sub(self.opts.retention.as_millis() as i64)
+    }
+
+    fn ooo_window_ms(&self) -> i64 {
+        self.opts.out_of_order_window.as_millis() as i64
+    }
+
+    fn is_seen(&self, agent: &str, stream_id: u64, seq: u64) -> bool {
+        lock(&self.streams)
+            .get(&(agent.to_string(), stream_id))
+            .is_some_and(|s| s.seen.contains(seq))
+    }
+
+    /// Applies a batch's samples to the head.
+    fn apply_series(&self, head: &mut Head, series: &[Series], now: i64) -> SampleCounts {
+        let window = self.ooo_window_ms();
+        let min_valid = self.min_valid_t(now);
+        let mut counts = SampleCounts::default();
+        for s in series {
+            head.append_points(&s.labels, &s.points, window, min_valid, &mut counts);
+        }
+        counts
+    }
+
+    /// Applies one decoded agent batch: samples, dedupe state and events.
+    fn apply_agent_batch(
+        &self,
+        head: &mut Head,
+        d: Delivery<'_>,
+        batch: &ParsedBatch,
+        now: i64,
+    ) -> SampleCounts {
+        let Delivery {
+            agent,
+            stream_id,
+            seq,
+            append_ms,
+        } = d;
+        let mut counts = SampleCounts::default();
+        head.append_parsed(
+            batch,
+            self.ooo_window_ms(),
+            self.min_valid_t(now),
+            &mut counts,
+        );
+        {
+            let mut streams = lock(&self.streams);
+            let st = streams.entry((agent.to_string(), stream_id)).or_default();
+            st.insert(seq);
+            st.last_append_ms = st.last_append_ms.max(append_ms);
+            st.batches += 1;
+            st.samples += counts.appended;
+        }
+        if !batch.events.is_empty() && self.opts.max_events > 0 {
+            let mut events = lock(&self.events);
+            for e in &batch.events {
+                if events.len() >= self.opts.max_events {
+                    events.pop_front();
+                }
+                events.push_back((agent.to_string(), e.clone()));
+            }
+        }
+        counts
+    }
+
+    fn record_counts(&self, c: &SampleCounts) {
+        let m = &self.metrics;
+        m.samples_appended.inc_by(c.appended);
+        m.samples_duplicate.inc_by(c.duplicate);
+        m.samples_duplicate_timestamp.inc_by(c.duplicate_timestamp);
+        m.samples_out_of_order.inc_by(c.out_of_order);
+        m.samples_too_old.inc_by(c.too_old);
+    }
+
+    fn update_head_gauges(&self, head: &Head) {
+        self.metrics.head_series.set(head.series_count() as i64);
+        self.metrics.head_samples.set(head.sample_count() as i64);
+    }
+
+    /// Replays one WAL record body.
+    fn replay_record(&self, head: &mut Head, body: &[u8], now: i64) {
+        let rec = match WalRecord::decode(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping undecodable WAL record");
+                return;
+            }
+        };
+        match rec {
+            WalRecord::AgentBatch {
+                agent,
+                stream_id,
+                seq,
+                append_ms,
+                payload,
+            } => {
+                let batch = ParsedBatch::decode(payload).unwrap_or_else(|e| {
+                    // Validated before it was written, so this means a codec change: keep the
+                    // dedupe state so the agent is not asked to resend data we cannot read.
+                    tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
+                    ParsedBatch::default()
+                });
+                let d = Delivery {
+                    agent,
+                    stream_id,
+                    seq,
+                    append_ms,
+                };
+                self.apply_agent_batch(head, d, &batch, now);
+            }
+            WalRecord::Series { payload } => match ParsedBatch::decode(payload) {
+                Ok(batch) => {
+                    let mut counts = SampleCounts::default();
+                    head.append_parsed(
+                        &batch,
+                        self.ooo_window_ms(),
+                        self.min_valid_t(now),
+                        &mut counts,
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "WAL series payload is undecodable"),
+            },
+        }
+    }
+
+    fn stream_records(&self) -> Vec<StreamRecord> {
+        let streams = lock(&self.streams);
+        let mut out: Vec<StreamRecord> = streams
+            .iter()
+            .map(|((agent, stream_id), st)| StreamRecord {
+                agent: agent.clone(),
+                stream_id: *stream_id,
+                below: st.seen.contiguous_up_to(),
+                above: st.sparse.iter().copied().collect(),
+                last_append_ms: st.last_append_ms,
+                batches: st.batches,
+                samples: st.samples,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.agent, a.stream_id).cmp(&(&b.agent, b.stream_id)));
+        out
+    }
+}
+
+/// What the writer is asked to append.
+#[derive(Debug)]
+enum AppendOp {
+    Agent {
+        agent: String,
+        stream_id: u64,
+        seq: u64,
+        payload: Vec<u8>,
+        batch: ParsedBatch,
+    },
+    Series {
+        payload: Vec<u8>,
+        series: Vec<Series>,
+    },
+}
+
+impl AppendOp {
+    /// Labels of the series this append would create (deduplicated).
+    fn new_series(&self, head: &Head) -> Vec<Labels> {
+        let mut new: Vec<Labels> = Vec::new();
+        match self {
+            AppendOp::Agent { batch, .. } => {
+                for i in 0..batch.series_len() {
+                    if !head.contains_parsed(batch, i) {
+                        let l = batch.labels(i);
+                        if !new.contains(&l) {
+                            new.push(l);
+                        }
+                    }
+                }
+            }
+            AppendOp::Series { series, .. } => {
+                for s in series {
+                    if head.lookup(&s.labels).is_none() && !new.contains(&s.labels) {
+                        new.push(s.labels.clone());
+                    }
+                }
+            }
+        }
+        new
+    }
+}
+
+#[derive(Debug)]
+enum AppendReply {
+    Agent(AppendOutcome),
+    Series(AppendStats),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
+
+#[derive(Debug)]
+enum Request {
+    Append {
+        op: AppendOp,
+        reply: Reply<AppendReply>,
+    },
+    Checkpoint {
+        reply: Reply<()>,
+    },
+    Compact {
+        reply: Reply<()>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// Handle to the store; cheap to clone, usable from any thread.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Request>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    wal_stats: Arc<WalStats>,
+    dir: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue stops the writer after it has finished what is queued.
+        self.tx.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// WAL figures published by the writer for `stats`.
+#[derive(Debug, Default)]
+struct WalStats {
+    bytes: std::sync::atomic::AtomicU64,
+    segments: std::sync::atomic::AtomicU64,
+    checkpoints: std::sync::atomic::AtomicU64,
+}
+
+/// Applies an accepted group to the head and dedupe state, returning each caller's answer.
+fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendReply> {
+    let m = &shared.metrics;
+    let mut results = Vec::with_capacity(accepted.len());
+    let mut head = write(&shared.head);
+    for a in accepted {
+        let r = match &a.op {
+            AppendOp::Agent {
+                agent,
+                stream_id,
+                seq,
+                batch,
+                ..
+            } => {
+                let d = Delivery {
+                    agent,
+                    stream_id: *stream_id,
+                    seq: *seq,
+                    append_ms: a.append_ms,
+                };
+                let c = shared.apply_agent_batch(&mut head, d, batch, now);
+                m.batches_appended.inc();
+                shared.record_counts(&c);
+                AppendReply::Agent(AppendOutcome::Stored {
+                    samples: c.appended as usize,
+                })
+            }
+            AppendOp::Series { series, .. } => {
+                let c = shared.apply_series(&mut head, series, now);
+                shared.record_counts(&c);
+                AppendReply::Series(c)
+            }
+        };
+        results.push(r);
+    }
+    shared.update_head_gauges(&head);
+    results
+}
+
+/// Largest payload accepted in one append (leaves room for the record header fields).
+const MAX_PAYLOAD_BYTES: usize = wal::MAX_RECORD_BYTES - 64 * 1024;
+/// A group stops collecting requests at this many payload bytes.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// The writer wakes at least this often to run maintenance.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Takes an exclusive lock on `<dir>/LOCK`, so two processes (or two opens in one process)
+/// never write the same WAL.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StorageError::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+/// Reads a payload the way `append_agent_batch` does and returns its number of series; for
+/// the ingest benchmark, which times decoding separately from the rest.
+#[doc(hidden)]
+pub fn bench_read_payload(payload: &[u8]) -> Result<usize, StorageError> {
+    ParsedBatch::decode(payload)
+        .map(|b| b.series_len())
+        .map_err(|e| StorageError::Malformed(e.to_string()))
+}
+
+/// Opens the blocks a checkpoint lists. Block files it does not list are leftovers of a
+/// compaction that crashed before its checkpoint (their data is still in the WAL) and are
+/// deleted — unless a newer checkpoint was unreadable, in which case they may be the only
+/// copy and are kept (duplicates with the head are merged away by queries).
+fn open_blocks(
+    blocks_dir: &Path,
+    listed: &[String],
+    keep_unlisted: bool,
+) -> Result<Vec<Arc<Block>>, StorageError> {
+    let on_disk = block::list(blocks_dir)
+        .map_err(|e| StorageError::io(format!("listing {}", blocks_dir.display()), e))?;
+    let mut out = Vec::new();
+    for name in &on_disk {
+        if !listed.contains(name) && !keep_unlisted {
+            tracing::info!(block = %name, "removing block left by an unfinished compaction");
+            if let Err(e) = std::fs::remove_file(block::path(blocks_dir, name)) {
+                tracing::warn!(block = %name, error = %e, "cannot remove unlisted block");
+            }
+            continue;
+        }
+        match Block::open(blocks_dir, name) {
+            Ok(b) => out.push(Arc::new(b)),
+            Err(e) => tracing::warn!(block = %name, error = %e, "skipping unreadable block"),
+        }
+    }
+    for name in listed {
+        if !on_disk.contains(name) {
+            tracing::warn!(block = %name, "block listed in the checkpoint is missing");
+        }
+    }
+    Ok(out)
+}
+
+/// Brings label sets into canonical form (sorted by name, unique names, no empty values),
+/// since a decoded payload is not guaranteed to be, and rejects series left with no labels.
+/// Replay applies the same function, so the stored bytes map to the same series.
+fn normalize_series(series: &mut [Series]) -> Result<(), StorageError> {
+    for s in series.iter_mut() {
+        let l = s.labels.as_slice();
+        let canonical =
+            l.windows(2).all(|w| w[0].0 < w[1].0) && l.iter().all(|(_, v)| !v.is_empty());
+        if !canonical {
+            s.labels = Labels::new(std::mem::take(&mut s.labels).into_inner());
+        }
+    }
+    if series.iter().any(|s| s.labels.is_empty()) {
+        return Err(StorageError::Malformed("series with no labels".into()));
+    }
+    Ok(())
+}
+
+impl Storage {
+    /// Opens (or creates) the store in `dir`: loads the newest checkpoint, replays the WAL
+    /// written since (truncating a torn or corrupt tail, logged and counted), and starts the
+    /// writer thread.
+    pub fn open(dir: &Path, opts: StorageOptions) -> Result<Storage, StorageError> {
+        let wal_dir = dir.join("wal");
+        let blocks_dir = dir.join("blocks");
+        for d in [&wal_dir, &blocks_dir] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| StorageError::io(format!("creating {}", d.display()), e))?;
+        }
+        let lock_file = lock_dir(dir)?;
+        let shared = Arc::new(Shared {
+            blocks: RwLock::new(Vec::new()),
+            head: RwLock::new(Head::new(opts.block_duration.as_millis() as i64)),
+            streams: Mutex::new(HashMap::new()),
+            events: Mutex::new(VecDeque::new()),
+            metrics: StorageMetrics::new(),
+            opts: opts.clone(),
+            poisoned: Mutex::new(None),
+        });
+        let now = now_ms();
+        let (ck, skipped_checkpoint) = checkpoint::load_latest(dir).map_err(|e| {
+            StorageError::io(format!("reading checkpoints in {}", dir.display()), e)
+        })?;
+        let mut from_segment = 0;
+        let mut compacted_before = i64::MIN;
+        let mut listed_blocks = Vec::new();
+        let mut head = write(&shared.head);
+        if let Some(ck) = ck {
+            from_segment = ck.next_segment;
+            compacted_before = ck.compacted_before;
+            listed_blocks = ck.blocks;
+            for s in ck.series {
+                head.restore(&s.labels, s.sealed, s.open, s.ooo, s.max_t, s.last_bits);
+            }
+            let mut streams = lock(&shared.streams);
+            for r in &ck.streams {
+                streams.insert((r.agent.clone(), r.stream_id), StreamState::from_record(r));
+            }
+            lock(&shared.events).extend(ck.events);
+            tracing::info!(
+                next_segment = from_segment,
+                series = head.series_count(),
+                "loaded checkpoint"
+            );
+        }
+        let blocks = open_blocks(&blocks_dir, &listed_blocks, skipped_checkpoint)?;
+        let started = Instant::now();
+        let report = wal::replay(&wal_dir, from_segment, |_, body| {
+            shared.replay_record(&mut head, body, now);
+        })
+        .map_err(|e| StorageError::io(format!("replaying WAL in {}", wal_dir.display()), e))?;
+        shared
+            .metrics
+            .wal_torn_tail_truncations
+            .inc_by(report.truncations);
+        head.truncate_before(shared.min_valid_t(now));
+        shared.update_head_gauges(&head);
+        tracing::info!(
+            segments = report.segments,
+            records = report.records,
+            truncations = report.truncations,
+            series = head.series_count(),
+            samples = head.sample_count(),
+            blocks = blocks.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "replayed WAL"
+        );
+        drop(head);
+        let next_block = blocks
+            .iter()
+            .filter_map(|b| b.name().parse::<u64>().ok())
+            .max()
+            .map_or(1, |n| n + 1);
+        *write(&shared.blocks) = blocks;
+        let next = report
+            .last_index
+            .map_or(from_segment, |l| l + 1)
+            .max(from_segment);
+        let wal = Wal::create(&wal_dir, next, opts.wal_segment_bytes).map_err(|e| {
+            StorageError::io(format!("creating WAL segment in {}", wal_dir.display()), e)
+        })?;
+        let wal_stats = Arc::new(WalStats::default());
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let writer = Writer {
+            shared: shared.clone(),
+            wal,
+            rx,
+            dir: dir.to_path_buf(),
+            blocks_dir,
+            failed: None,
+            wal_stats: wal_stats.clone(),
+            checkpoint_segment: from_segment,
+            last_checkpoint: Instant::now(),
+            last_retention: None,
+            bytes_since_checkpoint: 0,
+            last_checkpoint_bytes: 0,
+            _lock: lock_file,
+            compacted_before,
+            next_block,
+            compaction_backoff: None,
+            pending_delete: Vec::new(),
+        };
+        writer.publish_wal_stats();
+        writer.publish_block_stats();
+        let handle = std::thread::Builder::new()
+            .name("vigil-storage-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StorageError::io("spawning the storage writer thread", e))?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                shared,
+                tx: Some(tx),
+                writer: Some(handle),
+                wal_stats,
+                dir: dir.to_path_buf(),
+            }),
+        })
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StorageError> {
+        let tx = self.inner.tx.as_ref().ok_or(StorageError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Stores one agent batch exactly once. `payload` is the snappy-compressed bincode batch
+    /// as the agent sent it; it is written to the WAL untouched. Returns once durable.
+    pub async fn append_agent_batch(
+        &self,
+        agent: &str,
+        stream_id: u64,
+        seq: u64,
+        payload: Vec<u8>,
+    ) -> Result<AppendOutcome, StorageError> {
+        if let Some(f) = lock(&self.inner.shared.poisoned).clone() {
+            return Err(StorageError::Failed(f));
+        }
+        if self.inner.shared.is_seen(agent, stream_id, seq) {
+            self.inner.shared.metrics.batches_duplicate.inc();
+            return Ok(AppendOutcome::Duplicate);
+        }
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(StorageError::TooLarge(payload.len()));
+        }
+        let batch =
+            ParsedBatch::decode(&payload).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        if batch.has_empty_series() {
+            return Err(StorageError::Malformed("series with no labels".into()));
+        }
+        let op = AppendOp::Agent {
+            agent: agent.to_string(),
+            stream_id,
+            seq,
+            payload,
+            batch,
+        };
+        match self.request(|reply| Request::Append { op, reply }).await? {
+            AppendReply::Agent(o) => Ok(o),
+            AppendReply::Series(_) => Err(StorageError::Failed(
+                "writer answered the wrong request".into(),
+            )),
+        }
+    }
+
+    /// Stores series from remote_write or recording rules. Returns once durable.
+    pub async fn append_series(&self, series: Vec<Series>) -> Result<AppendStats, StorageError> {
+        let mut series = series;
+        normalize_series(&mut series)?;
+        if series.iter().all(|s| s.points.is_empty()) {
+            return Ok(AppendStats::default());
+        }
+        let batch = Batch {
+            series,
+            events: Vec::new(),
+        };
+        let payload = encode_batch(&batch).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(StorageError::TooLarge(payload.len()));
+        }
+        let op = AppendOp::Series {
+            payload,
+            series: batch.series,
+        };
+        match self.request(|reply| Request::Append { op, reply }).await? {
+            AppendReply::Series(s) => Ok(s),
+            AppendReply::Agent(_) => Err(StorageError::Failed(
+                "writer answered the wrong request".into(),
+            )),
+        }
+    }
+
+    /// Series matching all `matchers` with points in `[start_ms, end_ms]`, sorted by labels,
+    /// each with its points in that range sorted by time.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, StorageError> {
+        // Data past retention is never returned, even before its block is deleted.
+        let start_ms = start_ms.max(self.inner.shared.min_valid_t(now_ms()));
+        if start_ms > end_ms {
+            return Ok(Vec::new());
+        }
+        let (blocks, snaps) =
+            self.consistent_view(|head| head.snapshot(matchers, start_ms, end_ms));
+        let mut merged: BTreeMap<Arc<Labels>, Vec<Vec<(i64, u64)>>> = BTreeMap::new();
+        for b in blocks
+            .iter()
+            .filter(|b| b.mint() <= end_ms && b.maxt() >= start_ms)
+        {
+            for (labels, samples) in b.select(matchers, start_ms, end_ms)? {
+                merged.entry(labels).or_default().push(samples);
+            }
+        }
+        let corrupt = |e: chunk::ChunkError| StorageError::Corrupt {
+            what: "head chunk".into(),
+            detail: e.to_string(),
+        };
+        for s in snaps {
+            let mut samples: Vec<(i64, u64)> = Vec::new();
+            for c in &s.chunks {
+                chunk::decode_range(c, start_ms, end_ms, &mut samples).map_err(corrupt)?;
+            }
+            if let Some(o) = &s.open {
+                chunk::decode_range(o, start_ms, end_ms, &mut samples).map_err(corrupt)?;
+            }
+            if !s.ooo.is_empty() {
+                samples.extend_from_slice(&s.ooo);
+                samples.sort_by_key(|p| p.0);
+                samples.dedup_by_key(|p| p.0);
+            }
+            if !samples.is_empty() {
+                merged.entry(s.labels).or_default().push(samples);
+            }
+        }
+        let mut out = Vec::with_capacity(merged.len());
+        for (labels, mut parts) in merged {
+            let samples = if parts.len() == 1 {
+                parts.pop().unwrap_or_default()
+            } else {
+                let mut all: Vec<(i64, u64)> = parts.concat();
+                all.sort_by_key(|p| p.0);
+                all.dedup_by_key(|p| p.0);
+                all
+            };
+            out.push(Series {
+                labels: Arc::unwrap_or_clone(labels),
+                points: samples
+                    .into_iter()
+                    .map(|(t, v)| Point {
+                        timestamp_ms: t,
+                        value: f64::from_bits(v),
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` on the head while holding the block list steady, so data being moved from
+    /// the head into a block is seen exactly once.
+    fn consistent_view<T>(&self, f: impl FnOnce(&Head) -> T) -> (Vec<Arc<Block>>, T) {
+        let shared = &self.inner.shared;
+        let blocks = read(&shared.blocks);
+        let head = read(&shared.head);
+        let t = f(&head);
+        (blocks.clone(), t)
+    }
+
+    /// Labels of the series matching `matchers` with points in the range, from head and blocks.
+    fn series_labels(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<Arc<Labels>> {
+        let start_ms = start_ms.max(self.inner.shared.min_valid_t(now_ms()));
+        if start_ms > end_ms {
+            return Vec::new();
+        }
+        let (blocks, mut labels) = self.consistent_view(|head| {
+            head.ids_in_range(matchers, start_ms, end_ms)
+                .into_iter()
+                .filter_map(|id| head.labels(id).cloned())
+                .collect::<Vec<_>>()
+        });
+        for b in &blocks {
+            labels.extend(b.labels_in_range(matchers, start_ms, end_ms));
+        }
+        labels
+    }
+
+    /// Sorted label names of the series matching `matchers` with points in the range.
+    pub fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut names = BTreeSet::new();
+        for l in self.series_labels(matchers, start_ms, end_ms) {
+            for (n, _) in l.iter() {
+                if !names.contains(n) {
+                    names.insert(n.to_string());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Sorted values of label `name` among the series matching `matchers` with points in the range.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut values = BTreeSet::new();
+        for l in self.series_labels(matchers, start_ms, end_ms) {
+            if let Some(v) = l.get(name) {
+                if !values.contains(v) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+
+    /// The newest `limit` events from agent batches, newest first.
+    pub fn recent_events(&self, limit: usize) -> Vec<(String, Event)> {
+        lock(&self.inner.shared.events)
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Delivery state of every agent stream, sorted by agent and stream.
+    pub fn agent_streams(&self) -> Vec<AgentStream> {
+        let streams = lock(&self.inner.shared.streams);
+        let mut out: Vec<AgentStream> = streams
+            .iter()
+            .map(|((agent, stream_id), st)| AgentStream {
+                agent: agent.clone(),
+                stream_id: *stream_id,
+                highest_seq: st.seen.highest().unwrap_or(0),
+                contiguous_up_to: st.seen.contiguous_up_to(),
+                last_append_ms: st.last_append_ms,
+                batches: st.batches,
+                samples: st.samples,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.agent, a.stream_id).cmp(&(&b.agent, b.stream_id)));
+        out
+    }
+
+    /// A summary of sizes and counters.
+    pub fn stats(&self) -> StorageStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shared = &self.inner.shared;
+        let (series, samples_in_head) = {
+            let head = read(&shared.head);
+            (head.series_count(), head.sample_count())
+        };
+        let m = &shared.metrics;
+        StorageStats {
+            series,
+            samples_in_head,
+            wal_bytes: self.inner.wal_stats.bytes.load(Relaxed),
+            wal_segments: self.inner.wal_stats.segments.load(Relaxed) as usize,
+            samples_appended: m.samples_appended.get(),
+            samples_out_of_order: m.samples_out_of_order.get(),
+            wal_fsyncs: m.wal_fsyncs.get(),
+            torn_tail_truncations: m.wal_torn_tail_truncations.get(),
+            agent_streams: lock(&shared.streams).len(),
+            checkpoints: self.inner.wal_stats.checkpoints.load(Relaxed),
+            blocks: m.blocks.get() as usize,
+            block_bytes: m.block_size_bytes.get() as u64,
+        }
+    }
+
+    /// The storage's own metrics, for callers that export them another way.
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.inner.shared.metrics
+    }
+
+    /// Registers the storage's metrics with `registry`.
+    pub fn register_metrics(
+        &self,
+        registry: &prometheus::Registry,
+    ) -> Result<(), prometheus::Error> {
+        self.inner.shared.metrics.register(registry)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Writes a checkpoint now and deletes the WAL segments it covers.
+    pub async fn checkpoint(&self) -> Result<(), StorageError> {
+        self.request(|reply| Request::Checkpoint { reply }).await
+    }
+
+    /// Compacts head data older than the cutoff into blocks now (followed by a checkpoint).
+    pub async fn compact(&self) -> Result<(), StorageError> {
+        self.request(|reply| Request::Compact { reply }).await
+    }
+
+    /// Finishes queued appends, writes a checkpoint so the next start is fast, and stops the
+    /// writer. Later appends fail with [`StorageError::Closed`].
+    pub async fn close(&self) -> Result<(), StorageError> {
+        match self.request(|reply| Request::Close { reply }).await {
+            Err(StorageError::Closed) => Ok(()),
+            r => r,
+        }
+    }
+}
+
+/// The single writer: owns the WAL and is the only mutator of the head and dedupe state.
+struct Writer {
+    shared: Arc<Shared>,
+    wal: Wal,
+    rx: mpsc::Receiver<Request>,
+    dir: PathBuf,
+    blocks_dir: PathBuf,
+    failed: Option<String>,
+    wal_stats: Arc<WalStats>,
+    /// WAL segment the newest checkpoint resumes at.
+    checkpoint_segment: u64,
+    last_checkpoint: Instant,
+    /// When retention last ran; `None` runs it at the first opportunity.
+    last_retention: Option<Instant>,
+    bytes_since_checkpoint: u64,
+    /// Size of the last checkpoint: the WAL may grow at least this much before the next,
+    /// so rewriting the head costs no more than the WAL it replaces.
+    last_checkpoint_bytes: u64,
+    /// Held while the writer runs: one process per data directory.
+    _lock: std::fs::File,
+    /// Head data before this time has been compacted.
+    compacted_before: i64,
+    /// Number of the next block file.
+    next_block: u64,
+    /// No automatic compaction before this instant (backoff after a failure).
+    compaction_backoff: Option<Instant>,
+    /// Expired block files to delete once a checkpoint no longer lists them.
+    pending_delete: Vec<String>,
+}
+
+struct Accepted {
+    op: AppendOp,
+    reply: Reply<AppendReply>,
+    append_ms: i64,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "storage writer cannot start its timer runtime");
+                return;
+            }
+        };
+        loop {
+            let first = rt.block_on(async { tokio::time::timeout(TICK, self.rx.recv()).await });
+            let first = match first {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(_) => {
+                    self.maintenance();
+                    continue;
+                }
+            };
+            let mut group = vec![first];
+            let mut bytes = 0usize;
+            while bytes < MAX_GROUP_BYTES {
+                match self.rx.try_recv() {
+                    Ok(r) => {
+                        if let Request::Append { op, .. } = &r {
+                            bytes += match op {
+                                AppendOp::Agent { payload, .. }
+                                | AppendOp::Series { payload, .. } => payload.len(),
+                            };
+                        }
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.process_group(group) {
+                break;
+            }
+            self.maintenance();
+        }
+    }
+
+    /// Writes and applies one group; returns true when asked to close.
+    fn process_group(&mut self, group: Vec<Request>) -> bool {
+        let shared = self.shared.clone();
+        let mut buf = Vec::new();
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut checkpoints = Vec::new();
+        let mut compactions = Vec::new();
+        let mut close = None;
+        let now = now_ms();
+        let mut appends = Vec::new();
+        for req in group {
+            match req {
+                Request::Append { op, reply } => appends.push((op, reply)),
+                Request::Checkpoint { reply } => checkpoints.push(reply),
+                Request::Compact { reply } => compactions.push(reply),
+                Request::Close { reply } => close = Some(reply),
+            }
+        }
+        let mut pending_seqs: HashSet<(&str, u64, u64)> = HashSet::new();
+        let mut pending_new: HashSet<Labels> = HashSet::new();
+        let head = read(&shared.head);
+        let mut keep = vec![false; appends.len()];
+        let mut early: Vec<(usize, Result<AppendReply, StorageError>)> = Vec::new();
+        for (i, (op, _)) in appends.iter().enumerate() {
+            if let Some(f) = &self.failed {
+                early.push((i, Err(StorageError::Failed(f.clone()))));
+                continue;
+            }
+            if let AppendOp::Agent {
+                agent,
+                stream_id,
+                seq,
+                ..
+            } = op
+            {
+                if shared.is_seen(agent, *stream_id, *seq)
+                    || !pending_seqs.insert((agent.as_str(), *stream_id, *seq))
+                {
+                    shared.metrics.batches_duplicate.inc();
+                    early.push((i, Ok(AppendReply::Agent(AppendOutcome::Duplicate))));
+                    continue;
+                }
+            }
+            let limit = shared.opts.max_series;
+            if limit > 0 {
+                let mut new = op.new_series(&head);
+                new.retain(|l| !pending_new.contains(l));
+                if !new.is_empty() && head.series_count() + pending_new.len() + new.len() > limit {
+                    shared.metrics.series_limit_rejections.inc();
+                    early.push((
+                        i,
+                        Err(StorageError::SeriesLimit {
+                            metric: new[0].name().to_string(),
+                            limit,
+                        }),
+                    ));
+                    if let AppendOp::Agent {
+                        agent,
+                        stream_id,
+                        seq,
+                        ..
+                    } = op
+                    {
+                        pending_seqs.remove(&(agent.as_str(), *stream_id, *seq));
+                    }
+                    continue;
+                }
+                pending_new.extend(new);
+            }
+            match op {
+                AppendOp::Agent {
+                    agent,
+                    stream_id,
+                    seq,
+                    payload,
+                    ..
+                } => WalRecord::AgentBatch {
+                    agent,
+                    stream_id: *stream_id,
+                    seq: *seq,
+                    append_ms: now,
+                    payload,
+                }
+                .encode_into(&mut buf),
+                AppendOp::Series { payload, .. } => {
+                    WalRecord::Series { payload }.encode_into(&mut buf)
+                }
+            }
+            keep[i] = true;
+        }
+        drop(head);
+        drop(pending_seqs);
+        drop(pending_new);
+        let mut replies: Vec<Option<Reply<AppendReply>>> = Vec::with_capacity(appends.len());
+        let mut ops = Vec::with_capacity(appends.len());
+        for (op, reply) in appends {
+            ops.push(op);
+            replies.push(Some(reply));
+        }
+        for (i, r) in early {
+            if let Some(reply) = replies[i].take() {
+                let _ = reply.send(r);
+            }
+        }
+        for (i, op) in ops.into_iter().enumerate() {
+            if keep[i] {
+                if let Some(reply) = replies[i].take() {
+                    accepted.push(Accepted {
+                        op,
+                        reply,
+                        append_ms: now,
+                    });
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            self.commit(buf, accepted, now);
+        }
+        for reply in compactions {
+            let r = self.retention().and_then(|()| self.compact(true));
+            let _ = reply.send(r);
+        }
+        for reply in checkpoints {
+            let r = self.checkpoint();
+            let _ = reply.send(r);
+        }
+        if let Some(reply) = close {
+            let r = if self.failed.is_none() && self.bytes_since_checkpoint > 0 {
+                self.checkpoint()
+            } else {
+                Ok(())
+            };
+            let _ = reply.send(r);
+            return true;
+        }
+        false
+    }
+
+    /// Writes a group to the WAL, then applies it to the head while another thread
+    /// `fdatasync`s it, and answers the callers once both are done. Readers may see the group
+    /// a moment before it is durable; if the sync fails the storage is poisoned (every later
+    /// append fails), so nothing is ever acknowledged, as stored or as a duplicate, without
+    /// being durable.
+    fn commit(&mut self, buf: Vec<u8>, accepted: Vec<Accepted>, now: i64) {
+        let shared = self.shared.clone();
+        let m = &shared.metrics;
+        if let Err(e) = self.wal.write_group(&buf) {
+            m.wal_write_failures.inc();
+            let msg = format!("writing WAL segment {}: {e}", self.wal.index());
+            tracing::error!(error = %msg, "WAL write failed");
+            if e.fatal {
+                self.poison(msg.clone());
+            }
+            for a in accepted {
+                let _ = a.reply.send(Err(if e.fatal {
+                    StorageError::Failed(msg.clone())
+                } else {
+                    StorageError::io(
+                        format!("writing WAL segment {}", self.wal.index()),
+                        std::io::Error::new(e.source.kind(), e.source.to_string()),
+                    )
+                }));
+            }
+            self.publish_wal_stats();
+            return;
+        }
+        let started = Instant::now();
+        let wal = &self.wal;
+        let (synced, results) = std::thread::scope(|scope| {
+            let sync = scope.spawn(move || wal.sync().map(|()| started.elapsed()));
+            let results = apply_group(&shared, &accepted, now);
+            let synced = sync
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
+            (synced, results)
+        });
+        match synced {
+            Ok(elapsed) => {
+                m.wal_fsyncs.inc();
+                m.wal_fsync_seconds.observe(elapsed.as_secs_f64());
+                m.wal_bytes_written.inc_by(buf.len() as u64);
+                m.wal_records.inc_by(accepted.len() as u64);
+                m.group_commit_records.observe(accepted.len() as f64);
+                self.bytes_since_checkpoint += buf.len() as u64;
+                for (a, r) in accepted.into_iter().zip(results) {
+                    let _ = a.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                m.wal_write_failures.inc();
+                let msg = format!("fdatasync of WAL segment {}: {e}", self.wal.index());
+                tracing::error!(error = %msg, "WAL sync failed; refusing all further writes");
+                self.poison(msg.clone());
+                for a in accepted {
+                    let _ = a.reply.send(Err(StorageError::Failed(msg.clone())));
+                }
+            }
+        }
+        self.publish_wal_stats();
+    }
+
+    fn poison(&mut self, msg: String) {
+        *lock(&self.shared.poisoned) = Some(msg.clone());
+        self.failed = Some(msg);
+    }
+
+    fn publish_wal_stats(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes = self.wal.total_bytes();
+        let segments = self.wal.segment_count() as u64;
+        self.wal_stats.bytes.store(bytes, Relaxed);
+        self.wal_stats.segments.store(segments, Relaxed);
+        self.shared.metrics.wal_size_bytes.set(bytes as i64);
+        self.shared.metrics.wal_segments.set(segments as i64);
+    }
+
+    /// Periodic work between groups: retention and checkpoints.
+    fn maintenance(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        if !matches!(self.last_retention, Some(t) if t.elapsed() < RETENTION_INTERVAL) {
+            if let Err(e) = self.retention() {
+                tracing::error!(error = %e, "retention failed");
+            }
+        }
+        if !matches!(self.compaction_backoff, Some(t) if Instant::now() < t)
+            && self.compaction_cutoff() > self.compacted_before
+        {
+            match self.compact(false) {
+                Ok(()) => self.compaction_backoff = None,
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction failed; retrying in a minute");
+                    self.compaction_backoff = Some(Instant::now() + RETENTION_INTERVAL);
+                }
+            }
+        }
+        let due = self.bytes_since_checkpoint
+            >= self
+                .shared
+                .opts
+                .checkpoint_wal_bytes
+                .max(self.last_checkpoint_bytes)
+            || (self.bytes_since_checkpoint > 0
+                && self.last_checkpoint.elapsed() >= self.shared.opts.checkpoint_interval);
+        if due {
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "checkpoint failed; WAL segments are kept");
+            }
+        }
+    }
+
+    fn block_range_ms(&self) -> i64 {
+        (self.shared.opts.block_duration.as_millis() as i64).max(1)
+    }
+
+    /// Head data older than this belongs in blocks: half a block duration ago, aligned down
+    /// to a block boundary. Based on the wall clock, so an agent with a clock far in the future
+    /// cannot push everything out of the head.
+    fn compaction_cutoff(&self) -> i64 {
+        let range = self.block_range_ms();
+        (now_ms() - range / 2).div_euclid(range) * range
+    }
+
+    /// Drops head data and whole blocks older than the retention period.
+    fn retention(&mut self) -> Result<(), StorageError> {
+        self.last_retention = Some(Instant::now());
+        let cutoff = self.shared.min_valid_t(now_ms());
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = write(&self.shared.blocks);
+            let (gone, keep): (Vec<_>, Vec<_>) = blocks.drain(..).partition(|b| b.maxt() < cutoff);
+            *blocks = keep;
+            let mut head = write(&self.shared.head);
+            let removed = head.truncate_before(cutoff);
+            self.shared.update_head_gauges(&head);
+            if removed > 0 {
+                tracing::debug!(removed, "retention removed expired series from the head");
+            }
+            gone
+        };
+        if expired.is_empty() {
+            return Ok(());
+        }
+        for b in &expired {
+            tracing::info!(
+                block = b.name(),
+                maxt = b.maxt(),
+                "block expired by retention"
+            );
+            self.pending_delete.push(b.name().to_string());
+        }
+        self.publish_block_stats();
+        // The files go once a checkpoint no longer lists them.
+        self.checkpoint()
+    }
+
+    /// Moves head data older than the cutoff into new blocks, then checkpoints (the commit
+    /// point: blocks not listed by a checkpoint are discarded on the next open).
+    fn compact(&mut self, forced: bool) -> Result<(), StorageError> {
+        let range = self.block_range_ms();
+        let cutoff = self.compaction_cutoff();
+        if !forced && cutoff <= self.compacted_before {
+            return Ok(());
+        }
+        let started = Instant::now();
+        write(&self.shared.head).seal_before(cutoff);
+        let groups = read(&self.shared.head).collect_before(cutoff, range);
+        if groups.is_empty() {
+            self.compacted_before = self.compacted_before.max(cutoff);
+            return Ok(());
+        }
+        let mut new_blocks: Vec<Arc<Block>> = Vec::new();
+        let mut result = Ok(());
+        for series in groups.into_values() {
+            let name = format!("{:010}", self.next_block);
+            self.next_block += 1;
+            let written = block::write(&self.blocks_dir, &name, series)
+                .map_err(|e| {
+                    StorageError::io(
+                        format!("writing block {name} in {}", self.blocks_dir.display()),
+                        e,
+                    )
+                })
+                .and_then(|_| Block::open(&self.blocks_dir, &name));
+            match written {
+                Ok(b) => new_blocks.push(Arc::new(b)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            self.shared.metrics.compaction_failures.inc();
+            for b in &new_blocks {
+                let _ = std::fs::remove_file(block::path(&self.blocks_dir, b.name()));
+            }
+            return Err(e);
+        }
+        let made = new_blocks.len();
+        {
+            let mut blocks = write(&self.shared.blocks);
+            let mut head = write(&self.shared.head);
+            blocks.extend(new_blocks);
+            head.truncate_before(cutoff);
+            self.shared.update_head_gauges(&head);
+        }
+        self.compacted_before = self.compacted_before.max(cutoff);
+        self.shared.metrics.compactions.inc();
+        self.publish_block_stats();
+        tracing::info!(
+            cutoff,
+            blocks = made,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compacted head into blocks"
+        );
+        self.checkpoint()
+    }
+
+    fn publish_block_stats(&self) {
+        let blocks = read(&self.shared.blocks);
+        self.shared.metrics.blocks.set(blocks.len() as i64);
+        self.shared
+            .metrics
+            .block_size_bytes
+            .set(blocks.iter().map(|b| b.size()).sum::<u64>() as i64);
+    }
+
+    /// Rotates the WAL, snapshots everything written so far into a checkpoint, and deletes
+    /// the WAL segments (and older checkpoints) it covers.
+    fn checkpoint(&mut self) -> Result<(), StorageError> {
+        if let Some(f) = &self.failed {
+            return Err(StorageError::Failed(f.clone()));
+        }
+        let started = Instant::now();
+        let res = self.checkpoint_inner();
+        self.last_checkpoint = Instant::now();
+        match &res {
+            Ok(()) => {
+                self.shared.metrics.checkpoints.inc();
+                self.wal_stats
+                    .checkpoints
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    next_segment = self.checkpoint_segment,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "wrote checkpoint"
+                );
+            }
+            Err(_) => self.shared.metrics.checkpoint_failures.inc(),
+        }
+        self.publish_wal_stats();
+        res
+    }
+
+    fn checkpoint_inner(&mut self) -> Result<(), StorageError> {
+        let next = self
+            .wal
+            .rotate()
+            .map_err(|e| StorageError::io("rotating the WAL for a checkpoint", e))?;
+        let cutoff = self.shared.min_valid_t(now_ms());
+        let bytes = {
+            let blocks_guard = read(&self.shared.blocks);
+            let blocks: Vec<String> = blocks_guard.iter().map(|b| b.name().to_string()).collect();
+            let mut head = write(&self.shared.head);
+            head.truncate_before(cutoff);
+            self.shared.update_head_gauges(&head);
+            drop(head);
+            let head = read(&self.shared.head);
+            let streams = self.shared.stream_records();
+            let events: Vec<(String, Event)> = lock(&self.shared.events).iter().cloned().collect();
+            checkpoint::encode(
+                next,
+                self.compacted_before,
+                &blocks,
+                &streams,
+                &events,
+                &head,
+            )
+        };
+        checkpoint::write(&self.dir, next, &bytes).map_err(|e| {
+            StorageError::io(format!("writing checkpoint in {}", self.dir.display()), e)
+        })?;
+        self.checkpoint_segment = next;
+        self.bytes_since_checkpoint = 0;
+        self.last_checkpoint_bytes = bytes.len() as u64;
+        for name in std::mem::take(&mut self.pending_delete) {
+            if let Err(e) = std::fs::remove_file(block::path(&self.blocks_dir, &name)) {
+                tracing::warn!(block = %name, error = %e, "cannot delete expired block");
+            }
+        }
+        self.wal
+            .remove_before(next)
+            .map_err(|e| StorageError::io("removing checkpointed WAL segments", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

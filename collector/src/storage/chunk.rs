@@ -1,0 +1,476 @@
+//! Compressed sample chunks in the Gorilla format (Facebook's "Gorilla" paper, as used by
+//! Prometheus's XOR chunks): timestamps as delta-of-delta with variable-width buckets and
+//! values as the XOR with the previous value, reusing the previous leading/trailing-zero
+//! window when it fits. A chunk starts with a 2-byte big-endian sample count, so a chunk is
+//! self-describing. Values are handled as raw bit patterns, so NaN payloads (including the
+//! Prometheus stale marker), ±Inf and -0.0 survive bit-exactly.
+
+/// How many samples a head chunk takes before it is sealed (Prometheus uses 120).
+pub const SAMPLES_PER_CHUNK: u16 = 120;
+
+/// A chunk's bytes could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt chunk: {0}")]
+pub struct ChunkError(pub &'static str);
+
+#[derive(Debug, Clone, Default)]
+struct BitWriter {
+    buf: Vec<u8>,
+    /// Unused low bits in the last byte.
+    free: u32,
+}
+
+impl BitWriter {
+    fn write_bit(&mut self, bit: bool) {
+        self.write_bits(u64::from(bit), 1);
+    }
+
+    /// Writes the low `n` bits of `v`, most significant first (`n <= 64`).
+    fn write_bits(&mut self, v: u64, mut n: u32) {
+        while n > 0 {
+            if self.free == 0 {
+                self.buf.push(0);
+                self.free = 8;
+            }
+            let take = n.min(self.free);
+            let shift = n - take;
+            let bits = ((v >> shift) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.buf.last_mut() {
+                *last |= bits << (self.free - take);
+            }
+            self.free -= take;
+            n -= take;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct BitReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.buf.get(self.pos / 8)?;
+        let bit = (byte >> (7 - (self.pos % 8))) & 1;
+        self.pos += 1;
+        Some(bit == 1)
+    }
+
+    fn read_bits(&mut self, mut n: u32) -> Option<u64> {
+        let mut out = 0u64;
+        while n > 0 {
+            let byte = *self.buf.get(self.pos / 8)?;
+            let off = (self.pos % 8) as u32;
+            let avail = 8 - off;
+            let take = n.min(avail);
+            let bits = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
+            out = (out << take) | u64::from(bits);
+            self.pos += take as usize;
+            n -= take;
+        }
+        Some(out)
+    }
+}
+
+/// Delta-of-delta buckets: (prefix bits, prefix length, payload width).
+const DOD_BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
+
+fn fits(v: i64, bits: u32) -> bool {
+    let lim = 1i64 << (bits - 1);
+    -lim <= v && v < lim
+}
+
+/// Appends samples to a chunk under construction.
+#[derive(Debug, Clone)]
+pub struct ChunkAppender {
+    w: BitWriter,
+    count: u16,
+    t: i64,
+    delta: i64,
+    v: u64,
+    leading: u32,
+    trailing: u32,
+    mint: i64,
+}
+
+impl Default for ChunkAppender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkAppender {
+    /// An empty chunk.
+    pub fn new() -> Self {
+        let mut w = BitWriter::default();
+        w.write_bits(0, 16);
+        ChunkAppender {
+            w,
+            count: 0,
+            t: 0,
+            delta: 0,
+            v: 0,
+            leading: u32::MAX,
+            trailing: 0,
+            mint: 0,
+        }
+    }
+
+    /// Rebuilds an appender from an encoded chunk so more samples can be added.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ChunkError> {
+        let mut a = ChunkAppender::new();
+        for s in ChunkIter::new(bytes)? {
+            let (t, v) = s?;
+            a.append(t, v);
+        }
+        Ok(a)
+    }
+
+    /// Samples in the chunk.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// First timestamp (meaningless while empty).
+    pub fn mint(&self) -> i64 {
+        self.mint
+    }
+
+    /// Last timestamp (meaningless while empty).
+    pub fn maxt(&self) -> i64 {
+        self.t
+    }
+
+    /// The encoded bytes so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.w.buf
+    }
+
+    /// Consumes the appender, returning the encoded chunk.
+    pub fn into_bytes(self) -> Vec<u8> {
+        let mut b = self.w.buf;
+        b.shrink_to_fit();
+        b
+    }
+
+    /// Appends a sample; the caller guarantees `t` is greater than the last timestamp.
+    pub fn append(&mut self, t: i64, v: u64) {
+        match self.count {
+            0 => {
+                self.w.write_bits(t as u64, 64);
+                self.w.write_bits(v, 64);
+                self.mint = t;
+            }
+            _ => {
+                let delta = t.wrapping_sub(self.t);
+                let dod = delta.wrapping_sub(self.delta);
+                self.write_dod(dod);
+                self.write_value(v);
+                self.delta = delta;
+            }
+        }
+        self.t = t;
+        self.v = v;
+        self.count += 1;
+        let c = self.count.to_be_bytes();
+        self.w.buf[0] = c[0];
+        self.w.buf[1] = c[1];
+    }
+
+    fn write_dod(&mut self, dod: i64) {
+        if dod == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        for (prefix, plen, width) in DOD_BUCKETS {
+            if fits(dod, width) {
+                self.w.write_bits(prefix, plen);
+                self.w
+                    .write_bits((dod as u64) & ((1u64 << width) - 1), width);
+                return;
+            }
+        }
+        self.w.write_bits(0b1111, 4);
+        self.w.write_bits(dod as u64, 64);
+    }
+
+    fn write_value(&mut self, v: u64) {
+        let xor = v ^ self.v;
+        if xor == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        let leading = xor.leading_zeros().min(31);
+        let trailing = xor.trailing_zeros();
+        if self.leading != u32::MAX && leading >= self.leading && trailing >= self.trailing {
+            self.w.write_bits(0b10, 2);
+            let sig = 64 - self.leading - self.trailing;
+            self.w.write_bits(xor >> self.trailing, sig);
+        } else {
+            self.w.write_bits(0b11, 2);
+            let sig = 64 - leading - trailing;
+            self.w.write_bits(u64::from(leading), 5);
+            // 64 significant bits are written as 0: 0 itself is impossible (xor != 0).
+            self.w.write_bits(u64::from(sig & 63), 6);
+            self.w.write_bits(xor >> trailing, sig);
+            self.leading = leading;
+            self.trailing = trailing;
+        }
+    }
+}
+
+/// Iterates the samples of an encoded chunk as `(timestamp_ms, value bits)`.
+#[derive(Debug, Clone)]
+pub struct ChunkIter<'a> {
+    r: BitReader<'a>,
+    remaining: u16,
+    read: u16,
+    t: i64,
+    delta: i64,
+    v: u64,
+    leading: u32,
+    trailing: u32,
+    failed: bool,
+}
+
+impl<'a> ChunkIter<'a> {
+    /// Starts reading a chunk; fails when the header is missing.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, ChunkError> {
+        if bytes.len() < 2 {
+            return Err(ChunkError("missing header"));
+        }
+        let count = u16::from_be_bytes([bytes[0], bytes[1]]);
+        Ok(ChunkIter {
+            r: BitReader {
+                buf: bytes,
+                pos: 16,
+            },
+            remaining: count,
+            read: 0,
+            t: 0,
+            delta: 0,
+            v: 0,
+            leading: 0,
+            trailing: 0,
+            failed: false,
+        })
+    }
+
+    fn next_sample(&mut self) -> Option<(i64, u64)> {
+        if self.read == 0 {
+            self.t = self.r.read_bits(64)? as i64;
+            self.v = self.r.read_bits(64)?;
+            return Some((self.t, self.v));
+        }
+        // Delta of delta.
+        let mut prefix = 0u32;
+        while prefix < 4 && self.r.read_bit()? {
+            prefix += 1;
+        }
+        let dod = match prefix {
+            0 => 0,
+            4 => self.r.read_bits(64)? as i64,
+            n => {
+                let width = DOD_BUCKETS[(n - 1) as usize].2;
+                let raw = self.r.read_bits(width)?;
+                // Sign-extend.
+                ((raw << (64 - width)) as i64) >> (64 - width)
+            }
+        };
+        self.delta = self.delta.wrapping_add(dod);
+        self.t = self.t.wrapping_add(self.delta);
+        // Value.
+        if self.r.read_bit()? {
+            if self.r.read_bit()? {
+                self.leading = self.r.read_bits(5)? as u32;
+                let mut sig = self.r.read_bits(6)? as u32;
+                if sig == 0 {
+                    sig = 64;
+                }
+                if self.leading + sig > 64 {
+                    return None;
+                }
+                self.trailing = 64 - self.leading - sig;
+            } else if self.leading + self.trailing >= 64 {
+                return None;
+            }
+            let sig = 64 - self.leading - self.trailing;
+            let bits = self.r.read_bits(sig)?;
+            self.v ^= bits << self.trailing;
+        }
+        Some((self.t, self.v))
+    }
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = Result<(i64, u64), ChunkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.read >= self.remaining {
+            return None;
+        }
+        match self.next_sample() {
+            Some(s) => {
+                self.read += 1;
+                Some(Ok(s))
+            }
+            None => {
+                self.failed = true;
+                Some(Err(ChunkError("truncated or invalid bit stream")))
+            }
+        }
+    }
+}
+
+/// Decodes a whole chunk into `out`, keeping only samples in `[start, end]`.
+pub fn decode_range(
+    bytes: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<(i64, u64)>,
+) -> Result<(), ChunkError> {
+    for s in ChunkIter::new(bytes)? {
+        let (t, v) = s?;
+        if t > end {
+            break;
+        }
+        if t >= start {
+            out.push((t, v));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+    fn round_trip(samples: &[(i64, u64)]) {
+        let mut a = ChunkAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v);
+        }
+        let bytes = a.into_bytes();
+        let back: Vec<(i64, u64)> = ChunkIter::new(&bytes)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, samples);
+        let again = ChunkAppender::from_bytes(&bytes).unwrap();
+        assert_eq!(again.bytes(), &bytes[..]);
+    }
+
+    #[test]
+    fn chunk_round_trips_special_values_bit_exactly() {
+        let specials = [
+            1.0f64.to_bits(),
+            STALE_NAN,
+            f64::NAN.to_bits(),
+            f64::INFINITY.to_bits(),
+            f64::NEG_INFINITY.to_bits(),
+            (-0.0f64).to_bits(),
+            0.0f64.to_bits(),
+            f64::MIN_POSITIVE.to_bits(),
+            f64::MAX.to_bits(),
+            1u64, // smallest subnormal
+            u64::MAX,
+            STALE_NAN,
+            STALE_NAN,
+        ];
+        let samples: Vec<(i64, u64)> = specials
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (1_700_000_000_000 + i as i64 * 15_000, v))
+            .collect();
+        round_trip(&samples);
+    }
+
+    #[test]
+    fn chunk_round_trips_every_timestamp_bucket() {
+        let mut t = -5_000_000i64;
+        let mut samples = vec![];
+        let gaps = [
+            1i64,
+            15_000,
+            15_000,
+            15_001,
+            14_999,
+            100_000,
+            1,
+            1 << 20,
+            3,
+            1 << 40,
+            2,
+            i64::MAX / 4,
+            1,
+        ];
+        for (i, g) in gaps.iter().enumerate() {
+            t += g;
+            samples.push((t, (i as f64 * 1.5).to_bits()));
+        }
+        round_trip(&samples);
+    }
+
+    #[test]
+    fn chunk_round_trips_random_walks_and_counters() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..50 {
+            let mut samples = vec![];
+            let mut t = 1_700_000_000_000i64;
+            let mut v = 0.0f64;
+            for _ in 0..SAMPLES_PER_CHUNK {
+                t += 1 + (rnd() % 30_000) as i64;
+                match rnd() % 4 {
+                    0 => v += (rnd() % 1000) as f64,
+                    1 => v = f64::from_bits(rnd()),
+                    2 => {}
+                    _ => v = (rnd() % 100) as f64 / 7.0,
+                }
+                samples.push((t, v.to_bits()));
+            }
+            round_trip(&samples);
+        }
+    }
+
+    #[test]
+    fn regular_counter_compresses_to_about_two_bytes_per_sample() {
+        let mut a = ChunkAppender::new();
+        let mut v = 1000.0f64;
+        for i in 0..120i64 {
+            v += 4096.0 * ((i % 3) as f64 + 1.0);
+            a.append(1_700_000_000_000 + i * 15_000, v.to_bits());
+        }
+        let len = a.bytes().len();
+        assert!(len < 120 * 3, "{len} bytes for 120 samples");
+    }
+
+    #[test]
+    fn truncated_chunk_is_an_error_not_a_panic() {
+        let mut a = ChunkAppender::new();
+        for i in 0..10 {
+            a.append(i * 1000, (i as f64 * 0.1).to_bits());
+        }
+        let bytes = a.into_bytes();
+        for cut in 0..bytes.len() {
+            if let Ok(it) = ChunkIter::new(&bytes[..cut]) {
+                let r: Result<Vec<_>, _> = it.collect();
+                assert!(r.is_err(), "cut at {cut} decoded");
+            }
+        }
+        let mut garbage = vec![0xffu8; 40];
+        garbage[0] = 0;
+        garbage[1] = 50;
+        let r: Result<Vec<_>, _> = ChunkIter::new(&garbage).unwrap().collect();
+        assert!(r.is_err());
+    }
+}
