@@ -493,7 +493,8 @@ fn parse_sample<'a>(
         })?);
     }
     let trailing = trailing.trim_start_matches([' ', '\t']);
-    if !trailing.is_empty() && !(format == Format::OpenMetrics && trailing.starts_with('#')) {
+    let exemplar = format == Format::OpenMetrics && trailing.starts_with('#');
+    if !trailing.is_empty() && !exemplar {
         return Err(ExpositionError::Syntax {
             line: line_no,
             reason: "unexpected text after the sample",
@@ -647,7 +648,11 @@ fn check_duplicates(series: &[Series], lines: &[usize]) -> Result<(), Exposition
     for w in order.windows(2) {
         if series[w[0]].labels == series[w[1]].labels {
             let (first, dup) = (w[0], w[1]);
-            if worst.map_or(true, |(_, d)| lines[dup] < lines[d]) {
+            let earlier = match worst {
+                None => true,
+                Some((_, d)) => lines[dup] < lines[d],
+            };
+            if earlier {
                 worst = Some((first, dup));
             }
         }

@@ -10,7 +10,7 @@
 //! shipping belong to the caller.
 
 pub mod host;
-// pub mod scrape;
+pub mod scrape;
 
 pub use host::{CollectError, HostCollector, HostError, HostOptions};
-// pub use scrape::{scrape, ScrapeClient, ScrapeError, ScrapeOptions, ScrapeResult, ScrapeTarget};
+pub use scrape::{scrape, ScrapeClient, ScrapeError, ScrapeOptions, ScrapeResult, ScrapeTarget};
