@@ -12,7 +12,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vigil_agent::collect::{scrape, HostCollector, HostOptions, ScrapeClient, ScrapeOptions, ScrapeTarget};
+use vigil_agent::collect::{
+    scrape, HostCollector, HostOptions, ScrapeClient, ScrapeOptions, ScrapeTarget,
+};
 use vigil_shared::model::{Labels, Series};
 
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
@@ -126,7 +128,10 @@ async fn start_node_exporter(opts: &HostOptions, extra: &[&str]) -> NodeExporter
     };
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "node_exporter did not listen on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "node_exporter did not listen on {port}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ne
@@ -221,9 +226,7 @@ fn tolerance(metric: &str, elapsed_s: f64) -> Tolerance {
         m if m.starts_with("node_disk_") => CounterUpTo(1e5),
         m if m.ends_with("_bytes_total") => CounterUpTo(64e6),
         m if m.starts_with("node_network_") => CounterUpTo(1e5),
-        "node_context_switches_total" | "node_intr_total" => {
-            CounterUpTo(1e5 + 1e6 * elapsed_s)
-        }
+        "node_context_switches_total" | "node_intr_total" => CounterUpTo(1e5 + 1e6 * elapsed_s),
         "node_forks_total" => CounterUpTo(1e3 + 1e4 * elapsed_s),
         _ => Exact,
     }
@@ -249,7 +252,11 @@ async fn host_collector_matches_node_exporter() {
 
     let started = Instant::now();
     let scraped = scrape(&client, &target, Duration::from_secs(10), now_ms()).await;
-    assert!(scraped.up, "scraping node_exporter failed: {:?}", scraped.error);
+    assert!(
+        scraped.up,
+        "scraping node_exporter failed: {:?}",
+        scraped.error
+    );
     let first = host.collect(now_ms());
     let elapsed_s = started.elapsed().as_secs_f64();
     assert!(
@@ -372,7 +379,10 @@ async fn configured_roots_match_node_exporter_paths() {
     };
     for name in ["node_memory_MemTotal_bytes", "node_boot_time_seconds"] {
         let (a, b) = (find(&scraped.series, name), find(&ours, name));
-        assert!(a.is_some() && a == b, "{name}: node_exporter {a:?}, vigil {b:?}");
+        assert!(
+            a.is_some() && a == b,
+            "{name}: node_exporter {a:?}, vigil {b:?}"
+        );
     }
 }
 
@@ -446,7 +456,10 @@ fn bench_collect_vs_node_exporter_cpu() {
         "--collector.uname",
     ];
     let mut ne_same = f64::NAN;
-    for (label, extra) in [("default collectors", &[][..]), ("same collectors", &same_collectors[..])] {
+    for (label, extra) in [
+        ("default collectors", &[][..]),
+        ("same collectors", &same_collectors[..]),
+    ] {
         let ne = rt.block_on(start_node_exporter(&opts, extra));
         let pid = ne.child.id().to_string();
         let target = ScrapeTarget::new(&ne.url, "node", None).expect("target");

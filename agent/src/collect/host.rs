@@ -34,7 +34,10 @@ const CPU_JUMP_BACK_SECONDS: f64 = 3.0;
 /// Highest CPU index accepted from `/proc/stat`, to bound per-CPU state.
 const MAX_CPUS: usize = 16384;
 
-/// Where to read from and what to leave out. Defaults are node_exporter 1.5.0's.
+/// Where to read from and what to leave out. Defaults are upstream node_exporter 1.5.0's.
+/// Debian's packaged node_exporter patches two of them: its mount-point exclusion also
+/// covers `/run`, `/mnt` and `/media`, and its netdev exclusion is `^lo$`; set the options
+/// below to match a Debian fleet.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostOptions {
@@ -351,13 +354,14 @@ impl HostCollector {
     }
 
     fn collect_filesystems(&mut self, out: &mut Out) -> Result<(), CollectError> {
-        match read_into(&self.paths.mounts_pid1, &mut self.buf) {
-            Ok(()) => {}
+        let mut source = &self.paths.mounts_pid1;
+        if read_into(source, &mut self.buf).is_err() {
             // Falls back like node_exporter when /proc/1 is hidden (hidepid).
-            Err(_) => read_into(&self.paths.mounts, &mut self.buf)?,
+            source = &self.paths.mounts;
+            read_into(source, &mut self.buf)?;
         }
         let mounts = parse_mounts(&self.buf).map_err(|reason| CollectError::Parse {
-            path: self.paths.mounts.clone(),
+            path: source.clone(),
             reason,
         })?;
         let mut seen: HashSet<(&str, &str, &str)> = HashSet::new();
@@ -586,9 +590,15 @@ struct CpuState {
 
 impl CpuState {
     fn update(&mut self, rows: &[CpuTimes]) {
-        let present: HashSet<usize> = rows.iter().map(|r| r.cpu).collect();
-        for (i, slot) in self.cpus.iter_mut().enumerate() {
-            if !present.contains(&i) {
+        // A CPU that went offline is forgotten, so it starts over when it returns.
+        let mut present = vec![false; self.cpus.len()];
+        for row in rows {
+            if let Some(p) = present.get_mut(row.cpu) {
+                *p = true;
+            }
+        }
+        for (slot, present) in self.cpus.iter_mut().zip(present) {
+            if !present {
                 *slot = None;
             }
         }
@@ -922,6 +932,8 @@ struct StatfsProbe {
     timeout: Duration,
     worker: Option<(mpsc::SyncSender<PathBuf>, mpsc::Receiver<StatfsReply>)>,
     stuck: Arc<Mutex<HashSet<PathBuf>>>,
+    /// `statfs` itself; tests substitute one that hangs.
+    stat: fn(&Path) -> StatfsReply,
 }
 
 impl StatfsProbe {
@@ -930,6 +942,7 @@ impl StatfsProbe {
             timeout,
             worker: None,
             stuck: Arc::new(Mutex::new(HashSet::new())),
+            stat: statfs,
         }
     }
 
@@ -968,12 +981,13 @@ impl StatfsProbe {
         let (req_tx, req_rx) = mpsc::sync_channel::<PathBuf>(1);
         let (rep_tx, rep_rx) = mpsc::sync_channel::<StatfsReply>(1);
         let stuck = Arc::clone(&self.stuck);
+        let stat = self.stat;
         std::thread::Builder::new()
             .name("vigil-statfs".into())
             .stack_size(64 * 1024)
             .spawn(move || {
                 for path in req_rx {
-                    let reply = statfs(&path);
+                    let reply = stat(&path);
                     if rep_tx.send(reply).is_err() {
                         // Abandoned after a timeout: the mount answers again.
                         if let Ok(mut s) = stuck.lock() {
@@ -1064,6 +1078,50 @@ softirq 1433286 0 281372 3 77016 0 0 203 622113 0 452579
         st.update(&[row(10.0, 1.0)]);
         assert_eq!(st.cpus[0].expect("cpu0")[IDLE], 10.0, "hotplug starts over");
         assert_eq!(st.cpus[0].expect("cpu0")[4], 1.0);
+    }
+
+    static HANG: Mutex<()> = Mutex::new(());
+
+    fn fake_statfs(path: &Path) -> StatfsReply {
+        if path == Path::new("/hang") {
+            let _wait = HANG.lock();
+        }
+        Ok(FsStats {
+            block_size: 4096,
+            blocks: 10,
+            blocks_free: 5,
+            blocks_avail: 4,
+            files: 3,
+            files_free: 2,
+        })
+    }
+
+    #[test]
+    fn hung_mount_is_stuck_until_statfs_returns() {
+        let mut probe = StatfsProbe::new(Duration::from_millis(50));
+        probe.stat = fake_statfs;
+        let gate = HANG.lock().expect("gate");
+        assert!(probe.probe(Path::new("/hang")).is_none(), "times out");
+        let t = std::time::Instant::now();
+        assert!(probe.probe(Path::new("/hang")).is_none(), "still stuck");
+        assert!(t.elapsed() < Duration::from_millis(40), "no second wait");
+        let ok = probe
+            .probe(Path::new("/ok"))
+            .expect("a fresh worker answers");
+        assert_eq!(ok.expect("stats").blocks, 10);
+        drop(gate);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(reply) = probe.probe(Path::new("/hang")) {
+                assert_eq!(reply.expect("stats").files_free, 2);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mount never recovered"
+            );
+            std::thread::yield_now();
+        }
     }
 
     #[test]

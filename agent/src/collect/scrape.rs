@@ -7,7 +7,8 @@
 //! with `honor_labels: false` semantics: a scraped label that collides is kept as
 //! `exported_<name>`. The synthetic series `up`, `scrape_duration_seconds`,
 //! `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling` and
-//! `scrape_series_added` are always added. A target that is down, slow, or serves garbage
+//! `scrape_series_added` (series absent from the target's previous successful scrape)
+//! are always added. A target that is down, slow, or serves garbage
 //! gives `up 0`, zero sample counts and an error in the result, and no scraped samples.
 
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
@@ -17,6 +18,10 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vigil_shared::exposition::{self, ExpositionError, Format, Limits, MetricMeta};
 use vigil_shared::model::{Labels, Point, Series};
@@ -27,7 +32,7 @@ pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,appl
 pub const EXPORTED_PREFIX: &str = "exported_";
 
 /// One endpoint to scrape and the target labels its samples get.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScrapeTarget {
     /// Full URL, path and query included, e.g. `http://127.0.0.1:9100/metrics`.
     pub url: String,
@@ -83,6 +88,8 @@ impl Default for ScrapeOptions {
 pub struct ScrapeClient {
     client: Client<HttpConnector, Empty<Bytes>>,
     opts: ScrapeOptions,
+    /// Hashes of the series each target returned last time, for `scrape_series_added`.
+    previous: Mutex<HashMap<ScrapeTarget, HashSet<u64>>>,
 }
 
 impl ScrapeClient {
@@ -94,7 +101,40 @@ impl ScrapeClient {
             .pool_max_idle_per_host(1)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
-        ScrapeClient { client, opts }
+        ScrapeClient {
+            client,
+            opts,
+            previous: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Drops what is remembered about `target` (call when it leaves the configuration).
+    pub fn forget(&self, target: &ScrapeTarget) {
+        if let Ok(mut p) = self.previous.lock() {
+            p.remove(target);
+        }
+    }
+
+    /// Counts the series not returned by `target`'s previous successful scrape, and
+    /// remembers this scrape's set.
+    fn count_added(&self, target: &ScrapeTarget, series: &[Series]) -> usize {
+        let now: HashSet<u64> = series
+            .iter()
+            .map(|s| {
+                let mut h = DefaultHasher::new();
+                s.labels.hash(&mut h);
+                h.finish()
+            })
+            .collect();
+        let Ok(mut previous) = self.previous.lock() else {
+            return now.len();
+        };
+        let added = match previous.get(target) {
+            Some(before) => now.difference(before).count(),
+            None => now.len(),
+        };
+        previous.insert(target.clone(), now);
+        added
     }
 
     /// The options this client was built with.
@@ -181,12 +221,17 @@ pub async fn scrape(
     for s in &mut series {
         apply_target_labels(&mut s.labels, target);
     }
+    let added = if up {
+        client.count_added(target, &series)
+    } else {
+        0
+    };
     let synthetic = [
         ("up", if up { 1.0 } else { 0.0 }),
         ("scrape_duration_seconds", duration.as_secs_f64()),
         ("scrape_samples_scraped", n as f64),
         ("scrape_samples_post_metric_relabeling", n as f64),
-        ("scrape_series_added", n as f64),
+        ("scrape_series_added", added as f64),
     ];
     series.reserve(synthetic.len());
     for (name, value) in synthetic {
@@ -417,6 +462,15 @@ mod tests {
             Some(2.0)
         );
         assert_eq!(value(&r, "scrape_series_added"), Some(2.0));
+        let again = scrape(&client, &target, Duration::from_secs(5), 2000).await;
+        assert_eq!(
+            value(&again, "scrape_series_added"),
+            Some(0.0),
+            "same series again"
+        );
+        client.forget(&target);
+        let fresh = scrape(&client, &target, Duration::from_secs(5), 3000).await;
+        assert_eq!(value(&fresh, "scrape_series_added"), Some(2.0));
         assert!(value(&r, "scrape_duration_seconds").is_some_and(|d| d > 0.0 && d < 5.0));
         let up = r
             .series
