@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use vigil_shared::duration::NonZeroDuration;
 
+/// The `job` of a scrape target that names none (every `--scrape` flag).
+pub const DEFAULT_JOB: &str = "app";
+
 /// One application endpoint to scrape.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
     /// `http://host:port/path` of a Prometheus or OpenMetrics text endpoint.
     pub url: String,
-    /// The `job` label; defaults to the URL's host:port with a `scrape` prefix rule below.
+    /// The `job` label. Default `app`.
     #[serde(default)]
     pub job: Option<String>,
     /// Per-scrape timeout; defaults to the collection interval, capped at 10s.
@@ -151,7 +154,7 @@ impl AgentConfig {
             .map(|d| d.get())
             .unwrap_or(std::time::Duration::from_secs(10));
         for (i, s) in self.scrape.iter().enumerate() {
-            match crate::collect::ScrapeTarget::from_url(&s.url, s.job.as_deref()) {
+            match crate::collect::ScrapeTarget::new(&s.url, s.job.as_deref().unwrap_or(DEFAULT_JOB), None) {
                 Ok(target) => scrapes.push((
                     target,
                     s.timeout

@@ -200,11 +200,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     // Collection loop.
     let mut host = HostCollector::new(collect::HostOptions {
-        procfs: settings.procfs.clone(),
-        sysfs: settings.sysfs.clone(),
-        rootfs: settings.rootfs.clone(),
-    });
-    let client = collect::ScrapeClient::default();
+        procfs_root: settings.procfs.clone(),
+        sysfs_root: settings.sysfs.clone(),
+        rootfs_root: settings.rootfs.clone(),
+        ..Default::default()
+    })
+    .context("setting up the host collector")?;
+    let client = Arc::new(collect::ScrapeClient::new(collect::ScrapeOptions::default()));
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let signal = shutdown_signal();
@@ -240,9 +242,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 if let Some(h) = health.get_mut(i) {
                     h.up = r.up;
                     h.last_scrape_ms = Some(now);
-                    h.last_duration_seconds = r.duration_seconds;
+                    h.last_duration_seconds = r.duration.as_secs_f64();
                     h.samples = r.samples_scraped;
-                    h.last_error = r.error.clone();
+                    h.last_error = r.error.as_ref().map(|e| e.to_string());
                 }
                 series.extend(r.series);
             }

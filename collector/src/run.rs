@@ -53,7 +53,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let metrics = CollectorMetrics::default();
-    storage.register_metrics(&metrics.registry);
+    storage.register_metrics(&metrics.registry).context("registering storage metrics")?;
     let agents = AgentRegistry::default();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

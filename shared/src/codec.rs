@@ -56,6 +56,8 @@ pub enum AgentMessage {
         seq: u64,
         /// True for events that must overtake the backlog (anomalies, remediation results).
         priority: bool,
+        /// When the agent collected the batch (Unix ms); the collector reports its lag from it.
+        created_ms: i64,
         /// Snappy-compressed bincode of a [`Batch`]; see [`encode_batch`].
         payload: Vec<u8>,
     },
@@ -194,6 +196,7 @@ mod tests {
             stream_id: 7,
             seq: 42,
             priority: false,
+            created_ms: 1_700_000_000_000,
             payload,
         };
         let frame = encode_frame(&msg).unwrap();

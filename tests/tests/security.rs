@@ -114,6 +114,7 @@ fn foreign_certificates_garbage_and_oversized_frames_are_refused_without_harm() 
             stream_id: 1,
             seq: 0,
             priority: false,
+            created_ms: 0,
             payload,
         })
         .unwrap();

@@ -417,6 +417,7 @@ async fn send_batch(
         stream_id,
         seq,
         priority: b.priority,
+        created_ms: b.created_ms,
         payload: b.payload,
     })?;
     let exchange = async {

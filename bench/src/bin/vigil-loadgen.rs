@@ -166,6 +166,7 @@ async fn run_quic(
                             stream_id,
                             seq: s,
                             priority: false,
+                            created_ms: base_ms,
                             payload,
                         },
                     )?;

@@ -355,7 +355,7 @@ async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
             s.metrics.remote_write_samples.inc_by(samples as u64);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) if e.is_malformed() => {
+        Err(e) if e.is_client_error() => {
             s.metrics
                 .remote_write_requests
                 .with_label_values(&["400"])

@@ -29,7 +29,7 @@ pub struct AgentInfo {
     pub remote_addr: Option<String>,
     pub connected_since_ms: Option<i64>,
     pub last_seen_ms: Option<i64>,
-    /// Receive time minus the newest sample timestamp of the last stored batch.
+    /// Receive time of the last stored batch minus the time the agent collected it.
     pub lag_seconds: Option<f64>,
     pub batches: u64,
     pub duplicates: u64,
@@ -200,6 +200,7 @@ impl Ingest {
                 stream_id,
                 seq,
                 payload,
+                created_ms,
                 ..
             } => {
                 let bytes = payload.len() as u64;
@@ -208,10 +209,7 @@ impl Ingest {
                     .append_agent_batch(agent, stream_id, seq, payload)
                     .await
                 {
-                    Ok(AppendOutcome::Stored {
-                        samples,
-                        newest_timestamp_ms,
-                    }) => {
+                    Ok(AppendOutcome::Stored { samples }) => {
                         self.metrics.batches.with_label_values(&["stored"]).inc();
                         self.metrics.samples_ingested.inc_by(samples as u64);
                         self.metrics.ingest_bytes.inc_by(bytes);
@@ -220,9 +218,7 @@ impl Ingest {
                             a.last_seen_ms = Some(now);
                             a.batches += 1;
                             a.samples += samples as u64;
-                            if let Some(t) = newest_timestamp_ms {
-                                a.lag_seconds = Some((now - t).max(0) as f64 / 1000.0);
-                            }
+                            a.lag_seconds = Some((now - created_ms).max(0) as f64 / 1000.0);
                         });
                         CollectorMessage::Ack {
                             stream_id,
@@ -243,7 +239,7 @@ impl Ingest {
                             duplicate: true,
                         }
                     }
-                    Err(e) if e.is_malformed() => {
+                    Err(e) if e.is_client_error() => {
                         self.metrics.batches.with_label_values(&["malformed"]).inc();
                         tracing::warn!(%agent, seq, reason = %e, "refused malformed batch");
                         CollectorMessage::Reject {

@@ -1591,3 +1591,14 @@ impl Writer {
 
 #[cfg(test)]
 mod tests;
+
+impl StorageError {
+    /// True when the input itself is at fault (resending it unchanged will fail again), as
+    /// opposed to the storage being unable to take it right now.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Malformed(_) | StorageError::SeriesLimit { .. } | StorageError::TooLarge(_)
+        )
+    }
+}
