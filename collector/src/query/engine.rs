@@ -1,0 +1,984 @@
+//! The PromQL evaluator. A query is planned ([`super::plan`]), the data for every selector is
+//! read from the [`SeriesSource`] once for the whole query window, and the plan is then
+//! evaluated at each step with Prometheus 2.x semantics: instant selectors take the newest
+//! sample within the lookback delta (inclusive) unless it is a stale marker, range selectors
+//! take the samples in the closed window `[t - range, t]` without stale markers, `offset` and
+//! `@` move the reference time, subqueries evaluate their inner expression at step-aligned
+//! times (cached across outer steps). Limits on series, loaded samples and time are checked
+//! as the query runs and turn into `execution`/`timeout` errors instead of exhausting memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use vigil_shared::model::{Labels, Point, Series, METRIC_NAME};
+
+use super::aggregate::{aggregate, valid_label_name, AggParam};
+use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
+use super::functions as f;
+use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
+use super::source::SeriesSource;
+use super::value::{
+    drop_metric_name, has_duplicate_labelsets, is_stale_marker, QueryValue, RangeSeries, Sample,
+    StepValue, Window,
+};
+use super::QueryError;
+use crate::storage::matcher::MatchOp;
+
+/// Engine settings. Defaults follow Prometheus's.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta: Duration,
+    /// Most samples a query may load from storage plus hold in results (Prometheus's
+    /// `--query.max-samples`, 50,000,000). Past it the query fails with `execution`.
+    pub max_samples: usize,
+    /// Most series one selector may match. Past it the query fails with `execution`.
+    pub max_series: usize,
+    /// Longest a query may run (Prometheus: 2m); a shorter `timeout` parameter wins.
+    pub timeout: Duration,
+    /// Subquery step when none is given (Prometheus: the global evaluation interval, 1m).
+    pub default_subquery_step: Duration,
+    /// Most points per series a range query may return (Prometheus: 11,000).
+    pub max_points_per_series: i64,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            max_series: 1_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+            max_points_per_series: 11_000,
+        }
+    }
+}
+
+/// Evaluates PromQL against a [`SeriesSource`].
+#[derive(Clone)]
+pub struct Engine {
+    source: Arc<dyn SeriesSource>,
+    opts: QueryOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("opts", &self.opts).finish()
+    }
+}
+
+const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+impl Engine {
+    /// An engine over `source`.
+    pub fn new(source: Arc<dyn SeriesSource>, opts: QueryOptions) -> Self {
+        Engine { source, opts }
+    }
+
+    /// The engine's settings.
+    pub fn options(&self) -> &QueryOptions {
+        &self.opts
+    }
+
+    /// The source queries read from.
+    pub fn source(&self) -> &Arc<dyn SeriesSource> {
+        &self.source
+    }
+
+    fn timeout(&self, requested: Option<Duration>) -> Duration {
+        match requested {
+            Some(t) if t < self.opts.timeout => t,
+            _ => self.opts.timeout,
+        }
+    }
+
+    /// Evaluates `query` at `t_ms`.
+    pub fn instant(
+        &self,
+        query: &str,
+        t_ms: i64,
+        timeout: Option<Duration>,
+    ) -> Result<QueryValue, QueryError> {
+        let step_default = super::duration_ms(self.opts.default_subquery_step);
+        let node = plan::plan(query, t_ms, t_ms, step_default)?;
+        let mut ev = Evaluator::new(self, &node, t_ms, t_ms, self.timeout(timeout))?;
+        let v = ev.eval(&node, t_ms)?;
+        Ok(match v {
+            StepValue::Scalar(value) => QueryValue::Scalar { t_ms, value },
+            StepValue::Str(value) => QueryValue::Str { t_ms, value },
+            StepValue::Vector(samples) => QueryValue::Vector { t_ms, samples },
+            StepValue::Matrix(w) => QueryValue::Matrix(w.series),
+        })
+    }
+
+    /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms`, giving a matrix
+    /// sorted by labels.
+    pub fn range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        timeout: Option<Duration>,
+    ) -> Result<QueryValue, QueryError> {
+        if end_ms < start_ms {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if step_ms <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if (end_ms - start_ms) / step_ms >= self.opts.max_points_per_series {
+            return Err(QueryError::BadData(format!(
+                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                self.opts.max_points_per_series
+            )));
+        }
+        let step_default = super::duration_ms(self.opts.default_subquery_step);
+        let node = plan::plan(query, start_ms, end_ms, step_default)?;
+        match node.kind() {
+            ValueKind::Scalar | ValueKind::Vector => {}
+            ValueKind::Matrix => {
+                return Err(QueryError::BadData(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+                ))
+            }
+            ValueKind::Str => {
+                return Err(QueryError::BadData(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+                ))
+            }
+        }
+        let mut ev = Evaluator::new(self, &node, start_ms, end_ms, self.timeout(timeout))?;
+        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut t = start_ms;
+        while t <= end_ms {
+            ev.check_deadline()?;
+            match ev.eval(&node, t)? {
+                StepValue::Scalar(value) => out.entry(Labels::default()).or_default().push(Point {
+                    timestamp_ms: t,
+                    value,
+                }),
+                StepValue::Vector(samples) => {
+                    ev.account(samples.len())?;
+                    for s in samples {
+                        out.entry(s.labels).or_default().push(Point {
+                            timestamp_ms: t,
+                            value: s.value,
+                        });
+                    }
+                }
+                other => {
+                    return Err(QueryError::Execution(format!(
+                        "range query evaluated to a {}",
+                        other.type_name()
+                    )))
+                }
+            }
+            t += step_ms;
+        }
+        Ok(QueryValue::Matrix(
+            out.into_iter()
+                .map(|(labels, points)| RangeSeries { labels, points })
+                .collect(),
+        ))
+    }
+}
+
+struct Evaluator<'a> {
+    opts: &'a QueryOptions,
+    lookback_ms: i64,
+    data: Vec<Vec<Series>>,
+    sub_cache: Vec<HashMap<i64, Vec<Sample>>>,
+    deadline: Instant,
+    samples: usize,
+}
+
+/// Computes, for every selector, the time range its data must cover when the node is
+/// evaluated at reference times in `[lo, hi]`.
+fn collect_ranges(node: &Node, lo: i64, hi: i64, lookback: i64, out: &mut [(i64, i64)]) {
+    match node {
+        Node::Number(_) | Node::Str(_) => {}
+        Node::Neg(e) => collect_ranges(e, lo, hi, lookback, out),
+        Node::Selector(s) => {
+            let (rlo, rhi) = match s.at_ms {
+                Some(at) => (at - s.offset_ms, at - s.offset_ms),
+                None => (lo - s.offset_ms, hi - s.offset_ms),
+            };
+            let back = if s.range_ms > 0 { s.range_ms } else { lookback };
+            let r = &mut out[s.id];
+            r.0 = r.0.min(rlo - back);
+            r.1 = r.1.max(rhi);
+        }
+        Node::Subquery(s) => {
+            let (rlo, rhi) = match s.at_ms {
+                Some(at) => (at - s.offset_ms, at - s.offset_ms),
+                None => (lo - s.offset_ms, hi - s.offset_ms),
+            };
+            collect_ranges(&s.expr, rlo - s.range_ms, rhi, lookback, out);
+        }
+        Node::Call(c) => c
+            .args
+            .iter()
+            .for_each(|a| collect_ranges(a, lo, hi, lookback, out)),
+        Node::Aggregate(a) => {
+            collect_ranges(&a.expr, lo, hi, lookback, out);
+            if let Some(p) = &a.param {
+                collect_ranges(p, lo, hi, lookback, out);
+            }
+        }
+        Node::Binary(b) => {
+            collect_ranges(&b.lhs, lo, hi, lookback, out);
+            collect_ranges(&b.rhs, lo, hi, lookback, out);
+        }
+    }
+}
+
+fn collect_selectors<'n>(node: &'n Node, out: &mut Vec<&'n Selector>) {
+    match node {
+        Node::Number(_) | Node::Str(_) => {}
+        Node::Neg(e) => collect_selectors(e, out),
+        Node::Selector(s) => out.push(s),
+        Node::Subquery(s) => collect_selectors(&s.expr, out),
+        Node::Call(c) => c.args.iter().for_each(|a| collect_selectors(a, out)),
+        Node::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Node::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+    }
+}
+
+/// Samples of a series in `[lo, hi]` (inclusive), without stale markers.
+fn window_points(points: &[Point], lo: i64, hi: i64) -> Vec<Point> {
+    let a = points.partition_point(|p| p.timestamp_ms < lo);
+    let b = points.partition_point(|p| p.timestamp_ms <= hi);
+    points[a..b.max(a)]
+        .iter()
+        .filter(|p| !is_stale_marker(p.value))
+        .copied()
+        .collect()
+}
+
+fn expect_scalar(v: StepValue, what: &str) -> Result<f64, QueryError> {
+    match v {
+        StepValue::Scalar(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected scalar for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn expect_vector(v: StepValue, what: &str) -> Result<Vec<Sample>, QueryError> {
+    match v {
+        StepValue::Vector(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected instant vector for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn expect_matrix(v: StepValue, what: &str) -> Result<Window, QueryError> {
+    match v {
+        StepValue::Matrix(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected range vector for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn expect_str(v: StepValue, what: &str) -> Result<String, QueryError> {
+    match v {
+        StepValue::Str(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected string for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Labels `absent`/`absent_over_time` give their result: the equality matchers of a plain
+/// selector argument, except names matched more than once or by other operators.
+fn absent_labels(arg: &Node) -> Labels {
+    let Node::Selector(s) = arg else {
+        return Labels::default();
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut empty: Vec<&str> = Vec::new();
+    for m in &s.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == MatchOp::Equal && !pairs.iter().any(|(n, _)| *n == m.name) {
+            pairs.push((m.name.clone(), m.value.clone()));
+        } else {
+            empty.push(&m.name);
+        }
+    }
+    pairs.retain(|(n, _)| !empty.contains(&n.as_str()));
+    Labels::new(pairs)
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        engine: &'a Engine,
+        node: &Node,
+        start_ms: i64,
+        end_ms: i64,
+        timeout: Duration,
+    ) -> Result<Self, QueryError> {
+        let deadline = Instant::now() + timeout;
+        let lookback_ms = super::duration_ms(engine.opts.lookback_delta);
+        let (nsel, nsub) = plan::count_ids(node);
+        let mut ranges = vec![(i64::MAX, i64::MIN); nsel];
+        collect_ranges(node, start_ms, end_ms, lookback_ms, &mut ranges);
+        let mut selectors = Vec::new();
+        collect_selectors(node, &mut selectors);
+        let mut data = vec![Vec::new(); nsel];
+        let mut ev = Evaluator {
+            opts: &engine.opts,
+            lookback_ms,
+            data: Vec::new(),
+            sub_cache: vec![HashMap::new(); nsub],
+            deadline,
+            samples: 0,
+        };
+        for s in selectors {
+            ev.check_deadline()?;
+            let (lo, hi) = ranges[s.id];
+            if lo > hi {
+                continue;
+            }
+            let series = engine.source.select(&s.matchers, lo, hi)?;
+            if series.len() > engine.opts.max_series {
+                return Err(QueryError::Execution(format!(
+                    "query selects {} series, more than the limit of {}",
+                    series.len(),
+                    engine.opts.max_series
+                )));
+            }
+            ev.account(series.iter().map(|s| s.points.len()).sum())?;
+            data[s.id] = series;
+        }
+        ev.data = data;
+        Ok(ev)
+    }
+
+    /// Counts samples held by the query against the limit.
+    fn account(&mut self, n: usize) -> Result<(), QueryError> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > self.opts.max_samples {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(())
+    }
+
+    fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("expression evaluation".into()));
+        }
+        Ok(())
+    }
+
+    /// The instant-vector samples of a selector at `t`, with their sample timestamps.
+    fn select_instant(&self, s: &Selector, t: i64) -> Vec<(Sample, i64)> {
+        let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+        let mut out = Vec::new();
+        for series in &self.data[s.id] {
+            let idx = series.points.partition_point(|p| p.timestamp_ms <= reft);
+            if idx == 0 {
+                continue;
+            }
+            let p = series.points[idx - 1];
+            if p.timestamp_ms < reft - self.lookback_ms || is_stale_marker(p.value) {
+                continue;
+            }
+            out.push((
+                Sample {
+                    labels: series.labels.clone(),
+                    value: p.value,
+                },
+                p.timestamp_ms,
+            ));
+        }
+        out
+    }
+
+    fn select_range(&self, s: &Selector, t: i64) -> Window {
+        let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+        let lo = reft - s.range_ms;
+        let mut series = Vec::new();
+        for sr in &self.data[s.id] {
+            let points = window_points(&sr.points, lo, reft);
+            if !points.is_empty() {
+                series.push(RangeSeries {
+                    labels: sr.labels.clone(),
+                    points,
+                });
+            }
+        }
+        Window {
+            series,
+            start_ms: lo,
+            end_ms: reft,
+        }
+    }
+
+    fn eval_subquery(&mut self, sq: &Subquery, t: i64) -> Result<Window, QueryError> {
+        let reft = sq.at_ms.unwrap_or(t) - sq.offset_ms;
+        let lo = reft - sq.range_ms;
+        let step = sq.step_ms;
+        // First step-aligned time at or after `lo`.
+        let mut it = lo.div_euclid(step) * step;
+        if it < lo {
+            it += step;
+        }
+        let mut map: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        while it <= reft {
+            self.check_deadline()?;
+            if !self.sub_cache[sq.id].contains_key(&it) {
+                let v = self.eval(&sq.expr, it)?;
+                let v = match v {
+                    StepValue::Vector(v) => v,
+                    StepValue::Scalar(x) => vec![Sample {
+                        labels: Labels::default(),
+                        value: x,
+                    }],
+                    other => {
+                        return Err(QueryError::Execution(format!(
+                            "subquery is only allowed on instant vector, got {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                self.account(v.len())?;
+                self.sub_cache[sq.id].insert(it, v);
+            }
+            if let Some(v) = self.sub_cache[sq.id].get(&it) {
+                for s in v {
+                    map.entry(s.labels.clone()).or_default().push(Point {
+                        timestamp_ms: it,
+                        value: s.value,
+                    });
+                }
+            }
+            it += step;
+        }
+        Ok(Window {
+            series: map
+                .into_iter()
+                .map(|(labels, points)| RangeSeries { labels, points })
+                .collect(),
+            start_ms: lo,
+            end_ms: reft,
+        })
+    }
+
+    fn eval(&mut self, node: &Node, t: i64) -> Result<StepValue, QueryError> {
+        match node {
+            Node::Number(x) => Ok(StepValue::Scalar(*x)),
+            Node::Str(s) => Ok(StepValue::Str(s.clone())),
+            Node::Neg(e) => match self.eval(e, t)? {
+                StepValue::Scalar(x) => Ok(StepValue::Scalar(-x)),
+                StepValue::Vector(v) => Ok(StepValue::Vector(
+                    v.into_iter()
+                        .map(|s| Sample {
+                            labels: drop_metric_name(&s.labels),
+                            value: -s.value,
+                        })
+                        .collect(),
+                )),
+                other => Err(QueryError::Execution(format!(
+                    "unary minus is not allowed on a {}",
+                    other.type_name()
+                ))),
+            },
+            Node::Selector(s) if s.range_ms > 0 => Ok(StepValue::Matrix(self.select_range(s, t))),
+            Node::Selector(s) => Ok(StepValue::Vector(
+                self.select_instant(s, t).into_iter().map(|(s, _)| s).collect(),
+            )),
+            Node::Subquery(sq) => Ok(StepValue::Matrix(self.eval_subquery(sq, t)?)),
+            Node::Aggregate(a) => {
+                let param = match &a.param {
+                    None => AggParam::None,
+                    Some(p) => match self.eval(p, t)? {
+                        StepValue::Scalar(x) => AggParam::Scalar(x),
+                        StepValue::Str(s) => AggParam::Str(s),
+                        other => {
+                            return Err(QueryError::Execution(format!(
+                                "expected scalar or string aggregation parameter, got {}",
+                                other.type_name()
+                            )))
+                        }
+                    },
+                };
+                let input = expect_vector(self.eval(&a.expr, t)?, "aggregation")?;
+                Ok(StepValue::Vector(aggregate(a.op, &a.grouping, &param, input)?))
+            }
+            Node::Binary(b) => {
+                let l = self.eval(&b.lhs, t)?;
+                let r = self.eval(&b.rhs, t)?;
+                let out = match (l, r) {
+                    (StepValue::Scalar(l), StepValue::Scalar(r)) => {
+                        return Ok(StepValue::Scalar(scalar_binop(b.op, l, r)))
+                    }
+                    (StepValue::Vector(l), StepValue::Scalar(r)) => {
+                        vector_scalar_binop(b.op, l, r, false, b.return_bool)
+                    }
+                    (StepValue::Scalar(l), StepValue::Vector(r)) => {
+                        vector_scalar_binop(b.op, r, l, true, b.return_bool)
+                    }
+                    (StepValue::Vector(l), StepValue::Vector(r)) => {
+                        if b.op.is_set() {
+                            vector_set_binop(b.op, l, r, &b.matching)
+                        } else {
+                            vector_vector_binop(b.op, l, r, &b.matching, b.return_bool)?
+                        }
+                    }
+                    (l, r) => {
+                        return Err(QueryError::Execution(format!(
+                            "binary operator between {} and {} is not allowed",
+                            l.type_name(),
+                            r.type_name()
+                        )))
+                    }
+                };
+                if has_duplicate_labelsets(&out) {
+                    return Err(QueryError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                Ok(StepValue::Vector(out))
+            }
+            Node::Call(c) => {
+                let v = self.eval_call(c, t)?;
+                if let StepValue::Vector(out) = &v {
+                    if has_duplicate_labelsets(out) {
+                        return Err(QueryError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn arg(&mut self, c: &Call, i: usize, t: i64) -> Result<StepValue, QueryError> {
+        match c.args.get(i) {
+            Some(a) => self.eval(a, t),
+            None => Err(QueryError::BadData(format!(
+                "missing argument {} of {}",
+                i + 1,
+                c.name
+            ))),
+        }
+    }
+
+    /// Applies `op` to every value of the vector argument, dropping the metric name.
+    fn map_vector(
+        &mut self,
+        c: &Call,
+        t: i64,
+        op: impl Fn(f64) -> f64,
+    ) -> Result<StepValue, QueryError> {
+        let v = expect_vector(self.arg(c, 0, t)?, c.name)?;
+        Ok(StepValue::Vector(
+            v.into_iter()
+                .map(|s| Sample {
+                    labels: drop_metric_name(&s.labels),
+                    value: op(s.value),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Applies `op` to every series of the range-vector argument that has points; the result
+    /// drops the metric name except for `last_over_time`.
+    fn map_window(
+        &mut self,
+        c: &Call,
+        t: i64,
+        idx: usize,
+        op: impl Fn(&[Point], &Window) -> Option<f64>,
+    ) -> Result<StepValue, QueryError> {
+        let w = expect_matrix(self.arg(c, idx, t)?, c.name)?;
+        let keep_name = c.name == "last_over_time";
+        let mut out = Vec::with_capacity(w.series.len());
+        for s in &w.series {
+            if s.points.is_empty() {
+                continue;
+            }
+            if let Some(value) = op(&s.points, &w) {
+                out.push(Sample {
+                    labels: if keep_name {
+                        s.labels.clone()
+                    } else {
+                        drop_metric_name(&s.labels)
+                    },
+                    value,
+                });
+            }
+        }
+        Ok(StepValue::Vector(out))
+    }
+
+    /// Calendar functions: apply `field` to each value (seconds) or to `time()` with no args.
+    fn calendar_fn(
+        &mut self,
+        c: &Call,
+        t: i64,
+        field: impl Fn(&f::Calendar) -> i64,
+    ) -> Result<StepValue, QueryError> {
+        let v = if c.args.is_empty() {
+            vec![Sample {
+                labels: Labels::default(),
+                value: t as f64 / 1000.0,
+            }]
+        } else {
+            expect_vector(self.arg(c, 0, t)?, c.name)?
+        };
+        Ok(StepValue::Vector(
+            v.into_iter()
+                .map(|s| Sample {
+                    labels: drop_metric_name(&s.labels),
+                    value: f::calendar(s.value).map_or(f64::NAN, |c| field(&c) as f64),
+                })
+                .collect(),
+        ))
+    }
+
+    fn eval_call(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        match c.name {
+            "time" => Ok(StepValue::Scalar(t as f64 / 1000.0)),
+            "pi" => Ok(StepValue::Scalar(std::f64::consts::PI)),
+            "vector" => {
+                let x = expect_scalar(self.arg(c, 0, t)?, "vector")?;
+                Ok(StepValue::Vector(vec![Sample {
+                    labels: Labels::default(),
+                    value: x,
+                }]))
+            }
+            "scalar" => {
+                let v = expect_vector(self.arg(c, 0, t)?, "scalar")?;
+                Ok(StepValue::Scalar(if v.len() == 1 {
+                    v[0].value
+                } else {
+                    f64::NAN
+                }))
+            }
+            "abs" => self.map_vector(c, t, f64::abs),
+            "ceil" => self.map_vector(c, t, f64::ceil),
+            "floor" => self.map_vector(c, t, f64::floor),
+            "sqrt" => self.map_vector(c, t, f64::sqrt),
+            "exp" => self.map_vector(c, t, f64::exp),
+            "ln" => self.map_vector(c, t, f64::ln),
+            "log2" => self.map_vector(c, t, f64::log2),
+            "log10" => self.map_vector(c, t, f64::log10),
+            "sin" => self.map_vector(c, t, f64::sin),
+            "cos" => self.map_vector(c, t, f64::cos),
+            "tan" => self.map_vector(c, t, f64::tan),
+            "asin" => self.map_vector(c, t, f64::asin),
+            "acos" => self.map_vector(c, t, f64::acos),
+            "atan" => self.map_vector(c, t, f64::atan),
+            "sinh" => self.map_vector(c, t, f64::sinh),
+            "cosh" => self.map_vector(c, t, f64::cosh),
+            "tanh" => self.map_vector(c, t, f64::tanh),
+            "asinh" => self.map_vector(c, t, f64::asinh),
+            "acosh" => self.map_vector(c, t, f64::acosh),
+            "atanh" => self.map_vector(c, t, f64::atanh),
+            "deg" => self.map_vector(c, t, f64::to_degrees),
+            "rad" => self.map_vector(c, t, f64::to_radians),
+            "sgn" => self.map_vector(c, t, |x| {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    x
+                }
+            }),
+            "round" => {
+                let to_nearest = if c.args.len() > 1 {
+                    expect_scalar(self.arg(c, 1, t)?, "round")?
+                } else {
+                    1.0
+                };
+                let inv = 1.0 / to_nearest;
+                self.map_vector(c, t, move |x| (x * inv + 0.5).floor() / inv)
+            }
+            "clamp" => {
+                let min = expect_scalar(self.arg(c, 1, t)?, "clamp")?;
+                let max = expect_scalar(self.arg(c, 2, t)?, "clamp")?;
+                if max < min {
+                    let _ = self.arg(c, 0, t)?;
+                    return Ok(StepValue::Vector(Vec::new()));
+                }
+                self.map_vector(c, t, move |x| go_max(min, go_min(max, x)))
+            }
+            "clamp_min" => {
+                let min = expect_scalar(self.arg(c, 1, t)?, "clamp_min")?;
+                self.map_vector(c, t, move |x| go_max(min, x))
+            }
+            "clamp_max" => {
+                let max = expect_scalar(self.arg(c, 1, t)?, "clamp_max")?;
+                self.map_vector(c, t, move |x| go_min(max, x))
+            }
+            "minute" => self.calendar_fn(c, t, |c| c.minute),
+            "hour" => self.calendar_fn(c, t, |c| c.hour),
+            "day_of_week" => self.calendar_fn(c, t, |c| c.weekday),
+            "day_of_month" => self.calendar_fn(c, t, |c| c.day),
+            "day_of_year" => self.calendar_fn(c, t, |c| c.yday),
+            "days_in_month" => self.calendar_fn(c, t, |c| c.days_in_month),
+            "month" => self.calendar_fn(c, t, |c| c.month),
+            "year" => self.calendar_fn(c, t, |c| c.year),
+            "timestamp" => {
+                if let Some(Node::Selector(s)) = c.args.first() {
+                    if s.range_ms == 0 {
+                        return Ok(StepValue::Vector(
+                            self.select_instant(s, t)
+                                .into_iter()
+                                .map(|(s, ts)| Sample {
+                                    labels: drop_metric_name(&s.labels),
+                                    value: ts as f64 / 1000.0,
+                                })
+                                .collect(),
+                        ));
+                    }
+                }
+                self.map_vector(c, t, move |_| t as f64 / 1000.0)
+            }
+            "sort" | "sort_desc" => {
+                let mut v = expect_vector(self.arg(c, 0, t)?, c.name)?;
+                let desc = c.name == "sort_desc";
+                v.sort_by(|a, b| {
+                    use std::cmp::Ordering;
+                    match (a.value.is_nan(), b.value.is_nan()) {
+                        (true, true) => Ordering::Equal,
+                        (true, false) => Ordering::Less,
+                        (false, true) => Ordering::Greater,
+                        _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+                        _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+                    }
+                });
+                Ok(StepValue::Vector(v))
+            }
+            "absent" => {
+                let v = expect_vector(self.arg(c, 0, t)?, "absent")?;
+                if !v.is_empty() {
+                    return Ok(StepValue::Vector(Vec::new()));
+                }
+                Ok(StepValue::Vector(vec![Sample {
+                    labels: absent_labels(&c.args[0]),
+                    value: 1.0,
+                }]))
+            }
+            "absent_over_time" => {
+                let w = expect_matrix(self.arg(c, 0, t)?, "absent_over_time")?;
+                if w.series.iter().any(|s| !s.points.is_empty()) {
+                    return Ok(StepValue::Vector(Vec::new()));
+                }
+                Ok(StepValue::Vector(vec![Sample {
+                    labels: absent_labels(&c.args[0]),
+                    value: 1.0,
+                }]))
+            }
+            "label_replace" => self.label_replace(c, t),
+            "label_join" => self.label_join(c, t),
+            "histogram_quantile" => self.histogram_quantile(c, t),
+            "rate" => self.map_window(c, t, 0, |p, w| {
+                f::extrapolated_rate(p, w.start_ms, w.end_ms, true, true)
+            }),
+            "increase" => self.map_window(c, t, 0, |p, w| {
+                f::extrapolated_rate(p, w.start_ms, w.end_ms, true, false)
+            }),
+            "delta" => self.map_window(c, t, 0, |p, w| {
+                f::extrapolated_rate(p, w.start_ms, w.end_ms, false, false)
+            }),
+            "irate" => self.map_window(c, t, 0, |p, _| f::instant_value(p, true)),
+            "idelta" => self.map_window(c, t, 0, |p, _| f::instant_value(p, false)),
+            "deriv" => self.map_window(c, t, 0, |p, _| {
+                (p.len() >= 2).then(|| f::linear_regression(p, p[0].timestamp_ms).0)
+            }),
+            "predict_linear" => {
+                let d = expect_scalar(self.arg(c, 1, t)?, "predict_linear")?;
+                // Prometheus fits around the evaluation time, not the offset window end.
+                self.map_window(c, t, 0, move |p, _| {
+                    (p.len() >= 2).then(|| {
+                        let (slope, intercept) = f::linear_regression(p, t);
+                        slope * d + intercept
+                    })
+                })
+            }
+            "resets" => self.map_window(c, t, 0, |p, _| {
+                Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64)
+            }),
+            "changes" => self.map_window(c, t, 0, |p, _| {
+                Some(
+                    p.windows(2)
+                        .filter(|w| {
+                            w[1].value != w[0].value && !(w[1].value.is_nan() && w[0].value.is_nan())
+                        })
+                        .count() as f64,
+                )
+            }),
+            "avg_over_time" => self.map_window(c, t, 0, |p, _| Some(f::avg_over_time(p))),
+            "sum_over_time" => self.map_window(c, t, 0, |p, _| Some(f::sum_over_time(p))),
+            "min_over_time" => self.map_window(c, t, 0, |p, _| Some(f::min_over_time(p))),
+            "max_over_time" => self.map_window(c, t, 0, |p, _| Some(f::max_over_time(p))),
+            "count_over_time" => self.map_window(c, t, 0, |p, _| Some(p.len() as f64)),
+            "last_over_time" => self.map_window(c, t, 0, |p, _| p.last().map(|p| p.value)),
+            "present_over_time" => self.map_window(c, t, 0, |_, _| Some(1.0)),
+            "stddev_over_time" => {
+                self.map_window(c, t, 0, |p, _| Some(f::stdvar_over_time(p).sqrt()))
+            }
+            "stdvar_over_time" => self.map_window(c, t, 0, |p, _| Some(f::stdvar_over_time(p))),
+            "quantile_over_time" => {
+                let q = expect_scalar(self.arg(c, 0, t)?, "quantile_over_time")?;
+                self.map_window(c, t, 1, move |p, _| {
+                    let mut vals: Vec<f64> = p.iter().map(|p| p.value).collect();
+                    Some(f::quantile(q, &mut vals))
+                })
+            }
+            other => Err(QueryError::BadData(format!(
+                "function {other:?} is not supported by this engine"
+            ))),
+        }
+    }
+
+    fn label_replace(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        let v = expect_vector(self.arg(c, 0, t)?, "label_replace")?;
+        let dst = expect_str(self.arg(c, 1, t)?, "label_replace")?;
+        let repl = expect_str(self.arg(c, 2, t)?, "label_replace")?;
+        let src = expect_str(self.arg(c, 3, t)?, "label_replace")?;
+        let re_src = expect_str(self.arg(c, 4, t)?, "label_replace")?;
+        let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+            QueryError::BadData(format!("invalid regular expression in label_replace(): {e}"))
+        })?;
+        if !valid_label_name(&dst) {
+            return Err(QueryError::BadData(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        for mut s in v {
+            let value = s.labels.get(&src).unwrap_or("").to_string();
+            if let Some(caps) = re.captures(&value) {
+                let mut res = String::new();
+                caps.expand(&repl, &mut res);
+                s.labels.set(&dst, &res);
+            }
+            out.push(s);
+        }
+        Ok(StepValue::Vector(out))
+    }
+
+    fn label_join(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        let v = expect_vector(self.arg(c, 0, t)?, "label_join")?;
+        let dst = expect_str(self.arg(c, 1, t)?, "label_join")?;
+        let sep = expect_str(self.arg(c, 2, t)?, "label_join")?;
+        let mut srcs = Vec::new();
+        for i in 3..c.args.len() {
+            let s = expect_str(self.arg(c, i, t)?, "label_join")?;
+            if !valid_label_name(&s) {
+                return Err(QueryError::BadData(format!(
+                    "invalid source label name in label_join(): {s}"
+                )));
+            }
+            srcs.push(s);
+        }
+        if !valid_label_name(&dst) {
+            return Err(QueryError::BadData(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        for mut s in v {
+            let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+            let joined = joined.join(&sep);
+            s.labels.set(&dst, &joined);
+            out.push(s);
+        }
+        Ok(StepValue::Vector(out))
+    }
+
+    fn histogram_quantile(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        let q = expect_scalar(self.arg(c, 0, t)?, "histogram_quantile")?;
+        let v = expect_vector(self.arg(c, 1, t)?, "histogram_quantile")?;
+        let mut groups: Vec<(Labels, Vec<f::Bucket>)> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for s in v {
+            let Some(le) = s.labels.get("le") else {
+                continue;
+            };
+            let Some(upper_bound) = parse_go_float(le) else {
+                continue;
+            };
+            let mut key = drop_metric_name(&s.labels);
+            key.set("le", "");
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(f::Bucket {
+                upper_bound,
+                count: s.value,
+            });
+        }
+        Ok(StepValue::Vector(
+            groups
+                .into_iter()
+                .map(|(labels, mut buckets)| Sample {
+                    labels,
+                    value: f::bucket_quantile(q, &mut buckets),
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Go's `math.Max`: NaN if either is NaN.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN if either is NaN.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Parses a float as Go's `strconv.ParseFloat` does for label values (`+Inf`, `Inf`, `NaN`,
+/// case-insensitive).
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    s.parse::<f64>().ok()
+}
