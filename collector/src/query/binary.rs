@@ -39,11 +39,12 @@ fn go_mod(l: f64, r: f64) -> f64 {
     l % r
 }
 
-/// Whether an operator drops `__name__` from its result.
+/// Whether an operator drops `__name__` from its result. Prometheus 2.x keeps the name for
+/// `atan2`, so we do too.
 pub fn drops_metric_name(op: BinOp) -> bool {
     matches!(
         op,
-        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow | BinOp::Atan2
+        BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod | BinOp::Pow
     )
 }
 

@@ -868,10 +868,12 @@ impl<'a> Evaluator<'a> {
         let src = expect_str(self.arg(c, 3, t)?, "label_replace")?;
         let re_src = expect_str(self.arg(c, 4, t)?, "label_replace")?;
         let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
-            QueryError::BadData(format!("invalid regular expression in label_replace(): {e}"))
+            QueryError::Execution(format!(
+                "invalid regular expression in label_replace(): {re_src}: {e}"
+            ))
         })?;
         if !valid_label_name(&dst) {
-            return Err(QueryError::BadData(format!(
+            return Err(QueryError::Execution(format!(
                 "invalid destination label name in label_replace(): {dst}"
             )));
         }
@@ -896,14 +898,14 @@ impl<'a> Evaluator<'a> {
         for i in 3..c.args.len() {
             let s = expect_str(self.arg(c, i, t)?, "label_join")?;
             if !valid_label_name(&s) {
-                return Err(QueryError::BadData(format!(
+                return Err(QueryError::Execution(format!(
                     "invalid source label name in label_join(): {s}"
                 )));
             }
             srcs.push(s);
         }
         if !valid_label_name(&dst) {
-            return Err(QueryError::BadData(format!(
+            return Err(QueryError::Execution(format!(
                 "invalid destination label name in label_join(): {dst}"
             )));
         }
