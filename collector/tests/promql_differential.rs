@@ -633,12 +633,15 @@ async fn promql_corpus_matches_prometheus() {
     let (vigil, _task) = start_vigil(&ds).await;
     eprintln!("dataset: {} series, {samples} samples, {}..{}", ds.series.len(), ds.start_ms, ds.end_ms);
 
-    // Evaluation times: one inside the data, off the step grid, and one past its end.
-    let t_inside = ds.end_ms - 433_500;
-    let t_after = ds.end_ms + 170_000;
-    let range_start = ds.end_ms - 4_500_000 + 500;
-    let range_end = ds.end_ms + 240_000;
-    let range_step = "37";
+    // Instant queries run inside the data (off the step grid), past its end, and just after
+    // its start (where the lookback and range windows reach before the first sample).
+    let instants = [ds.end_ms - 433_500, ds.end_ms + 170_000, ds.start_ms + 100_500];
+    // Range queries run over the last 75 minutes plus 4 past the end (step 37s), and over the
+    // first 40 minutes from 10 before the start (step given as a duration, 1m).
+    let ranges = [
+        (ds.end_ms - 4_500_000 + 500, ds.end_ms + 240_000, "37"),
+        (ds.start_ms - 600_000, ds.start_ms + 2_400_000, "1m"),
+    ];
 
     let subst = |q: &str, t: i64| {
         q.replace("$T", &secs(t)).replace("$START", &secs(ds.start_ms)).replace("$END", &secs(ds.end_ms))
@@ -650,16 +653,21 @@ async fn promql_corpus_matches_prometheus() {
     let (mut nonempty, mut errors) = (0, 0);
     for case in &cases {
         let paths: Vec<String> = match case.kind {
-            Kind::Instant => [t_inside, t_after]
+            Kind::Instant => instants
                 .iter()
                 .map(|&t| format!("/api/v1/query?query={}&time={}", url_encode(&subst(&case.query, t)), secs(t)))
                 .collect(),
-            Kind::Range => vec![format!(
-                "/api/v1/query_range?query={}&start={}&end={}&step={range_step}",
-                url_encode(&subst(&case.query, range_end)),
-                secs(range_start),
-                secs(range_end)
-            )],
+            Kind::Range => ranges
+                .iter()
+                .map(|&(start, end, step)| {
+                    format!(
+                        "/api/v1/query_range?query={}&start={}&end={}&step={step}",
+                        url_encode(&subst(&case.query, end)),
+                        secs(start),
+                        secs(end)
+                    )
+                })
+                .collect(),
         };
         let mut ok = true;
         for path in paths {
@@ -673,7 +681,7 @@ async fn promql_corpus_matches_prometheus() {
             }
             if let Err(e) = compare(&case.query, &p, &v) {
                 ok = false;
-                failures.push(format!("line {} [{:?}] {}\n    {e}", case.line, case.kind, case.query));
+                failures.push(format!("line {} [{:?}] {}\n    {path}\n    {e}", case.line, case.kind, case.query));
                 break;
             }
         }

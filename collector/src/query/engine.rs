@@ -770,8 +770,9 @@ impl<'a> Evaluator<'a> {
                     use std::cmp::Ordering;
                     match (a.value.is_nan(), b.value.is_nan()) {
                         (true, true) => Ordering::Equal,
-                        (true, false) => Ordering::Less,
-                        (false, true) => Ordering::Greater,
+                        // NaN sorts to the bottom in both directions, as in Prometheus.
+                        (true, false) => Ordering::Greater,
+                        (false, true) => Ordering::Less,
                         _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
                         _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
                     }
