@@ -73,7 +73,11 @@ fn times(rng: &mut Rng, start: i64, end: i64, interval_ms: i64, jitter_ms: i64) 
     let mut out = Vec::new();
     let mut t = start + phase;
     while t <= end {
-        let j = if jitter_ms > 0 { rng.range(-jitter_ms, jitter_ms) } else { 0 };
+        let j = if jitter_ms > 0 {
+            rng.range(-jitter_ms, jitter_ms)
+        } else {
+            0
+        };
         out.push(t + j);
         t += interval_ms;
     }
@@ -98,26 +102,54 @@ fn generate(end_ms: i64) -> Dataset {
             let up = ts
                 .iter()
                 .map(|&t| {
-                    let down = job == "api" && idx == 1 && t > end_ms - 5_400_000 && t < end_ms - 5_000_000;
-                    Point { timestamp_ms: t, value: if down { 0.0 } else { 1.0 } }
+                    let down = job == "api"
+                        && idx == 1
+                        && t > end_ms - 5_400_000
+                        && t < end_ms - 5_000_000;
+                    Point {
+                        timestamp_ms: t,
+                        value: if down { 0.0 } else { 1.0 },
+                    }
                 })
                 .collect();
-            series.push(Series { labels: labels("up", &base), points: up });
+            series.push(Series {
+                labels: labels("up", &base),
+                points: up,
+            });
             // Build info for group_left joins.
             let version = if idx % 2 == 0 { "1.2.3" } else { "1.3.0" };
             series.push(Series {
-                labels: labels("build_info", &[("job", job), ("instance", inst), ("version", version)]),
-                points: ts.iter().map(|&t| Point { timestamp_ms: t, value: 1.0 }).collect(),
+                labels: labels(
+                    "build_info",
+                    &[("job", job), ("instance", inst), ("version", version)],
+                ),
+                points: ts
+                    .iter()
+                    .map(|&t| Point {
+                        timestamp_ms: t,
+                        value: 1.0,
+                    })
+                    .collect(),
             });
             // Memory gauge: a random walk, with one NaN on db-0.
             let mut v = 1.0e9 + rng.f() * 1.0e9;
             let mut pts = Vec::new();
             for (k, &t) in ts.iter().enumerate() {
                 v += (rng.f() - 0.5) * 5.0e7;
-                let value = if job == "db" && idx == 0 && k == ts.len() / 2 { f64::NAN } else { v.round() };
-                pts.push(Point { timestamp_ms: t, value });
+                let value = if job == "db" && idx == 0 && k == ts.len() / 2 {
+                    f64::NAN
+                } else {
+                    v.round()
+                };
+                pts.push(Point {
+                    timestamp_ms: t,
+                    value,
+                });
             }
-            series.push(Series { labels: labels("node_memory_free_bytes", &base), points: pts });
+            series.push(Series {
+                labels: labels("node_memory_free_bytes", &base),
+                points: pts,
+            });
             // CPU seconds counter per mode, with a reset (restart) on instance 0.
             for mode in ["idle", "user", "system"] {
                 let mut c = rng.f() * 1000.0;
@@ -129,30 +161,60 @@ fn generate(end_ms: i64) -> Dataset {
                         if Some(k) == reset_at {
                             c = rng.f() * 2.0;
                         }
-                        let rate = match mode { "idle" => 0.8, "user" => 0.15, _ => 0.05 };
+                        let rate = match mode {
+                            "idle" => 0.8,
+                            "user" => 0.15,
+                            _ => 0.05,
+                        };
                         c += rate * interval as f64 / 1000.0 * (0.5 + rng.f());
-                        Point { timestamp_ms: t, value: (c * 1000.0).round() / 1000.0 }
+                        Point {
+                            timestamp_ms: t,
+                            value: (c * 1000.0).round() / 1000.0,
+                        }
                     })
                     .collect();
                 series.push(Series {
-                    labels: labels("node_cpu_seconds_total", &[("job", job), ("instance", inst), ("mode", mode)]),
+                    labels: labels(
+                        "node_cpu_seconds_total",
+                        &[("job", job), ("instance", inst), ("mode", mode)],
+                    ),
                     points: pts,
                 });
             }
             series.push(Series {
                 labels: labels("process_start_time_seconds", &base),
-                points: ts.iter().map(|&t| Point { timestamp_ms: t, value: ((start_ms / 1000) - 3600 * (idx as i64 + 1)) as f64 }).collect(),
+                points: ts
+                    .iter()
+                    .map(|&t| Point {
+                        timestamp_ms: t,
+                        value: ((start_ms / 1000) - 3600 * (idx as i64 + 1)) as f64,
+                    })
+                    .collect(),
             });
         }
     }
     // HTTP requests: api only, by method and code, counters with resets.
-    for (idx, inst) in ["api-0:8080", "api-1:8080", "api-2:8080"].iter().enumerate() {
+    for (idx, inst) in ["api-0:8080", "api-1:8080", "api-2:8080"]
+        .iter()
+        .enumerate()
+    {
         let ts = times(&mut rng, start_ms, end_ms, 15_000, 200);
         for method in ["GET", "POST"] {
             for code in ["200", "500"] {
                 let mut c: f64 = 0.0;
-                let resets: Vec<usize> = if idx == 2 { vec![ts.len() / 4, (ts.len() * 3) / 4] } else if idx == 0 && method == "GET" { vec![ts.len() / 2] } else { vec![] };
-                let per = match (method, code) { ("GET", "200") => 40.0, ("POST", "200") => 10.0, ("GET", _) => 1.0, _ => 0.3 };
+                let resets: Vec<usize> = if idx == 2 {
+                    vec![ts.len() / 4, (ts.len() * 3) / 4]
+                } else if idx == 0 && method == "GET" {
+                    vec![ts.len() / 2]
+                } else {
+                    vec![]
+                };
+                let per = match (method, code) {
+                    ("GET", "200") => 40.0,
+                    ("POST", "200") => 10.0,
+                    ("GET", _) => 1.0,
+                    _ => 0.3,
+                };
                 let pts = ts
                     .iter()
                     .enumerate()
@@ -161,11 +223,22 @@ fn generate(end_ms: i64) -> Dataset {
                             c = 0.0;
                         }
                         c += (per * 15.0 * (0.5 + rng.f())).floor();
-                        Point { timestamp_ms: t, value: c }
+                        Point {
+                            timestamp_ms: t,
+                            value: c,
+                        }
                     })
                     .collect();
                 series.push(Series {
-                    labels: labels("http_requests_total", &[("job", "api"), ("instance", inst), ("method", method), ("code", code)]),
+                    labels: labels(
+                        "http_requests_total",
+                        &[
+                            ("job", "api"),
+                            ("instance", inst),
+                            ("method", method),
+                            ("code", code),
+                        ],
+                    ),
                     points: pts,
                 });
             }
@@ -189,26 +262,54 @@ fn generate(end_ms: i64) -> Dataset {
                 let d = 0.01 * (800.0f64).powf(rng.f() * rng.f());
                 sum += d;
                 for (b, bound) in bounds.iter().enumerate() {
-                    let ub: f64 = if *bound == "+Inf" { f64::INFINITY } else { bound.parse().unwrap() };
+                    let ub: f64 = if *bound == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        bound.parse().unwrap()
+                    };
                     if d <= ub {
                         counts[b] += 1.0;
                     }
                 }
             }
             for b in 0..8 {
-                bucket_pts[b].push(Point { timestamp_ms: t, value: counts[b] });
+                bucket_pts[b].push(Point {
+                    timestamp_ms: t,
+                    value: counts[b],
+                });
             }
-            sum_pts.push(Point { timestamp_ms: t, value: (sum * 1000.0).round() / 1000.0 });
-            count_pts.push(Point { timestamp_ms: t, value: counts[7] });
+            sum_pts.push(Point {
+                timestamp_ms: t,
+                value: (sum * 1000.0).round() / 1000.0,
+            });
+            count_pts.push(Point {
+                timestamp_ms: t,
+                value: counts[7],
+            });
         }
         for (b, bound) in bounds.iter().enumerate() {
             series.push(Series {
-                labels: labels("http_request_duration_seconds_bucket", &[("job", "api"), ("instance", inst), ("le", bound)]),
+                labels: labels(
+                    "http_request_duration_seconds_bucket",
+                    &[("job", "api"), ("instance", inst), ("le", bound)],
+                ),
                 points: bucket_pts[b].clone(),
             });
         }
-        series.push(Series { labels: labels("http_request_duration_seconds_sum", &[("job", "api"), ("instance", inst)]), points: sum_pts });
-        series.push(Series { labels: labels("http_request_duration_seconds_count", &[("job", "api"), ("instance", inst)]), points: count_pts });
+        series.push(Series {
+            labels: labels(
+                "http_request_duration_seconds_sum",
+                &[("job", "api"), ("instance", inst)],
+            ),
+            points: sum_pts,
+        });
+        series.push(Series {
+            labels: labels(
+                "http_request_duration_seconds_count",
+                &[("job", "api"), ("instance", inst)],
+            ),
+            points: count_pts,
+        });
     }
     // Temperatures: gauges that go negative, with an Inf reading.
     for (i, sensor) in ["cpu", "inlet", "outlet"].iter().enumerate() {
@@ -219,41 +320,91 @@ fn generate(end_ms: i64) -> Dataset {
             .enumerate()
             .map(|(k, &t)| {
                 v += (rng.f() - 0.5) * 2.0;
-                let value = if i == 2 && k == ts.len() - 40 { f64::INFINITY } else { (v * 100.0).round() / 100.0 };
-                Point { timestamp_ms: t, value }
+                let value = if i == 2 && k == ts.len() - 40 {
+                    f64::INFINITY
+                } else {
+                    (v * 100.0).round() / 100.0
+                };
+                Point {
+                    timestamp_ms: t,
+                    value,
+                }
             })
             .collect();
-        series.push(Series { labels: labels("temperature_celsius", &[("job", "db"), ("instance", "db-0:9100"), ("sensor", sensor)]), points: pts });
+        series.push(Series {
+            labels: labels(
+                "temperature_celsius",
+                &[("job", "db"), ("instance", "db-0:9100"), ("sensor", sensor)],
+            ),
+            points: pts,
+        });
     }
     // A queue gauge that ends with a stale marker 40 minutes before the end, and one that
     // just stops 20 minutes before the end (no marker: it lingers for the lookback delta).
-    for (name, stop_ms, stale) in [("queue_depth", end_ms - 2_400_000, true), ("queue_depth_legacy", end_ms - 1_200_000, false)] {
+    for (name, stop_ms, stale) in [
+        ("queue_depth", end_ms - 2_400_000, true),
+        ("queue_depth_legacy", end_ms - 1_200_000, false),
+    ] {
         for shard in ["a", "b"] {
             let ts = times(&mut rng, start_ms, end_ms, 30_000, 0);
             let mut pts: Vec<Point> = ts
                 .iter()
                 .filter(|&&t| shard == "b" || t <= stop_ms)
-                .map(|&t| Point { timestamp_ms: t, value: rng.range(0, 50) as f64 })
+                .map(|&t| Point {
+                    timestamp_ms: t,
+                    value: rng.range(0, 50) as f64,
+                })
                 .collect();
             if shard == "a" && stale {
                 let last = pts.last().map(|p| p.timestamp_ms).unwrap_or(start_ms);
-                pts.push(Point { timestamp_ms: last + 30_000, value: f64::from_bits(STALE_NAN) });
+                pts.push(Point {
+                    timestamp_ms: last + 30_000,
+                    value: f64::from_bits(STALE_NAN),
+                });
             }
-            series.push(Series { labels: labels(name, &[("job", "cache"), ("instance", "cache-0:6379"), ("shard", shard)]), points: pts });
+            series.push(Series {
+                labels: labels(
+                    name,
+                    &[
+                        ("job", "cache"),
+                        ("instance", "cache-0:6379"),
+                        ("shard", shard),
+                    ],
+                ),
+                points: pts,
+            });
         }
     }
     // A sparse counter (every 10 minutes) and a series that only exists in the first hour.
     let ts = times(&mut rng, start_ms, end_ms, 600_000, 0);
     series.push(Series {
         labels: labels("cron_runs_total", &[("job", "cron")]),
-        points: ts.iter().enumerate().map(|(k, &t)| Point { timestamp_ms: t, value: k as f64 }).collect(),
+        points: ts
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| Point {
+                timestamp_ms: t,
+                value: k as f64,
+            })
+            .collect(),
     });
     let ts = times(&mut rng, start_ms, start_ms + 3_600_000, 60_000, 0);
     series.push(Series {
         labels: labels("migration_progress_ratio", &[("job", "db")]),
-        points: ts.iter().enumerate().map(|(k, &t)| Point { timestamp_ms: t, value: k as f64 / ts.len() as f64 }).collect(),
+        points: ts
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| Point {
+                timestamp_ms: t,
+                value: k as f64 / ts.len() as f64,
+            })
+            .collect(),
     });
-    Dataset { series, start_ms, end_ms }
+    Dataset {
+        series,
+        start_ms,
+        end_ms,
+    }
 }
 
 // ---------------------------------------------------------------- HTTP client
@@ -262,7 +413,9 @@ fn url_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -270,27 +423,53 @@ fn url_encode(s: &str) -> String {
 }
 
 /// A minimal HTTP/1.1 client (one request per connection) so the test needs no HTTP crate.
-async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.expect("write request");
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .expect("write request");
     stream.write_all(body).await.expect("write body");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read response");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response has headers");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has headers");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut out = Vec::new();
         let mut rest = &body[..];
         loop {
-            let nl = rest.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16).expect("chunk size");
+            let nl = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size line");
+            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16)
+                .expect("chunk size");
             rest = &rest[nl + 2..];
             if size == 0 {
                 break;
@@ -305,16 +484,28 @@ async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
 
 async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     let (status, body) = http(addr, "GET", path, &[], b"").await;
-    let v = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("bad JSON from {addr}{path}: {e}: {}", String::from_utf8_lossy(&body)));
+    let v = serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON from {addr}{path}: {e}: {}",
+            String::from_utf8_lossy(&body)
+        )
+    });
     (status, v)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind :0")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn scratch_dir(tag: &str) -> PathBuf {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let d = std::env::temp_dir().join(format!("vigil-{tag}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
@@ -359,12 +550,28 @@ async fn remote_write(addr: SocketAddr, path: &str, ds: &Dataset) {
             .series
             .iter()
             .map(|s| TimeSeries {
-                labels: s.labels.iter().map(|(n, v)| PbLabel { name: n.into(), value: v.into() }).collect(),
-                samples: s.points.iter().map(|p| PbSample { value: p.value, timestamp: p.timestamp_ms }).collect(),
+                labels: s
+                    .labels
+                    .iter()
+                    .map(|(n, v)| PbLabel {
+                        name: n.into(),
+                        value: v.into(),
+                    })
+                    .collect(),
+                samples: s
+                    .points
+                    .iter()
+                    .map(|p| PbSample {
+                        value: p.value,
+                        timestamp: p.timestamp_ms,
+                    })
+                    .collect(),
             })
             .collect(),
     };
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy");
     let (status, resp) = http(
         addr,
         "POST",
@@ -377,7 +584,11 @@ async fn remote_write(addr: SocketAddr, path: &str, ds: &Dataset) {
         &body,
     )
     .await;
-    assert!((200..300).contains(&status), "remote write to {addr} failed: {status} {}", String::from_utf8_lossy(&resp));
+    assert!(
+        (200..300).contains(&status),
+        "remote write to {addr} failed: {status} {}",
+        String::from_utf8_lossy(&resp)
+    );
 }
 
 // ---------------------------------------------------------------- the two sides
@@ -398,7 +609,10 @@ impl Drop for Prometheus {
 }
 
 async fn start_prometheus(ds: &Dataset) -> Prometheus {
-    assert!(std::path::Path::new(PROMETHEUS).exists(), "{PROMETHEUS} is missing: install the prometheus package");
+    assert!(
+        std::path::Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} is missing: install the prometheus package"
+    );
     let dir = scratch_dir("prometheus");
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  evaluation_interval: 1m\n").expect("write config");
@@ -407,7 +621,10 @@ async fn start_prometheus(ds: &Dataset) -> Prometheus {
     let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
     let child = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={addr}"))
         .arg("--web.enable-remote-write-receiver")
         .stdout(Stdio::null())
@@ -417,14 +634,20 @@ async fn start_prometheus(ds: &Dataset) -> Prometheus {
     let p = Prometheus { child, addr, dir };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await
+        {
             let _ = s.shutdown().await;
             let (status, _) = http(addr, "GET", "/-/ready", &[], b"").await;
             if status == 200 {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "prometheus did not become ready; see {}", p.dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not become ready; see {}",
+            p.dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     remote_write(addr, "/api/v1/write", ds).await;
@@ -437,7 +660,9 @@ async fn start_prometheus(ds: &Dataset) -> Prometheus {
 async fn start_vigil(ds: &Dataset) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let source = Arc::new(MemSource::new(ds.series.clone()));
     let app = router(source, QueryOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
@@ -468,13 +693,19 @@ fn load_corpus() -> Vec<Case> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (kind, q) = line.split_once(' ').unwrap_or_else(|| panic!("corpus line {}: no query", i + 1));
+        let (kind, q) = line
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("corpus line {}: no query", i + 1));
         let kind = match kind {
             "instant" => Kind::Instant,
             "range" => Kind::Range,
             other => panic!("corpus line {}: unknown kind {other:?}", i + 1),
         };
-        out.push(Case { line: i + 1, kind, query: q.trim().to_string() });
+        out.push(Case {
+            line: i + 1,
+            kind,
+            query: q.trim().to_string(),
+        });
     }
     out
 }
@@ -508,7 +739,11 @@ type Metric = BTreeMap<String, String>;
 
 fn metric(v: &Value) -> Metric {
     v.as_object()
-        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -521,19 +756,30 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
     let ps = prom["status"].as_str().unwrap_or("");
     let vs = vigil["status"].as_str().unwrap_or("");
     if ps != vs {
-        return Err(format!("status: prometheus {ps} ({}), vigil {vs} ({})", prom["error"], vigil["error"]));
+        return Err(format!(
+            "status: prometheus {ps} ({}), vigil {vs} ({})",
+            prom["error"], vigil["error"]
+        ));
     }
     if ps == "error" {
         if prom["errorType"] != vigil["errorType"] {
-            return Err(format!("errorType: prometheus {} ({}), vigil {} ({})", prom["errorType"], prom["error"], vigil["errorType"], vigil["error"]));
+            return Err(format!(
+                "errorType: prometheus {} ({}), vigil {} ({})",
+                prom["errorType"], prom["error"], vigil["errorType"], vigil["error"]
+            ));
         }
         return Ok(());
     }
     let (pd, vd) = (&prom["data"], &vigil["data"]);
     if pd["resultType"] != vd["resultType"] {
-        return Err(format!("resultType: prometheus {}, vigil {}", pd["resultType"], vd["resultType"]));
+        return Err(format!(
+            "resultType: prometheus {}, vigil {}",
+            pd["resultType"], vd["resultType"]
+        ));
     }
-    let ordered = ["sort(", "sort_desc(", "topk(", "bottomk("].iter().any(|p| query.starts_with(p));
+    let ordered = ["sort(", "sort_desc(", "topk(", "bottomk("]
+        .iter()
+        .any(|p| query.starts_with(p));
     match pd["resultType"].as_str().unwrap_or("") {
         "scalar" | "string" => {
             let (p, v) = (&pd["result"], &vd["result"]);
@@ -541,19 +787,51 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
                 return Err(format!("time: prometheus {}, vigil {}", p[0], v[0]));
             }
             if pd["resultType"] == "string" {
-                return if p[1] == v[1] { Ok(()) } else { Err(format!("string: {} vs {}", p[1], v[1])) };
+                return if p[1] == v[1] {
+                    Ok(())
+                } else {
+                    Err(format!("string: {} vs {}", p[1], v[1]))
+                };
             }
             let (a, b) = (parse_value(&p[1]), parse_value(&v[1]));
-            if close(a, b) { Ok(()) } else { Err(format!("scalar: prometheus {a}, vigil {b}")) }
+            if close(a, b) {
+                Ok(())
+            } else {
+                Err(format!("scalar: prometheus {a}, vigil {b}"))
+            }
         }
         "vector" => {
             let empty = vec![];
             let p = pd["result"].as_array().unwrap_or(&empty);
             let v = vd["result"].as_array().unwrap_or(&empty);
-            let pm: Vec<(Metric, i64, f64)> = p.iter().map(|s| (metric(&s["metric"]), ts_ms(&s["value"][0]), parse_value(&s["value"][1]))).collect();
-            let vm: Vec<(Metric, i64, f64)> = v.iter().map(|s| (metric(&s["metric"]), ts_ms(&s["value"][0]), parse_value(&s["value"][1]))).collect();
+            let pm: Vec<(Metric, i64, f64)> = p
+                .iter()
+                .map(|s| {
+                    (
+                        metric(&s["metric"]),
+                        ts_ms(&s["value"][0]),
+                        parse_value(&s["value"][1]),
+                    )
+                })
+                .collect();
+            let vm: Vec<(Metric, i64, f64)> = v
+                .iter()
+                .map(|s| {
+                    (
+                        metric(&s["metric"]),
+                        ts_ms(&s["value"][0]),
+                        parse_value(&s["value"][1]),
+                    )
+                })
+                .collect();
             if pm.len() != vm.len() {
-                return Err(format!("vector length: prometheus {} {:?}, vigil {} {:?}", pm.len(), pm.iter().take(4).collect::<Vec<_>>(), vm.len(), vm.iter().take(4).collect::<Vec<_>>()));
+                return Err(format!(
+                    "vector length: prometheus {} {:?}, vigil {} {:?}",
+                    pm.len(),
+                    pm.iter().take(4).collect::<Vec<_>>(),
+                    vm.len(),
+                    vm.iter().take(4).collect::<Vec<_>>()
+                ));
             }
             if ordered {
                 for (i, (a, b)) in pm.iter().zip(&vm).enumerate() {
@@ -562,10 +840,16 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
                     }
                 }
             }
-            let pmap: BTreeMap<&Metric, (i64, f64)> = pm.iter().map(|(m, t, v)| (m, (*t, *v))).collect();
+            let pmap: BTreeMap<&Metric, (i64, f64)> =
+                pm.iter().map(|(m, t, v)| (m, (*t, *v))).collect();
             for (m, t, v) in &vm {
                 match pmap.get(m) {
-                    None => return Err(format!("vigil has {m:?} which prometheus lacks; prometheus: {:?}", pm.iter().map(|x| &x.0).take(5).collect::<Vec<_>>())),
+                    None => {
+                        return Err(format!(
+                            "vigil has {m:?} which prometheus lacks; prometheus: {:?}",
+                            pm.iter().map(|x| &x.0).take(5).collect::<Vec<_>>()
+                        ))
+                    }
                     Some((pt, pv)) => {
                         if pt != t {
                             return Err(format!("{m:?}: time prometheus {pt}, vigil {t}"));
@@ -585,7 +869,14 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
             let conv = |arr: &Vec<Value>| -> BTreeMap<Metric, Vec<(i64, f64)>> {
                 arr.iter()
                     .map(|s| {
-                        let pts = s["values"].as_array().map(|a| a.iter().map(|p| (ts_ms(&p[0]), parse_value(&p[1]))).collect()).unwrap_or_default();
+                        let pts = s["values"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .map(|p| (ts_ms(&p[0]), parse_value(&p[1])))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         (metric(&s["metric"]), pts)
                     })
                     .collect()
@@ -597,7 +888,13 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
             let pk: Vec<_> = pm.keys().collect();
             let vk: Vec<_> = vm.keys().collect();
             if pk != vk {
-                return Err(format!("series differ: prometheus {} {:?}, vigil {} {:?}", pk.len(), pk.iter().take(3).collect::<Vec<_>>(), vk.len(), vk.iter().take(3).collect::<Vec<_>>()));
+                return Err(format!(
+                    "series differ: prometheus {} {:?}, vigil {} {:?}",
+                    pk.len(),
+                    pk.iter().take(3).collect::<Vec<_>>(),
+                    vk.len(),
+                    vk.iter().take(3).collect::<Vec<_>>()
+                ));
             }
             for (m, ppts) in &pm {
                 let vpts = &vm[m];
@@ -624,18 +921,30 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promql_corpus_matches_prometheus() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     // Data ends ten minutes ago, on a whole second so `@` times are easy to write.
     let end_ms = (now - 600_000) / 1000 * 1000;
     let ds = generate(end_ms);
     let samples: usize = ds.series.iter().map(|s| s.points.len()).sum();
     let prom = start_prometheus(&ds).await;
     let (vigil, _task) = start_vigil(&ds).await;
-    eprintln!("dataset: {} series, {samples} samples, {}..{}", ds.series.len(), ds.start_ms, ds.end_ms);
+    eprintln!(
+        "dataset: {} series, {samples} samples, {}..{}",
+        ds.series.len(),
+        ds.start_ms,
+        ds.end_ms
+    );
 
     // Instant queries run inside the data (off the step grid), past its end, and just after
     // its start (where the lookback and range windows reach before the first sample).
-    let instants = [ds.end_ms - 433_500, ds.end_ms + 170_000, ds.start_ms + 100_500];
+    let instants = [
+        ds.end_ms - 433_500,
+        ds.end_ms + 170_000,
+        ds.start_ms + 100_500,
+    ];
     // Range queries run over the last 75 minutes plus 4 past the end (step 37s), and over the
     // first 40 minutes from 10 before the start (step given as a duration, 1m).
     let ranges = [
@@ -644,18 +953,27 @@ async fn promql_corpus_matches_prometheus() {
     ];
 
     let subst = |q: &str, t: i64| {
-        q.replace("$T", &secs(t)).replace("$START", &secs(ds.start_ms)).replace("$END", &secs(ds.end_ms))
+        q.replace("$T", &secs(t))
+            .replace("$START", &secs(ds.start_ms))
+            .replace("$END", &secs(ds.end_ms))
     };
     let cases = load_corpus();
     let mut passed = 0;
     let mut failures = Vec::new();
     let mut runs = 0;
     let (mut nonempty, mut errors) = (0, 0);
+    let (mut prom_time, mut vigil_time) = (Duration::ZERO, Duration::ZERO);
     for case in &cases {
         let paths: Vec<String> = match case.kind {
             Kind::Instant => instants
                 .iter()
-                .map(|&t| format!("/api/v1/query?query={}&time={}", url_encode(&subst(&case.query, t)), secs(t)))
+                .map(|&t| {
+                    format!(
+                        "/api/v1/query?query={}&time={}",
+                        url_encode(&subst(&case.query, t)),
+                        secs(t)
+                    )
+                })
                 .collect(),
             Kind::Range => ranges
                 .iter()
@@ -672,8 +990,12 @@ async fn promql_corpus_matches_prometheus() {
         let mut ok = true;
         for path in paths {
             runs += 1;
+            let t0 = Instant::now();
             let (_, p) = get_json(prom.addr, &path).await;
+            let t1 = Instant::now();
             let (_, v) = get_json(vigil, &path).await;
+            prom_time += t1 - t0;
+            vigil_time += t1.elapsed();
             if p["status"] == "error" {
                 errors += 1;
             } else if p["data"]["result"].as_array().is_none_or(|a| !a.is_empty()) {
@@ -681,7 +1003,10 @@ async fn promql_corpus_matches_prometheus() {
             }
             if let Err(e) = compare(&case.query, &p, &v) {
                 ok = false;
-                failures.push(format!("line {} [{:?}] {}\n    {path}\n    {e}", case.line, case.kind, case.query));
+                failures.push(format!(
+                    "line {} [{:?}] {}\n    {path}\n    {e}",
+                    case.line, case.kind, case.query
+                ));
                 break;
             }
         }
@@ -693,26 +1018,56 @@ async fn promql_corpus_matches_prometheus() {
         "PromQL differential: {passed}/{} corpus queries match Prometheus ({runs} evaluations: {nonempty} non-empty results, {errors} errors)",
         cases.len()
     );
+    eprintln!("time spent answering: prometheus {prom_time:?}, vigil {vigil_time:?}");
     for f in &failures {
         eprintln!("MISMATCH {f}");
     }
-    assert!(cases.len() >= 200, "corpus has only {} queries", cases.len());
-    assert!(failures.is_empty(), "{} of {} queries differ from Prometheus", failures.len(), cases.len());
+    assert!(
+        cases.len() >= 200,
+        "corpus has only {} queries",
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries differ from Prometheus",
+        failures.len(),
+        cases.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promtool_queries_the_router() {
-    assert!(std::path::Path::new(PROMTOOL).exists(), "{PROMTOOL} is missing: install the prometheus package");
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(
+        std::path::Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} is missing: install the prometheus package"
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let ds = generate(now - 30_000);
     let (addr, _task) = start_vigil(&ds).await;
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(PROMTOOL).args(["query", "instant", &format!("http://{addr}"), "up"]).output().expect("run promtool")
+        Command::new(PROMTOOL)
+            .args(["query", "instant", &format!("http://{addr}"), "up"])
+            .output()
+            .expect("run promtool")
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "promtool failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("up{")).count(), 6, "{stdout}");
-    assert!(stdout.contains("instance=\"api-0:8080\"") && stdout.contains("=> 1 @["), "{stdout}");
+    assert!(
+        out.status.success(),
+        "promtool failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("up{")).count(),
+        6,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("instance=\"api-0:8080\"") && stdout.contains("=> 1 @["),
+        "{stdout}"
+    );
 }

@@ -343,7 +343,10 @@ mod tests {
             input(),
         )
         .unwrap();
-        assert_eq!(top.iter().map(|s| s.value).collect::<Vec<_>>(), vec![10.0, 3.0]);
+        assert_eq!(
+            top.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![10.0, 3.0]
+        );
         assert_eq!(top[0].labels.name(), "m");
         let bottom = aggregate(
             AggOp::Bottomk,

@@ -162,7 +162,11 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
@@ -294,15 +298,27 @@ async fn query_range(State(engine): State<Arc<Engine>>, p: Params) -> Response {
             .to_string();
         let start = match p.get("start") {
             Some(v) => parse_time(v).map_err(|e| param_error("start", e))?,
-            None => return Err(QueryError::BadData("invalid parameter \"start\": missing".into())),
+            None => {
+                return Err(QueryError::BadData(
+                    "invalid parameter \"start\": missing".into(),
+                ))
+            }
         };
         let end = match p.get("end") {
             Some(v) => parse_time(v).map_err(|e| param_error("end", e))?,
-            None => return Err(QueryError::BadData("invalid parameter \"end\": missing".into())),
+            None => {
+                return Err(QueryError::BadData(
+                    "invalid parameter \"end\": missing".into(),
+                ))
+            }
         };
         let step = match p.get("step") {
             Some(v) => parse_duration(v).map_err(|e| param_error("step", e))?,
-            None => return Err(QueryError::BadData("invalid parameter \"step\": missing".into())),
+            None => {
+                return Err(QueryError::BadData(
+                    "invalid parameter \"step\": missing".into(),
+                ))
+            }
         };
         let timeout = timeout_param(&p)?;
         let engine = engine.clone();
@@ -450,5 +466,128 @@ mod tests {
         assert_eq!(format_timestamp(1_700_000_000_450), "1700000000.450");
         assert_eq!(format_timestamp(1_700_000_000_000), "1700000000");
         assert_eq!(format_timestamp(-1500), "-1.500");
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+    use crate::query::source::MemSource;
+    use axum::body::Body;
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+    use vigil_shared::model::{Point, Series};
+
+    fn app() -> Router {
+        let s = |job: &str, inst: &str, v: f64| Series {
+            labels: Labels::metric("up", &[("job", job), ("instance", inst)]),
+            points: vec![
+                Point {
+                    timestamp_ms: 1_000_000,
+                    value: v,
+                },
+                Point {
+                    timestamp_ms: 1_015_000,
+                    value: v,
+                },
+            ],
+        };
+        router(
+            Arc::new(MemSource::new(vec![
+                s("api", "a:1", 1.0),
+                s("api", "b:1", 0.0),
+                s("db", "c:1", 1.0),
+            ])),
+            QueryOptions::default(),
+        )
+    }
+
+    async fn call(req: HttpRequest<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = app().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    async fn get(uri: &str) -> (StatusCode, serde_json::Value) {
+        call(HttpRequest::get(uri).body(Body::empty()).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn instant_query_returns_prometheus_vector_json() {
+        let (status, v) = get("/api/v1/query?query=up%7Bjob%3D%22api%22%7D&time=1020").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["status"], "success");
+        assert_eq!(v["data"]["resultType"], "vector");
+        let r = &v["data"]["result"];
+        assert_eq!(r[0]["metric"]["instance"], "a:1");
+        assert_eq!(r[0]["value"][0], 1020);
+        assert_eq!(r[0]["value"][1], "1");
+        let (_, v) = get("/api/v1/query?query=1%2F0&time=1970-01-01T00:17:00.5Z").await;
+        assert_eq!(v["data"]["resultType"], "scalar");
+        assert_eq!(v["data"]["result"][0], 1020.5);
+        assert_eq!(v["data"]["result"][1], "+Inf");
+    }
+
+    #[tokio::test]
+    async fn range_query_by_post_form_returns_matrix() {
+        let req = HttpRequest::post("/api/v1/query_range")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("query=sum(up)&start=1000&end=1030&step=15s"))
+            .unwrap();
+        let (status, v) = call(req).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        assert_eq!(v["data"]["resultType"], "matrix");
+        let values = v["data"]["result"][0]["values"].as_array().unwrap();
+        assert_eq!(values.len(), 3);
+        assert_eq!(values[2][1], "2");
+    }
+
+    #[tokio::test]
+    async fn errors_have_prometheus_types_and_status_codes() {
+        let (status, v) = get("/api/v1/query?query=sum(up&time=1020").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["errorType"], "bad_data");
+        assert!(v["error"].as_str().unwrap().contains("1:"), "{v}");
+        let (status, v) = get("/api/v1/query?query=up%20%2B%20on(job)%20up&time=1020").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(v["errorType"], "execution");
+        let (status, v) =
+            get("/api/v1/query_range?query=up&start=1000&end=2000&step=1&timeout=0s").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert_eq!(v["errorType"], "timeout");
+        let (status, v) = get("/api/v1/query_range?query=up&start=1000&end=2000").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().contains("step"));
+        let (status, _) = get("/api/v1/query?query=up&time=notatime").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn series_labels_values_metadata_buildinfo() {
+        let (status, v) = get("/api/v1/series?match[]=up%7Bjob%3D%22db%22%7D").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        assert_eq!(v["data"][0]["instance"], "c:1");
+        let (status, v) = get("/api/v1/series").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(v["error"], "no match[] parameter provided");
+        let (_, v) = get("/api/v1/labels").await;
+        assert_eq!(
+            v["data"],
+            serde_json::json!(["__name__", "instance", "job"])
+        );
+        let (_, v) = get("/api/v1/label/job/values?match[]=up&start=0&end=2000").await;
+        assert_eq!(v["data"], serde_json::json!(["api", "db"]));
+        let (_, v) = get("/api/v1/label/job/values?start=5000").await;
+        assert_eq!(v["data"], serde_json::json!([]));
+        let (status, _) = get("/api/v1/label/1bad/values").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (_, v) = get("/api/v1/metadata").await;
+        assert_eq!(v["data"], serde_json::json!({}));
+        let (_, v) = get("/api/v1/status/buildinfo").await;
+        assert_eq!(v["data"]["version"], env!("CARGO_PKG_VERSION"));
     }
 }

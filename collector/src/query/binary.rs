@@ -156,12 +156,7 @@ pub fn vector_set_binop(
     }
 }
 
-fn result_labels(
-    lhs: &Labels,
-    rhs: &Labels,
-    op: BinOp,
-    matching: &VectorMatching,
-) -> Labels {
+fn result_labels(lhs: &Labels, rhs: &Labels, op: BinOp, matching: &VectorMatching) -> Labels {
     let mut out = lhs.clone();
     if drops_metric_name(op) {
         out.set(METRIC_NAME, "");
@@ -290,16 +285,19 @@ mod tests {
     fn arithmetic_drops_name_comparison_keeps_it() {
         let l = vec![s("a", &[("x", "1")], 2.0), s("a", &[("x", "2")], 5.0)];
         let r = vec![s("b", &[("x", "1")], 3.0), s("b", &[("x", "2")], 1.0)];
-        let sum = vector_vector_binop(BinOp::Add, l.clone(), r.clone(), &ignoring(&[]), false)
-            .unwrap();
+        let sum =
+            vector_vector_binop(BinOp::Add, l.clone(), r.clone(), &ignoring(&[]), false).unwrap();
         assert_eq!(sum[0].labels.get("__name__"), None);
         assert_eq!(sum[0].value, 5.0);
-        let gt = vector_vector_binop(BinOp::Gt, l.clone(), r.clone(), &ignoring(&[]), false)
-            .unwrap();
+        let gt =
+            vector_vector_binop(BinOp::Gt, l.clone(), r.clone(), &ignoring(&[]), false).unwrap();
         assert_eq!(gt.len(), 1);
         assert_eq!(gt[0].labels.name(), "a");
         let gtb = vector_vector_binop(BinOp::Gt, l, r, &ignoring(&[]), true).unwrap();
-        assert_eq!(gtb.iter().map(|s| s.value).collect::<Vec<_>>(), vec![0.0, 1.0]);
+        assert_eq!(
+            gtb.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![0.0, 1.0]
+        );
         assert_eq!(gtb[0].labels.get("__name__"), None);
     }
 
@@ -324,8 +322,7 @@ mod tests {
             on: true,
             labels: vec!["job".into()],
         };
-        let err = vector_vector_binop(BinOp::Add, many.clone(), many, &on_job, false)
-            .unwrap_err();
+        let err = vector_vector_binop(BinOp::Add, many.clone(), many, &on_job, false).unwrap_err();
         assert!(err.to_string().contains("many-to-many"), "{err}");
     }
 
@@ -338,9 +335,18 @@ mod tests {
             on: false,
             labels: vec![],
         };
-        assert_eq!(vector_set_binop(BinOp::And, l.clone(), r.clone(), &m).len(), 1);
-        assert_eq!(vector_set_binop(BinOp::Or, l.clone(), r.clone(), &m).len(), 3);
-        assert_eq!(vector_set_binop(BinOp::Unless, l.clone(), r, &m)[0].value, 1.0);
+        assert_eq!(
+            vector_set_binop(BinOp::And, l.clone(), r.clone(), &m).len(),
+            1
+        );
+        assert_eq!(
+            vector_set_binop(BinOp::Or, l.clone(), r.clone(), &m).len(),
+            3
+        );
+        assert_eq!(
+            vector_set_binop(BinOp::Unless, l.clone(), r, &m)[0].value,
+            1.0
+        );
         // 1.5 < vector keeps the vector's value.
         let f = vector_scalar_binop(BinOp::Lt, l, 1.5, true, false);
         assert_eq!(f.len(), 1);

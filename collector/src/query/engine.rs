@@ -510,7 +510,10 @@ impl<'a> Evaluator<'a> {
             },
             Node::Selector(s) if s.range_ms > 0 => Ok(StepValue::Matrix(self.select_range(s, t))),
             Node::Selector(s) => Ok(StepValue::Vector(
-                self.select_instant(s, t).into_iter().map(|(s, _)| s).collect(),
+                self.select_instant(s, t)
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect(),
             )),
             Node::Subquery(sq) => Ok(StepValue::Matrix(self.eval_subquery(sq, t)?)),
             Node::Aggregate(a) => {
@@ -528,7 +531,12 @@ impl<'a> Evaluator<'a> {
                     },
                 };
                 let input = expect_vector(self.eval(&a.expr, t)?, "aggregation")?;
-                Ok(StepValue::Vector(aggregate(a.op, &a.grouping, &param, input)?))
+                Ok(StepValue::Vector(aggregate(
+                    a.op,
+                    &a.grouping,
+                    &param,
+                    input,
+                )?))
             }
             Node::Binary(b) => {
                 let l = self.eval(&b.lhs, t)?;
@@ -833,7 +841,8 @@ impl<'a> Evaluator<'a> {
                 Some(
                     p.windows(2)
                         .filter(|w| {
-                            w[1].value != w[0].value && !(w[1].value.is_nan() && w[0].value.is_nan())
+                            w[1].value != w[0].value
+                                && !(w[1].value.is_nan() && w[0].value.is_nan())
                         })
                         .count() as f64,
                 )
@@ -984,4 +993,237 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
         _ => {}
     }
     s.parse::<f64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::source::MemSource;
+
+    const M: i64 = 60_000;
+
+    fn series(name: &str, pairs: &[(&str, &str)], pts: &[(i64, f64)]) -> Series {
+        Series {
+            labels: Labels::metric(name, pairs),
+            points: pts
+                .iter()
+                .map(|&(t, v)| Point {
+                    timestamp_ms: t,
+                    value: v,
+                })
+                .collect(),
+        }
+    }
+
+    /// `0+10x10` at 5m intervals, Prometheus test-file style.
+    fn linear(start: f64, step: f64, n: usize, from_ms: i64) -> Vec<(i64, f64)> {
+        (0..=n)
+            .map(|i| (from_ms + i as i64 * 5 * M, start + step * i as f64))
+            .collect()
+    }
+
+    fn engine(series: Vec<Series>) -> Engine {
+        Engine::new(Arc::new(MemSource::new(series)), QueryOptions::default())
+    }
+
+    fn vector(e: &Engine, q: &str, t: i64) -> Vec<(Labels, f64)> {
+        match e.instant(q, t, None).unwrap() {
+            QueryValue::Vector { samples, .. } => {
+                samples.into_iter().map(|s| (s.labels, s.value)).collect()
+            }
+            other => panic!("{q}: not a vector: {other:?}"),
+        }
+    }
+
+    fn one(e: &Engine, q: &str, t: i64) -> f64 {
+        let v = vector(e, q, t);
+        assert_eq!(v.len(), 1, "{q}: {v:?}");
+        v[0].1
+    }
+
+    #[test]
+    fn lookback_is_inclusive_and_five_minutes() {
+        let e = engine(vec![series("m", &[], &[(0, 1.0)])]);
+        assert_eq!(one(&e, "m", 5 * M), 1.0);
+        assert!(vector(&e, "m", 5 * M + 1).is_empty());
+        assert!(vector(&e, "m", -1).is_empty());
+    }
+
+    #[test]
+    fn stale_marker_ends_a_series() {
+        let stale = f64::from_bits(crate::query::value::STALE_NAN_BITS);
+        let e = engine(vec![series(
+            "m",
+            &[],
+            &[(0, 1.0), (10_000, 2.0), (20_000, stale)],
+        )]);
+        assert_eq!(one(&e, "m", 15_000), 2.0);
+        assert!(vector(&e, "m", 20_000).is_empty());
+        assert!(vector(&e, "m", 60_000).is_empty());
+        assert_eq!(one(&e, "count_over_time(m[1m])", 60_000), 2.0);
+    }
+
+    #[test]
+    fn increase_matches_prometheus_test_file() {
+        // functions.test: http_requests{path="/foo"} 0+10x10, {path="/bar"} 0+10x5 0+10x5.
+        let mut bar = linear(0.0, 10.0, 5, 0);
+        bar.extend(linear(0.0, 10.0, 5, 30 * M));
+        let e = engine(vec![
+            series(
+                "http_requests",
+                &[("path", "/foo")],
+                &linear(0.0, 10.0, 10, 0),
+            ),
+            series("http_requests", &[("path", "/bar")], &bar),
+        ]);
+        let v = vector(&e, "increase(http_requests[50m])", 50 * M);
+        assert_eq!(v[0].0.get("path"), Some("/bar"));
+        assert_eq!(v[0].1, 90.0);
+        assert_eq!(v[1].1, 100.0);
+        assert_eq!(
+            v[1].0.get("__name__"),
+            None,
+            "functions drop the metric name"
+        );
+        // rate = increase / range.
+        let r = vector(&e, "rate(http_requests{path=\"/foo\"}[50m])", 50 * M);
+        assert!((r[0].1 - 100.0 / 3000.0).abs() < 1e-15);
+        // resets and changes.
+        assert_eq!(
+            one(&e, "resets(http_requests{path=\"/bar\"}[1h])", 60 * M),
+            1.0
+        );
+        assert_eq!(
+            one(&e, "changes(http_requests{path=\"/foo\"}[1h])", 60 * M),
+            10.0
+        );
+    }
+
+    #[test]
+    fn offset_and_at_move_the_reference_time() {
+        let e = engine(vec![series("m", &[], &linear(0.0, 1.0, 12, 0))]);
+        assert_eq!(one(&e, "m offset 10m", 30 * M), 4.0);
+        assert_eq!(one(&e, "m @ 600", 30 * M), 2.0);
+        assert_eq!(one(&e, "m @ 600 offset 5m", 30 * M), 1.0);
+        assert_eq!(one(&e, "m offset -5m", 30 * M), 7.0);
+        // @ end() in a range query pins every step to the end.
+        match e.range("m @ end()", 0, 60 * M, 30 * M, None).unwrap() {
+            QueryValue::Matrix(m) => {
+                let vals: Vec<f64> = m[0].points.iter().map(|p| p.value).collect();
+                assert_eq!(vals, vec![12.0, 12.0, 12.0]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subqueries_evaluate_at_step_aligned_times() {
+        let e = engine(vec![series("m", &[], &linear(0.0, 1.0, 12, 0))]);
+        // [10m:5m] at 27m: inner steps at 20m and 25m (values 4 and 5).
+        assert_eq!(one(&e, "sum_over_time(m[10m:5m])", 27 * M), 9.0);
+        assert_eq!(one(&e, "count_over_time(m[10m:5m])", 27 * M), 2.0);
+        // At exactly 30m the window [20m, 30m] is closed: three steps.
+        assert_eq!(one(&e, "count_over_time(m[10m:5m])", 30 * M), 3.0);
+        assert_eq!(one(&e, "max_over_time(m[10m:5m] offset 10m)", 30 * M), 4.0);
+    }
+
+    #[test]
+    fn aggregation_and_matching_errors_are_execution_errors() {
+        let e = engine(vec![
+            series("a", &[("job", "x"), ("i", "1")], &[(0, 1.0)]),
+            series("a", &[("job", "x"), ("i", "2")], &[(0, 2.0)]),
+            series("b", &[("job", "x"), ("i", "1")], &[(0, 1.0)]),
+        ]);
+        assert!(matches!(
+            e.instant("a + on(job) a", 0, None),
+            Err(QueryError::Execution(_))
+        ));
+        assert!(matches!(
+            e.instant("abs({job=\"x\", i=\"1\"})", 0, None),
+            Err(QueryError::Execution(_))
+        ));
+        assert_eq!(one(&e, "sum(a) / count(a)", 0), 1.5);
+        let joined = vector(&e, "a * on(i) group_left b", 0);
+        assert_eq!(joined.len(), 1);
+    }
+
+    #[test]
+    fn range_query_shapes_and_parameter_errors() {
+        let e = engine(vec![series("m", &[("x", "1")], &linear(0.0, 1.0, 4, 0))]);
+        match e.range("m * 2", 0, 20 * M, 5 * M, None).unwrap() {
+            QueryValue::Matrix(m) => {
+                assert_eq!(m.len(), 1);
+                assert_eq!(m[0].labels.get("__name__"), None);
+                assert_eq!(m[0].points.len(), 5);
+                assert_eq!(m[0].points[4].value, 8.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        match e.range("time()", 0, 10_000, 5000, None).unwrap() {
+            QueryValue::Matrix(m) => assert_eq!(m[0].points[2].value, 10.0),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            e.range("m", 10, 0, 1, None),
+            Err(QueryError::BadData(_))
+        ));
+        assert!(matches!(
+            e.range("m", 0, 10, 0, None),
+            Err(QueryError::BadData(_))
+        ));
+        assert!(matches!(
+            e.range("m", 0, 1_000_000_000, 1, None),
+            Err(QueryError::BadData(_))
+        ));
+        assert!(matches!(
+            e.range("m[5m]", 0, 10, 1, None),
+            Err(QueryError::BadData(_))
+        ));
+        assert!(matches!(
+            e.instant("m[5m]", 10 * M, None),
+            Ok(QueryValue::Matrix(_))
+        ));
+        assert!(matches!(
+            e.instant("\"s\"", 0, None),
+            Ok(QueryValue::Str { .. })
+        ));
+    }
+
+    #[test]
+    fn sample_limit_and_timeout_fail_cleanly() {
+        let pts: Vec<(i64, f64)> = (0..1000).map(|i| (i * 15_000, i as f64)).collect();
+        let source = Arc::new(MemSource::new(vec![
+            series("m", &[("i", "1")], &pts),
+            series("m", &[("i", "2")], &pts),
+        ]));
+        let limited = Engine::new(
+            source.clone(),
+            QueryOptions {
+                max_samples: 1500,
+                ..QueryOptions::default()
+            },
+        );
+        let err = limited
+            .instant("sum_over_time(m[5h])", 15_000_000, None)
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Execution(_)), "{err}");
+        assert!(err.to_string().contains("too many samples"));
+        let few_series = Engine::new(
+            source.clone(),
+            QueryOptions {
+                max_series: 1,
+                ..QueryOptions::default()
+            },
+        );
+        assert!(matches!(
+            few_series.instant("m", 0, None),
+            Err(QueryError::Execution(_))
+        ));
+        let e = Engine::new(source, QueryOptions::default());
+        let err = e
+            .range("m", 0, 15_000_000, 15_000, Some(Duration::ZERO))
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+        assert_eq!(err.error_type(), "timeout");
+    }
 }

@@ -230,7 +230,7 @@ pub struct Bucket {
 }
 
 /// `histogram_quantile` over classic buckets, as Prometheus's `bucketQuantile`.
-pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -304,7 +304,20 @@ pub fn calendar(secs: f64) -> Option<Calendar> {
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let yday: i64 = month_days[..(m - 1) as usize].iter().sum::<i64>() + d;
     Some(Calendar {
         year: y,
@@ -374,7 +387,12 @@ mod tests {
     #[test]
     fn rate_extrapolates_to_window_and_handles_resets() {
         // Samples every 10s over a 60s window, counter 0..50 but with a reset at 30s.
-        let p = pts(&[(10_000, 10.0), (20_000, 20.0), (30_000, 5.0), (40_000, 15.0)]);
+        let p = pts(&[
+            (10_000, 10.0),
+            (20_000, 20.0),
+            (30_000, 5.0),
+            (40_000, 15.0),
+        ]);
         // Increase = 15 - 10 + 20 (reset) = 25 over 30s sampled; extrapolate 10s each side
         // (within 1.1 * 10s), but start limited by duration to zero = 30 * 10/25 = 12 > 10.
         let inc = extrapolated_rate(&p, 0, 50_000, true, false).unwrap();
@@ -417,14 +435,19 @@ mod tests {
             upper_bound: u,
             count: c,
         };
-        let mut buckets = vec![b(0.1, 10.0), b(0.5, 20.0), b(1.0, 30.0), b(f64::INFINITY, 40.0)];
+        let mut buckets = vec![
+            b(0.1, 10.0),
+            b(0.5, 20.0),
+            b(1.0, 30.0),
+            b(f64::INFINITY, 40.0),
+        ];
         assert!((bucket_quantile(0.5, &mut buckets) - 0.5).abs() < 1e-12);
         // Rank falls into the +Inf bucket: the second highest bound is returned.
         assert_eq!(bucket_quantile(0.99, &mut buckets), 1.0);
         // Missing +Inf bucket gives NaN.
-        assert!(bucket_quantile(0.5, &mut vec![b(1.0, 1.0), b(2.0, 2.0)]).is_nan());
+        assert!(bucket_quantile(0.5, &mut [b(1.0, 1.0), b(2.0, 2.0)]).is_nan());
         // Non-monotonic counts are fixed up.
-        let mut nm = vec![b(1.0, 10.0), b(2.0, 5.0), b(f64::INFINITY, 10.0)];
+        let mut nm = [b(1.0, 10.0), b(2.0, 5.0), b(f64::INFINITY, 10.0)];
         assert!((bucket_quantile(0.5, &mut nm) - 0.5).abs() < 1e-12);
     }
 
@@ -433,7 +456,16 @@ mod tests {
         // 2024-02-29T13:45:00Z is a Thursday, day 60 of a leap year.
         let c = calendar(1_709_214_300.0).unwrap();
         assert_eq!(
-            (c.year, c.month, c.day, c.hour, c.minute, c.weekday, c.yday, c.days_in_month),
+            (
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                c.weekday,
+                c.yday,
+                c.days_in_month
+            ),
             (2024, 2, 29, 13, 45, 4, 60, 29)
         );
     }

@@ -321,8 +321,15 @@ fn parse_error_message(query: &str, err: &str) -> String {
     }
     let pos = error_position(query);
     let (line, col) = line_col(query, pos);
-    format!("{line}:{col}: parse error: {err} (near position {pos}: {near:?})",
-        near = query.get(pos..).unwrap_or("").chars().take(20).collect::<String>())
+    format!(
+        "{line}:{col}: parse error: {err} (near position {pos}: {near:?})",
+        near = query
+            .get(pos..)
+            .unwrap_or("")
+            .chars()
+            .take(20)
+            .collect::<String>()
+    )
 }
 
 /// Finds the byte offset of the first token the parser cannot accept: the start of the
@@ -372,11 +379,7 @@ fn completes(prefix: &str) -> bool {
             '(' => stack.push(')'),
             '[' => stack.push(']'),
             '{' => stack.push('}'),
-            ')' | ']' | '}' => {
-                if stack.pop() != Some(c) {
-                    return false;
-                }
-            }
+            ')' | ']' | '}' if stack.pop() != Some(c) => return false,
             _ => {}
         }
     }
@@ -434,11 +437,7 @@ impl Lower {
         }
     }
 
-    fn selector(
-        &mut self,
-        vs: &pp::VectorSelector,
-        range_ms: i64,
-    ) -> Result<Selector, QueryError> {
+    fn selector(&mut self, vs: &pp::VectorSelector, range_ms: i64) -> Result<Selector, QueryError> {
         if !vs.matchers.or_matchers.is_empty() {
             return Err(QueryError::BadData(
                 "\"or\" inside label matchers is not supported".into(),
@@ -619,10 +618,7 @@ impl Lower {
                             Some(LabelModifier::Include(l)) => (true, labels_of(l)),
                             Some(LabelModifier::Exclude(l)) => (false, labels_of(l)),
                         };
-                        (
-                            m.return_bool,
-                            VectorMatching { card, on, labels },
-                        )
+                        (m.return_bool, VectorMatching { card, on, labels })
                     }
                 };
                 Node::Binary(Binary {
@@ -667,9 +663,19 @@ mod tests {
 
     #[test]
     fn selectors_get_name_matchers_and_at_is_resolved() {
-        let n = plan("rate(foo{a=~\"b.*\"}[5m] @ end() offset 1m)", 1000, 9000, 60_000).unwrap();
-        let Node::Call(c) = n else { panic!("not a call") };
-        let Node::Selector(s) = &c.args[0] else { panic!("not a selector") };
+        let n = plan(
+            "rate(foo{a=~\"b.*\"}[5m] @ end() offset 1m)",
+            1000,
+            9000,
+            60_000,
+        )
+        .unwrap();
+        let Node::Call(c) = n else {
+            panic!("not a call")
+        };
+        let Node::Selector(s) = &c.args[0] else {
+            panic!("not a selector")
+        };
         assert_eq!(s.matchers.len(), 2);
         assert_eq!(s.matchers[0].name, "__name__");
         assert_eq!(s.at_ms, Some(9000));

@@ -180,7 +180,9 @@ mod tests {
             vec![p(10, 1.0), p(20, 2.0), p(30, 4.0)],
             "points sorted, later duplicate wins"
         );
-        let some = src.select(&[Matcher::equal("__name__", "b")], 11, 20).unwrap();
+        let some = src
+            .select(&[Matcher::equal("__name__", "b")], 11, 20)
+            .unwrap();
         assert_eq!(some.len(), 1);
         assert_eq!(some[0].points, vec![p(20, 2.0)]);
         assert!(src.select(&[], 31, 40).unwrap().is_empty());

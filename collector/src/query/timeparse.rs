@@ -19,9 +19,8 @@ pub fn parse_time(s: &str) -> Result<i64, QueryError> {
         "292277025-08-18T07:12:54.999999999Z" => return Ok(i64::MAX / 1000),
         _ => {}
     }
-    parse_rfc3339(s).ok_or_else(|| {
-        QueryError::BadData(format!("cannot parse {s:?} to a valid timestamp"))
-    })
+    parse_rfc3339(s)
+        .ok_or_else(|| QueryError::BadData(format!("cannot parse {s:?} to a valid timestamp")))
 }
 
 /// Parses an RFC 3339 timestamp (`2024-01-02T03:04:05.678Z`, `...+02:00`) into Unix ms.
@@ -153,7 +152,10 @@ mod tests {
         assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000_000);
         assert_eq!(parse_time("1700000000.1234").unwrap(), 1_700_000_000_123);
         assert_eq!(parse_time("1970-01-01T00:00:01.5Z").unwrap(), 1500);
-        assert_eq!(parse_time("2024-02-29T13:45:00Z").unwrap(), 1_709_214_300_000);
+        assert_eq!(
+            parse_time("2024-02-29T13:45:00Z").unwrap(),
+            1_709_214_300_000
+        );
         assert_eq!(
             parse_time("2024-02-29T15:45:00+02:00").unwrap(),
             1_709_214_300_000

@@ -128,6 +128,9 @@ mod tests {
         };
         assert!(!has_duplicate_labelsets(&[s("a"), s("b")]));
         assert!(has_duplicate_labelsets(&[s("a"), s("b"), s("a")]));
-        assert_eq!(drop_metric_name(&Labels::metric("a", &[("x", "1")])).len(), 1);
+        assert_eq!(
+            drop_metric_name(&Labels::metric("a", &[("x", "1")])).len(),
+            1
+        );
     }
 }
