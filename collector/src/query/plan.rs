@@ -332,18 +332,20 @@ fn parse_error_message(query: &str, err: &str) -> String {
     )
 }
 
-/// Finds the byte offset of the first token the parser cannot accept: the start of the
-/// shortest suffix whose removal leaves text that the lexer accepts and that is a prefix of
-/// some valid query. We approximate "prefix of a valid query" by trying to complete the
-/// prefix with closing brackets; positions are token starts from the lexer.
+/// Longest query for which [`error_position`] searches for the error position.
+const MAX_POSITION_SCAN: usize = 2048;
+
+/// Finds the byte offset where the query stops making sense: the end of the longest prefix
+/// that parses once the brackets it leaves open are closed (then skipping whitespace). This
+/// approximates the parser's own error position, which `promql-parser` does not report.
 fn error_position(query: &str) -> usize {
-    let Ok(lexer) = pp::lexer(query) else {
+    // Each candidate is a full parse; bound the work for very long queries.
+    if query.len() > MAX_POSITION_SCAN {
         return 0;
-    };
-    let _ = lexer;
+    }
     let mut best = 0;
     let bytes: Vec<(usize, char)> = query.char_indices().collect();
-    // Candidate cut points: every char boundary where the preceding char ends a token.
+    // Candidate cut points: every char boundary.
     for &(i, _) in bytes.iter().chain(std::iter::once(&(query.len(), ' '))) {
         let prefix = &query[..i];
         if prefix.trim().is_empty() {
@@ -691,7 +693,10 @@ mod tests {
         assert!(msg.contains("parse error"), "{msg}");
         assert!(msg.starts_with("1:"), "{msg}");
         let err = plan("foo +", 0, 0, 60_000).unwrap_err().to_string();
-        assert!(err.contains("1:"), "{err}");
+        assert!(err.starts_with("1:5:"), "{err}");
+        let err = plan("sum(up", 0, 0, 60_000).unwrap_err().to_string();
+        assert!(err.starts_with("1:7:"), "{err}");
+        assert!(err.contains("unclosed left parenthesis"), "{err}");
     }
 
     #[test]
