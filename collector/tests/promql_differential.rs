@@ -710,6 +710,29 @@ fn load_corpus() -> Vec<Case> {
     out
 }
 
+/// Formats Unix milliseconds as RFC 3339 (UTC) with milliseconds.
+fn rfc3339(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
 fn secs(ms: i64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
@@ -1022,6 +1045,97 @@ async fn promql_corpus_matches_prometheus() {
     for f in &failures {
         eprintln!("MISMATCH {f}");
     }
+
+    // The metadata endpoints, over the whole data span, and the parameter spellings
+    // (RFC 3339 times, float steps, POST forms) on the query endpoints.
+    let (from, to) = (secs(ds.start_ms - 60_000), secs(ds.end_ms + 60_000));
+    let api_paths = [
+        format!("/api/v1/series?match[]=up&start={from}&end={to}"),
+        format!("/api/v1/series?match[]=up%7Bjob%3D%22db%22%7D&match[]=queue_depth&start={from}&end={to}"),
+        format!("/api/v1/series?match[]=%7B__name__%3D~%22http_request_duration.*%22%2Cle%3D%22%2BInf%22%7D&start={from}&end={to}"),
+        format!("/api/v1/labels?start={from}&end={to}"),
+        format!("/api/v1/labels?match[]=temperature_celsius&start={from}&end={to}"),
+        format!("/api/v1/label/job/values?start={from}&end={to}"),
+        format!("/api/v1/label/__name__/values?start={from}&end={to}"),
+        format!("/api/v1/label/le/values?match[]=http_request_duration_seconds_bucket&start={from}&end={to}"),
+        format!("/api/v1/label/nonexistent/values?start={from}&end={to}"),
+        "/api/v1/series".to_string(),
+        format!("/api/v1/query_range?query=sum(up)&start={}&end={}&step=90.5", secs(ds.end_ms - 3_600_000), secs(ds.end_ms)),
+        format!("/api/v1/query?query=up&time={}", rfc3339(ds.end_ms - 61_250)),
+        format!("/api/v1/query_range?query=up&start={}&end={}&step=5m", rfc3339(ds.end_ms - 3_600_000), rfc3339(ds.end_ms)),
+        format!("/api/v1/query_range?query=up&start={}&end={}&step=0", secs(ds.end_ms - 3_600_000), secs(ds.end_ms)),
+        format!("/api/v1/query_range?query=up&start={}&end={}&step=60", secs(ds.end_ms), secs(ds.end_ms - 3_600_000)),
+        format!("/api/v1/query_range?query=up&start={}&end={}&step=1", secs(ds.end_ms - 86_400_000), secs(ds.end_ms)),
+        "/api/v1/query?query=up&time=yesterday".to_string(),
+        "/api/v1/query_range?query=up&start=1&end=2".to_string(),
+    ];
+    let mut api_failures = Vec::new();
+    for path in &api_paths {
+        let (ps, p) = get_json(prom.addr, path).await;
+        let (vs, v) = get_json(vigil, path).await;
+        let same = if path.contains("/query") {
+            compare("", &p, &v)
+        } else if p["status"] == "success" {
+            if p["data"] == v["data"] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "data: prometheus {}, vigil {}",
+                    p["data"], v["data"]
+                ))
+            }
+        } else if p["errorType"] == v["errorType"] {
+            Ok(())
+        } else {
+            Err(format!(
+                "errorType: prometheus {} ({}), vigil {} ({})",
+                p["errorType"], p["error"], v["errorType"], v["error"]
+            ))
+        };
+        match same {
+            Ok(()) if ps == vs => {}
+            Ok(()) => api_failures.push(format!("{path}: status prometheus {ps}, vigil {vs}")),
+            Err(e) => api_failures.push(format!("{path}: {e}")),
+        }
+    }
+    // POST form on both query endpoints.
+    for (path, body) in [
+        (
+            "/api/v1/query",
+            format!("query=sum%20by%20(job)%20(up)&time={}", secs(ds.end_ms)),
+        ),
+        (
+            "/api/v1/query_range",
+            format!(
+                "query=rate(http_requests_total%5B5m%5D)&start={}&end={}&step=60",
+                secs(ds.end_ms - 1_800_000),
+                secs(ds.end_ms)
+            ),
+        ),
+    ] {
+        let hdr = [("Content-Type", "application/x-www-form-urlencoded")];
+        let (_, p) = http(prom.addr, "POST", path, &hdr, body.as_bytes()).await;
+        let (_, v) = http(vigil, "POST", path, &hdr, body.as_bytes()).await;
+        let p: Value = serde_json::from_slice(&p).expect("prometheus JSON");
+        let v: Value = serde_json::from_slice(&v).expect("vigil JSON");
+        if let Err(e) = compare("", &p, &v) {
+            api_failures.push(format!("POST {path} {body}: {e}"));
+        }
+    }
+    eprintln!(
+        "API endpoints: {}/{} requests match Prometheus",
+        api_paths.len() + 2 - api_failures.len(),
+        api_paths.len() + 2
+    );
+    for f in &api_failures {
+        eprintln!("API MISMATCH {f}");
+    }
+    assert!(
+        api_failures.is_empty(),
+        "{} API requests differ from Prometheus",
+        api_failures.len()
+    );
+
     assert!(
         cases.len() >= 200,
         "corpus has only {} queries",

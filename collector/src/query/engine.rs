@@ -793,7 +793,7 @@ impl<'a> Evaluator<'a> {
                     return Ok(StepValue::Vector(Vec::new()));
                 }
                 Ok(StepValue::Vector(vec![Sample {
-                    labels: absent_labels(&c.args[0]),
+                    labels: c.args.first().map(absent_labels).unwrap_or_default(),
                     value: 1.0,
                 }]))
             }
@@ -803,7 +803,7 @@ impl<'a> Evaluator<'a> {
                     return Ok(StepValue::Vector(Vec::new()));
                 }
                 Ok(StepValue::Vector(vec![Sample {
-                    labels: absent_labels(&c.args[0]),
+                    labels: c.args.first().map(absent_labels).unwrap_or_default(),
                     value: 1.0,
                 }]))
             }

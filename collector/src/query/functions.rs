@@ -99,7 +99,9 @@ pub fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
 pub fn linear_regression(points: &[Point], intercept_ms: i64) -> (f64, f64) {
     let (mut n, mut sum_x, mut cx, mut sum_y, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
     let (mut sum_xy, mut cxy, mut sum_x2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
-    let init_y = points[0].value;
+    let Some(init_y) = points.first().map(|p| p.value) else {
+        return (f64::NAN, f64::NAN);
+    };
     let mut const_y = true;
     for (i, p) in points.iter().enumerate() {
         if const_y && i > 0 && p.value != init_y {
@@ -160,7 +162,7 @@ pub fn sum_over_time(points: &[Point]) -> f64 {
 
 /// `min_over_time`: NaN only when every value is NaN.
 pub fn min_over_time(points: &[Point]) -> f64 {
-    let mut min = points[0].value;
+    let mut min = points.first().map_or(f64::NAN, |p| p.value);
     for p in points {
         if p.value < min || min.is_nan() {
             min = p.value;
@@ -171,7 +173,7 @@ pub fn min_over_time(points: &[Point]) -> f64 {
 
 /// `max_over_time`: NaN only when every value is NaN.
 pub fn max_over_time(points: &[Point]) -> f64 {
-    let mut max = points[0].value;
+    let mut max = points.first().map_or(f64::NAN, |p| p.value);
     for p in points {
         if p.value > max || max.is_nan() {
             max = p.value;
