@@ -1185,3 +1185,77 @@ async fn promtool_queries_the_router() {
         "{stdout}"
     );
 }
+
+/// Throughput figures for the report: run with
+/// `cargo test -p vigil-collector --test promql_differential -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn engine_throughput() {
+    use vigil_collector::query::Engine;
+    let series_n = 1000;
+    let day_ms = 86_400_000;
+    let mut rng = Rng(7);
+    let series: Vec<Series> = (0..series_n)
+        .map(|i| {
+            let job = format!("job{}", i % 10);
+            let inst = format!("inst{i}");
+            let mut c = 0.0;
+            Series {
+                labels: labels("requests_total", &[("job", &job), ("instance", &inst)]),
+                points: (0..day_ms / 15_000)
+                    .map(|k| {
+                        c += (rng.f() * 100.0).floor();
+                        Point {
+                            timestamp_ms: k * 15_000,
+                            value: c,
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let samples: usize = series.iter().map(|s| s.points.len()).sum();
+    let engine = Engine::new(Arc::new(MemSource::new(series)), QueryOptions::default());
+    eprintln!("{series_n} series, {samples} samples");
+    let runs: [(&str, &str, i64, i64, i64); 4] = [
+        (
+            "instant",
+            "sum(rate(requests_total[5m]))",
+            day_ms,
+            day_ms,
+            0,
+        ),
+        (
+            "range 24h/60s",
+            "sum by (job) (rate(requests_total[5m]))",
+            0,
+            day_ms,
+            60_000,
+        ),
+        (
+            "range 1h/15s",
+            "requests_total",
+            day_ms - 3_600_000,
+            day_ms,
+            15_000,
+        ),
+        (
+            "range 6h/60s subquery",
+            "max_over_time(sum(rate(requests_total[5m]))[30m:1m])",
+            day_ms - 21_600_000,
+            day_ms,
+            60_000,
+        ),
+    ];
+    for (what, q, start, end, step) in runs {
+        let t0 = Instant::now();
+        let r = if step == 0 {
+            engine.instant(q, start, None)
+        } else {
+            engine.range(q, start, end, step, None)
+        };
+        let took = t0.elapsed();
+        assert!(r.is_ok(), "{q}: {r:?}");
+        eprintln!("{what:24} {q:60} {took:?}");
+    }
+}

@@ -4,12 +4,13 @@
 //! (incremental mean, Welford variance, Go heap order for topk/bottomk).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use vigil_shared::model::{Labels, METRIC_NAME};
 
 use super::functions::{format_float, quantile};
 use super::plan::{AggOp, Grouping};
-use super::value::Sample;
+use super::value::{hash_pairs, FnvBuild, Sample, SharedLabels};
 use super::QueryError;
 
 /// The evaluated parameter of an aggregation at one step.
@@ -21,30 +22,22 @@ pub enum AggParam {
 }
 
 struct Group {
-    labels: Labels,
+    labels: SharedLabels,
     value: f64,
     mean: f64,
     count: u64,
     heap: Vec<Sample>,
 }
 
-fn group_labels(labels: &Labels, grouping: &Grouping) -> Labels {
-    match grouping {
-        Grouping::By(names) => Labels::new(
-            labels
-                .iter()
-                .filter(|(n, _)| names.iter().any(|g| g == n))
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        ),
-        Grouping::Without(names) => Labels::new(
-            labels
-                .iter()
-                .filter(|(n, _)| *n != METRIC_NAME && !names.iter().any(|g| g == n))
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        ),
-    }
+/// The labels of `labels` that define its group, in order.
+fn group_pairs<'a>(
+    labels: &'a Labels,
+    grouping: &'a Grouping,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    labels.iter().filter(move |(n, _)| match grouping {
+        Grouping::By(names) => names.iter().any(|g| g == n),
+        Grouping::Without(names) => *n != METRIC_NAME && !names.iter().any(|g| g == n),
+    })
 }
 
 /// True when `name` is a valid Prometheus label name.
@@ -158,19 +151,29 @@ pub fn aggregate(
         }
     }
     let input_len = input.len();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut index: HashMap<u64, Vec<usize>, FnvBuild> = HashMap::default();
     let mut groups: Vec<Group> = Vec::new();
     for mut s in input {
         if op == AggOp::CountValues {
-            s.labels.set(&value_label, &format_float(s.value));
+            Arc::make_mut(&mut s.labels).set(&value_label, &format_float(s.value));
         }
-        let key = group_labels(&s.labels, &grouping);
-        let gi = match index.get(&key) {
-            Some(&gi) => gi,
+        let hash = hash_pairs(group_pairs(&s.labels, &grouping));
+        let candidates = index.entry(hash).or_default();
+        let found = candidates
+            .iter()
+            .copied()
+            .find(|&gi| group_pairs(&s.labels, &grouping).eq(groups[gi].labels.iter()));
+        let gi = match found {
+            Some(gi) => gi,
             None => {
-                index.insert(key.clone(), groups.len());
+                candidates.push(groups.len());
+                let key = Labels::new(
+                    group_pairs(&s.labels, &grouping)
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                );
                 let mut g = Group {
-                    labels: key,
+                    labels: Arc::new(key),
                     value: s.value,
                     mean: s.value,
                     count: 1,
@@ -297,7 +300,7 @@ mod tests {
 
     fn s(name: &str, pairs: &[(&str, &str)], v: f64) -> Sample {
         Sample {
-            labels: Labels::metric(name, pairs),
+            labels: Arc::new(Labels::metric(name, pairs)),
             value: v,
         }
     }
@@ -320,7 +323,7 @@ mod tests {
             input(),
         )
         .unwrap();
-        assert_eq!(by[0].labels, Labels::new(vec![("job".into(), "a".into())]));
+        assert_eq!(*by[0].labels, Labels::new(vec![("job".into(), "a".into())]));
         assert_eq!(by[0].value, 4.0);
         assert!(by[1].value.is_nan());
         let without = aggregate(

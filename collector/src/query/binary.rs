@@ -3,11 +3,12 @@
 //! and Prometheus's rules for when the metric name is dropped.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use vigil_shared::model::{Labels, METRIC_NAME};
 
 use super::plan::{BinOp, Cardinality, VectorMatching};
-use super::value::{drop_metric_name, Sample};
+use super::value::{hash_pairs, FnvBuild, LabelCache, Sample, SharedLabels};
 use super::QueryError;
 
 /// Applies an arithmetic or comparison operator to two values. For comparisons the result is
@@ -69,6 +70,7 @@ pub fn vector_scalar_binop(
     scalar: f64,
     scalar_on_left: bool,
     return_bool: bool,
+    cache: &mut LabelCache,
 ) -> Vec<Sample> {
     let mut out = Vec::with_capacity(vector.len());
     for mut s in vector {
@@ -88,7 +90,7 @@ pub fn vector_scalar_binop(
         if keep {
             s.value = value;
             if drops_metric_name(op) || return_bool {
-                s.labels = drop_metric_name(&s.labels);
+                s.labels = cache.drop_name(&s.labels);
             }
             out.push(s);
         }
@@ -96,27 +98,41 @@ pub fn vector_scalar_binop(
     out
 }
 
-/// The matching signature of a label set: the `on` labels, or all labels except the
-/// `ignoring` labels and `__name__`.
-fn signature(labels: &Labels, matching: &VectorMatching) -> Vec<(String, String)> {
+/// The matching signature of a label set: a hash of the `on` labels, or of all labels except
+/// the `ignoring` labels and `__name__` (Prometheus also matches on 64-bit hashes).
+fn signature(labels: &Labels, matching: &VectorMatching) -> u64 {
     if matching.on {
+        let mut names: Vec<&str> = matching.labels.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        hash_pairs(names.into_iter().map(|n| (n, labels.get(n).unwrap_or(""))))
+    } else {
+        hash_pairs(
+            labels
+                .iter()
+                .filter(|(n, _)| *n != METRIC_NAME && !matching.labels.iter().any(|m| m == n)),
+        )
+    }
+}
+
+/// The labels of a signature, for error messages.
+fn signature_labels(labels: &Labels, matching: &VectorMatching) -> String {
+    let pairs: Vec<String> = if matching.on {
         let mut names = matching.labels.clone();
         names.sort();
         names.dedup();
         names
             .into_iter()
-            .map(|n| {
-                let v = labels.get(&n).unwrap_or("").to_string();
-                (n, v)
-            })
+            .filter_map(|n| labels.get(&n).map(|v| format!("{n}={v:?}")))
             .collect()
     } else {
         labels
             .iter()
             .filter(|(n, _)| *n != METRIC_NAME && !matching.labels.iter().any(|m| m == n))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .map(|(n, v)| format!("{n}={v:?}"))
             .collect()
-    }
+    };
+    format!("{{{}}}", pairs.join(", "))
 }
 
 fn labels_string(l: &Labels) -> String {
@@ -133,13 +149,15 @@ pub fn vector_set_binop(
 ) -> Vec<Sample> {
     match op {
         BinOp::And => {
-            let right: HashSet<_> = rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            let right: HashSet<u64, FnvBuild> =
+                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
             lhs.into_iter()
                 .filter(|s| right.contains(&signature(&s.labels, matching)))
                 .collect()
         }
         BinOp::Or => {
-            let left: HashSet<_> = lhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            let left: HashSet<u64, FnvBuild> =
+                lhs.iter().map(|s| signature(&s.labels, matching)).collect();
             let mut out = lhs;
             out.extend(
                 rhs.into_iter()
@@ -148,7 +166,8 @@ pub fn vector_set_binop(
             out
         }
         _ => {
-            let right: HashSet<_> = rhs.iter().map(|s| signature(&s.labels, matching)).collect();
+            let right: HashSet<u64, FnvBuild> =
+                rhs.iter().map(|s| signature(&s.labels, matching)).collect();
             lhs.into_iter()
                 .filter(|s| !right.contains(&signature(&s.labels, matching)))
                 .collect()
@@ -197,22 +216,22 @@ pub fn vector_vector_binop(
     let one_to_many = matches!(matching.card, Cardinality::OneToMany(_));
     // The "one" side goes on the right.
     let (lhs, rhs) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut right: HashMap<Vec<(String, String)>, Sample> = HashMap::with_capacity(rhs.len());
+    let mut right: HashMap<u64, Sample, FnvBuild> =
+        HashMap::with_capacity_and_hasher(rhs.len(), FnvBuild::default());
     for s in rhs {
         let sig = signature(&s.labels, matching);
         if let Some(dup) = right.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
-            let group: Vec<String> = sig.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
             return Err(QueryError::Execution(format!(
-                "found duplicate series for the match group {{{}}} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                group.join(", "),
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                signature_labels(&s.labels, matching),
                 labels_string(&s.labels),
                 labels_string(&dup.labels)
             )));
         }
         right.insert(sig, s);
     }
-    let mut matched: HashMap<Vec<(String, String)>, HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<u64, HashSet<SharedLabels, FnvBuild>, FnvBuild> = HashMap::default();
     let mut out = Vec::new();
     for ls in lhs {
         let sig = signature(&ls.labels, matching);
@@ -232,8 +251,9 @@ pub fn vector_vector_binop(
         }
         let mut metric = result_labels(&ls.labels, &rs.labels, op, matching);
         if return_bool {
-            metric = drop_metric_name(&metric);
+            metric.set(METRIC_NAME, "");
         }
+        let metric = Arc::new(metric);
         match matched.get_mut(&sig) {
             Some(inserted) => {
                 if matching.card == Cardinality::OneToOne {
@@ -249,7 +269,7 @@ pub fn vector_vector_binop(
                 }
             }
             None => {
-                let mut set = HashSet::new();
+                let mut set = HashSet::default();
                 set.insert(metric.clone());
                 matched.insert(sig, set);
             }
@@ -268,7 +288,7 @@ mod tests {
 
     fn s(name: &str, pairs: &[(&str, &str)], v: f64) -> Sample {
         Sample {
-            labels: Labels::metric(name, pairs),
+            labels: Arc::new(Labels::metric(name, pairs)),
             value: v,
         }
     }
@@ -348,7 +368,7 @@ mod tests {
             1.0
         );
         // 1.5 < vector keeps the vector's value.
-        let f = vector_scalar_binop(BinOp::Lt, l, 1.5, true, false);
+        let f = vector_scalar_binop(BinOp::Lt, l, 1.5, true, false, &mut LabelCache::default());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].value, 2.0);
         assert_eq!(f[0].labels.name(), "a");

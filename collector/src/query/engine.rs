@@ -7,12 +7,12 @@
 //! times (cached across outer steps). Limits on series, loaded samples and time are checked
 //! as the query runs and turn into `execution`/`timeout` errors instead of exhausting memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use regex::Regex;
-use vigil_shared::model::{Labels, Point, Series, METRIC_NAME};
+use vigil_shared::model::{Labels, Point, METRIC_NAME};
 
 use super::aggregate::{aggregate, valid_label_name, AggParam};
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
@@ -20,8 +20,8 @@ use super::functions as f;
 use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
 use super::source::SeriesSource;
 use super::value::{
-    drop_metric_name, has_duplicate_labelsets, is_stale_marker, QueryValue, RangeSeries, Sample,
-    StepValue, Window,
+    has_duplicate_labelsets, is_stale_marker, FnvBuild, LabelCache, QueryValue, RangeSeries,
+    Sample, SharedLabels, StepValue, Window,
 };
 use super::QueryError;
 use crate::storage::matcher::MatchOp;
@@ -157,22 +157,18 @@ impl Engine {
             }
         }
         let mut ev = Evaluator::new(self, &node, start_ms, end_ms, self.timeout(timeout))?;
-        let mut out: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut out = SeriesBuilder::default();
         let mut t = start_ms;
         while t <= end_ms {
             ev.check_deadline()?;
             match ev.eval(&node, t)? {
-                StepValue::Scalar(value) => out.entry(Labels::default()).or_default().push(Point {
-                    timestamp_ms: t,
-                    value,
-                }),
+                StepValue::Scalar(value) => {
+                    out.push(&ev.empty_labels, t, value);
+                }
                 StepValue::Vector(samples) => {
                     ev.account(samples.len())?;
                     for s in samples {
-                        out.entry(s.labels).or_default().push(Point {
-                            timestamp_ms: t,
-                            value: s.value,
-                        });
+                        out.push(&s.labels, t, s.value);
                     }
                 }
                 other => {
@@ -184,21 +180,58 @@ impl Engine {
             }
             t += step_ms;
         }
-        Ok(QueryValue::Matrix(
-            out.into_iter()
-                .map(|(labels, points)| RangeSeries { labels, points })
-                .collect(),
-        ))
+        Ok(QueryValue::Matrix(out.finish()))
     }
+}
+
+/// Collects points per label set across steps, then sorts the series by labels.
+#[derive(Default)]
+struct SeriesBuilder {
+    index: HashMap<SharedLabels, usize, FnvBuild>,
+    series: Vec<RangeSeries>,
+}
+
+impl SeriesBuilder {
+    fn push(&mut self, labels: &SharedLabels, t: i64, value: f64) {
+        let point = Point {
+            timestamp_ms: t,
+            value,
+        };
+        match self.index.get(labels) {
+            Some(&i) => self.series[i].points.push(point),
+            None => {
+                self.index.insert(labels.clone(), self.series.len());
+                self.series.push(RangeSeries {
+                    labels: labels.clone(),
+                    points: vec![point],
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<RangeSeries> {
+        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.series
+    }
+}
+
+/// A selected series, loaded once per query.
+struct LoadedSeries {
+    labels: SharedLabels,
+    points: Vec<Point>,
 }
 
 struct Evaluator<'a> {
     opts: &'a QueryOptions,
     lookback_ms: i64,
-    data: Vec<Vec<Series>>,
+    data: Vec<Vec<LoadedSeries>>,
+    /// Per selector and series, where the last window started and ended.
+    hints: Vec<Vec<(usize, usize)>>,
     sub_cache: Vec<HashMap<i64, Vec<Sample>>>,
     deadline: Instant,
     samples: usize,
+    cache: LabelCache,
+    empty_labels: SharedLabels,
 }
 
 /// Computes, for every selector, the time range its data must cover when the node is
@@ -262,14 +295,77 @@ fn collect_selectors<'n>(node: &'n Node, out: &mut Vec<&'n Selector>) {
 }
 
 /// Samples of a series in `[lo, hi]` (inclusive), without stale markers.
-fn window_points(points: &[Point], lo: i64, hi: i64) -> Vec<Point> {
-    let a = points.partition_point(|p| p.timestamp_ms < lo);
-    let b = points.partition_point(|p| p.timestamp_ms <= hi);
-    points[a..b.max(a)]
-        .iter()
-        .filter(|p| !is_stale_marker(p.value))
-        .copied()
-        .collect()
+/// `points.partition_point(pred)` for a monotone `pred`, searched outward from `hint` (the
+/// previous answer). Evaluation times mostly increase step by step, so this is amortised
+/// O(1) instead of a cache-missing binary search over the whole series.
+fn seek(points: &[Point], hint: usize, pred: impl Fn(&Point) -> bool) -> usize {
+    let n = points.len();
+    let h = hint.min(n);
+    let (lo, hi);
+    if h < n && pred(&points[h]) {
+        // The answer is after `h`: gallop forward.
+        let mut l = h + 1;
+        let mut step = 1;
+        loop {
+            let probe = l + step - 1;
+            if probe >= n {
+                hi = n;
+                break;
+            }
+            if pred(&points[probe]) {
+                l = probe + 1;
+                step *= 2;
+            } else {
+                hi = probe;
+                break;
+            }
+        }
+        lo = l;
+    } else {
+        // The answer is at or before `h`: gallop backward.
+        let mut r = h;
+        let mut step = 1;
+        loop {
+            if r == 0 {
+                lo = 0;
+                break;
+            }
+            let probe = r - step.min(r);
+            if pred(&points[probe]) {
+                lo = probe + 1;
+                break;
+            }
+            r = probe;
+            step *= 2;
+        }
+        hi = r;
+    }
+    lo + points[lo..hi].partition_point(pred)
+}
+
+/// The samples of a series in `[lo, hi]` (inclusive), stale markers included; `hints`
+/// carries the previous window's bounds.
+fn window_slice<'p>(
+    points: &'p [Point],
+    lo: i64,
+    hi: i64,
+    hints: &mut (usize, usize),
+) -> &'p [Point] {
+    let a = seek(points, hints.0, |p| p.timestamp_ms < lo);
+    let b = seek(points, hints.1, |p| p.timestamp_ms <= hi);
+    *hints = (a, b);
+    &points[a..b.max(a)]
+}
+
+/// `points` without stale markers, borrowing when there are none.
+fn without_stale<'p>(points: &'p [Point], buf: &'p mut Vec<Point>) -> &'p [Point] {
+    if points.iter().any(|p| is_stale_marker(p.value)) {
+        buf.clear();
+        buf.extend(points.iter().filter(|p| !is_stale_marker(p.value)).copied());
+        buf
+    } else {
+        points
+    }
 }
 
 fn expect_scalar(v: StepValue, what: &str) -> Result<f64, QueryError> {
@@ -349,14 +445,17 @@ impl<'a> Evaluator<'a> {
         collect_ranges(node, start_ms, end_ms, lookback_ms, &mut ranges);
         let mut selectors = Vec::new();
         collect_selectors(node, &mut selectors);
-        let mut data = vec![Vec::new(); nsel];
+        let mut data: Vec<Vec<LoadedSeries>> = (0..nsel).map(|_| Vec::new()).collect();
         let mut ev = Evaluator {
             opts: &engine.opts,
             lookback_ms,
             data: Vec::new(),
+            hints: Vec::new(),
             sub_cache: vec![HashMap::new(); nsub],
             deadline,
             samples: 0,
+            cache: LabelCache::default(),
+            empty_labels: Arc::new(Labels::default()),
         };
         for s in selectors {
             ev.check_deadline()?;
@@ -373,8 +472,15 @@ impl<'a> Evaluator<'a> {
                 )));
             }
             ev.account(series.iter().map(|s| s.points.len()).sum())?;
-            data[s.id] = series;
+            data[s.id] = series
+                .into_iter()
+                .map(|s| LoadedSeries {
+                    labels: Arc::new(s.labels),
+                    points: s.points,
+                })
+                .collect();
         }
+        ev.hints = data.iter().map(|d| vec![(0, 0); d.len()]).collect();
         ev.data = data;
         Ok(ev)
     }
@@ -396,11 +502,13 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The instant-vector samples of a selector at `t`, with their sample timestamps.
-    fn select_instant(&self, s: &Selector, t: i64) -> Vec<(Sample, i64)> {
+    fn select_instant(&mut self, s: &Selector, t: i64) -> Vec<(Sample, i64)> {
         let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
         let mut out = Vec::new();
-        for series in &self.data[s.id] {
-            let idx = series.points.partition_point(|p| p.timestamp_ms <= reft);
+        let hints = &mut self.hints[s.id];
+        for (series, hint) in self.data[s.id].iter().zip(hints.iter_mut()) {
+            let idx = seek(&series.points, hint.1, |p| p.timestamp_ms <= reft);
+            hint.1 = idx;
             if idx == 0 {
                 continue;
             }
@@ -419,12 +527,14 @@ impl<'a> Evaluator<'a> {
         out
     }
 
-    fn select_range(&self, s: &Selector, t: i64) -> Window {
+    fn select_range(&mut self, s: &Selector, t: i64) -> Window {
         let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
         let lo = reft - s.range_ms;
         let mut series = Vec::new();
-        for sr in &self.data[s.id] {
-            let points = window_points(&sr.points, lo, reft);
+        let hints = &mut self.hints[s.id];
+        for (sr, hint) in self.data[s.id].iter().zip(hints.iter_mut()) {
+            let mut buf = Vec::new();
+            let points = without_stale(window_slice(&sr.points, lo, reft, hint), &mut buf).to_vec();
             if !points.is_empty() {
                 series.push(RangeSeries {
                     labels: sr.labels.clone(),
@@ -448,7 +558,7 @@ impl<'a> Evaluator<'a> {
         if it < lo {
             it += step;
         }
-        let mut map: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut out = SeriesBuilder::default();
         while it <= reft {
             self.check_deadline()?;
             if !self.sub_cache[sq.id].contains_key(&it) {
@@ -456,7 +566,7 @@ impl<'a> Evaluator<'a> {
                 let v = match v {
                     StepValue::Vector(v) => v,
                     StepValue::Scalar(x) => vec![Sample {
-                        labels: Labels::default(),
+                        labels: self.empty_labels.clone(),
                         value: x,
                     }],
                     other => {
@@ -471,19 +581,13 @@ impl<'a> Evaluator<'a> {
             }
             if let Some(v) = self.sub_cache[sq.id].get(&it) {
                 for s in v {
-                    map.entry(s.labels.clone()).or_default().push(Point {
-                        timestamp_ms: it,
-                        value: s.value,
-                    });
+                    out.push(&s.labels, it, s.value);
                 }
             }
             it += step;
         }
         Ok(Window {
-            series: map
-                .into_iter()
-                .map(|(labels, points)| RangeSeries { labels, points })
-                .collect(),
+            series: out.finish(),
             start_ms: lo,
             end_ms: reft,
         })
@@ -498,7 +602,7 @@ impl<'a> Evaluator<'a> {
                 StepValue::Vector(v) => Ok(StepValue::Vector(
                     v.into_iter()
                         .map(|s| Sample {
-                            labels: drop_metric_name(&s.labels),
+                            labels: self.cache.drop_name(&s.labels),
                             value: -s.value,
                         })
                         .collect(),
@@ -546,10 +650,10 @@ impl<'a> Evaluator<'a> {
                         return Ok(StepValue::Scalar(scalar_binop(b.op, l, r)))
                     }
                     (StepValue::Vector(l), StepValue::Scalar(r)) => {
-                        vector_scalar_binop(b.op, l, r, false, b.return_bool)
+                        vector_scalar_binop(b.op, l, r, false, b.return_bool, &mut self.cache)
                     }
                     (StepValue::Scalar(l), StepValue::Vector(r)) => {
-                        vector_scalar_binop(b.op, r, l, true, b.return_bool)
+                        vector_scalar_binop(b.op, r, l, true, b.return_bool, &mut self.cache)
                     }
                     (StepValue::Vector(l), StepValue::Vector(r)) => {
                         if b.op.is_set() {
@@ -609,7 +713,7 @@ impl<'a> Evaluator<'a> {
         Ok(StepValue::Vector(
             v.into_iter()
                 .map(|s| Sample {
-                    labels: drop_metric_name(&s.labels),
+                    labels: self.cache.drop_name(&s.labels),
                     value: op(s.value),
                 })
                 .collect(),
@@ -623,21 +727,47 @@ impl<'a> Evaluator<'a> {
         c: &Call,
         t: i64,
         idx: usize,
-        op: impl Fn(&[Point], &Window) -> Option<f64>,
+        op: impl Fn(&[Point], i64, i64) -> Option<f64>,
     ) -> Result<StepValue, QueryError> {
-        let w = expect_matrix(self.arg(c, idx, t)?, c.name)?;
         let keep_name = c.name == "last_over_time";
-        let mut out = Vec::with_capacity(w.series.len());
+        let mut out = Vec::new();
+        // Fast path: a range selector argument is read straight from the loaded series.
+        if let Some(Node::Selector(s)) = c.args.get(idx) {
+            if s.range_ms > 0 {
+                let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+                let lo = reft - s.range_ms;
+                let mut buf = Vec::new();
+                let cache = &mut self.cache;
+                for (sr, hint) in self.data[s.id].iter().zip(self.hints[s.id].iter_mut()) {
+                    let points = without_stale(window_slice(&sr.points, lo, reft, hint), &mut buf);
+                    if points.is_empty() {
+                        continue;
+                    }
+                    if let Some(value) = op(points, lo, reft) {
+                        out.push(Sample {
+                            labels: if keep_name {
+                                sr.labels.clone()
+                            } else {
+                                cache.drop_name(&sr.labels)
+                            },
+                            value,
+                        });
+                    }
+                }
+                return Ok(StepValue::Vector(out));
+            }
+        }
+        let w = expect_matrix(self.arg(c, idx, t)?, c.name)?;
         for s in &w.series {
             if s.points.is_empty() {
                 continue;
             }
-            if let Some(value) = op(&s.points, &w) {
+            if let Some(value) = op(&s.points, w.start_ms, w.end_ms) {
                 out.push(Sample {
                     labels: if keep_name {
                         s.labels.clone()
                     } else {
-                        drop_metric_name(&s.labels)
+                        self.cache.drop_name(&s.labels)
                     },
                     value,
                 });
@@ -655,7 +785,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<StepValue, QueryError> {
         let v = if c.args.is_empty() {
             vec![Sample {
-                labels: Labels::default(),
+                labels: self.empty_labels.clone(),
                 value: t as f64 / 1000.0,
             }]
         } else {
@@ -664,7 +794,7 @@ impl<'a> Evaluator<'a> {
         Ok(StepValue::Vector(
             v.into_iter()
                 .map(|s| Sample {
-                    labels: drop_metric_name(&s.labels),
+                    labels: self.cache.drop_name(&s.labels),
                     value: f::calendar(s.value).map_or(f64::NAN, |c| field(&c) as f64),
                 })
                 .collect(),
@@ -678,7 +808,7 @@ impl<'a> Evaluator<'a> {
             "vector" => {
                 let x = expect_scalar(self.arg(c, 0, t)?, "vector")?;
                 Ok(StepValue::Vector(vec![Sample {
-                    labels: Labels::default(),
+                    labels: self.empty_labels.clone(),
                     value: x,
                 }]))
             }
@@ -758,11 +888,12 @@ impl<'a> Evaluator<'a> {
             "timestamp" => {
                 if let Some(Node::Selector(s)) = c.args.first() {
                     if s.range_ms == 0 {
+                        let selected = self.select_instant(s, t);
                         return Ok(StepValue::Vector(
-                            self.select_instant(s, t)
+                            selected
                                 .into_iter()
                                 .map(|(s, ts)| Sample {
-                                    labels: drop_metric_name(&s.labels),
+                                    labels: self.cache.drop_name(&s.labels),
                                     value: ts as f64 / 1000.0,
                                 })
                                 .collect(),
@@ -793,7 +924,7 @@ impl<'a> Evaluator<'a> {
                     return Ok(StepValue::Vector(Vec::new()));
                 }
                 Ok(StepValue::Vector(vec![Sample {
-                    labels: c.args.first().map(absent_labels).unwrap_or_default(),
+                    labels: Arc::new(c.args.first().map(absent_labels).unwrap_or_default()),
                     value: 1.0,
                 }]))
             }
@@ -803,41 +934,41 @@ impl<'a> Evaluator<'a> {
                     return Ok(StepValue::Vector(Vec::new()));
                 }
                 Ok(StepValue::Vector(vec![Sample {
-                    labels: c.args.first().map(absent_labels).unwrap_or_default(),
+                    labels: Arc::new(c.args.first().map(absent_labels).unwrap_or_default()),
                     value: 1.0,
                 }]))
             }
             "label_replace" => self.label_replace(c, t),
             "label_join" => self.label_join(c, t),
             "histogram_quantile" => self.histogram_quantile(c, t),
-            "rate" => self.map_window(c, t, 0, |p, w| {
-                f::extrapolated_rate(p, w.start_ms, w.end_ms, true, true)
+            "rate" => self.map_window(c, t, 0, |p, lo, hi| {
+                f::extrapolated_rate(p, lo, hi, true, true)
             }),
-            "increase" => self.map_window(c, t, 0, |p, w| {
-                f::extrapolated_rate(p, w.start_ms, w.end_ms, true, false)
+            "increase" => self.map_window(c, t, 0, |p, lo, hi| {
+                f::extrapolated_rate(p, lo, hi, true, false)
             }),
-            "delta" => self.map_window(c, t, 0, |p, w| {
-                f::extrapolated_rate(p, w.start_ms, w.end_ms, false, false)
+            "delta" => self.map_window(c, t, 0, |p, lo, hi| {
+                f::extrapolated_rate(p, lo, hi, false, false)
             }),
-            "irate" => self.map_window(c, t, 0, |p, _| f::instant_value(p, true)),
-            "idelta" => self.map_window(c, t, 0, |p, _| f::instant_value(p, false)),
-            "deriv" => self.map_window(c, t, 0, |p, _| {
+            "irate" => self.map_window(c, t, 0, |p, _, _| f::instant_value(p, true)),
+            "idelta" => self.map_window(c, t, 0, |p, _, _| f::instant_value(p, false)),
+            "deriv" => self.map_window(c, t, 0, |p, _, _| {
                 (p.len() >= 2).then(|| f::linear_regression(p, p[0].timestamp_ms).0)
             }),
             "predict_linear" => {
                 let d = expect_scalar(self.arg(c, 1, t)?, "predict_linear")?;
                 // Prometheus fits around the evaluation time, not the offset window end.
-                self.map_window(c, t, 0, move |p, _| {
+                self.map_window(c, t, 0, move |p, _, _| {
                     (p.len() >= 2).then(|| {
                         let (slope, intercept) = f::linear_regression(p, t);
                         slope * d + intercept
                     })
                 })
             }
-            "resets" => self.map_window(c, t, 0, |p, _| {
+            "resets" => self.map_window(c, t, 0, |p, _, _| {
                 Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64)
             }),
-            "changes" => self.map_window(c, t, 0, |p, _| {
+            "changes" => self.map_window(c, t, 0, |p, _, _| {
                 Some(
                     p.windows(2)
                         .filter(|w| {
@@ -847,20 +978,20 @@ impl<'a> Evaluator<'a> {
                         .count() as f64,
                 )
             }),
-            "avg_over_time" => self.map_window(c, t, 0, |p, _| Some(f::avg_over_time(p))),
-            "sum_over_time" => self.map_window(c, t, 0, |p, _| Some(f::sum_over_time(p))),
-            "min_over_time" => self.map_window(c, t, 0, |p, _| Some(f::min_over_time(p))),
-            "max_over_time" => self.map_window(c, t, 0, |p, _| Some(f::max_over_time(p))),
-            "count_over_time" => self.map_window(c, t, 0, |p, _| Some(p.len() as f64)),
-            "last_over_time" => self.map_window(c, t, 0, |p, _| p.last().map(|p| p.value)),
-            "present_over_time" => self.map_window(c, t, 0, |_, _| Some(1.0)),
+            "avg_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::avg_over_time(p))),
+            "sum_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::sum_over_time(p))),
+            "min_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::min_over_time(p))),
+            "max_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::max_over_time(p))),
+            "count_over_time" => self.map_window(c, t, 0, |p, _, _| Some(p.len() as f64)),
+            "last_over_time" => self.map_window(c, t, 0, |p, _, _| p.last().map(|p| p.value)),
+            "present_over_time" => self.map_window(c, t, 0, |_, _, _| Some(1.0)),
             "stddev_over_time" => {
-                self.map_window(c, t, 0, |p, _| Some(f::stdvar_over_time(p).sqrt()))
+                self.map_window(c, t, 0, |p, _, _| Some(f::stdvar_over_time(p).sqrt()))
             }
-            "stdvar_over_time" => self.map_window(c, t, 0, |p, _| Some(f::stdvar_over_time(p))),
+            "stdvar_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::stdvar_over_time(p))),
             "quantile_over_time" => {
                 let q = expect_scalar(self.arg(c, 0, t)?, "quantile_over_time")?;
-                self.map_window(c, t, 1, move |p, _| {
+                self.map_window(c, t, 1, move |p, _, _| {
                     let mut vals: Vec<f64> = p.iter().map(|p| p.value).collect();
                     Some(f::quantile(q, &mut vals))
                 })
@@ -893,7 +1024,7 @@ impl<'a> Evaluator<'a> {
             if let Some(caps) = re.captures(&value) {
                 let mut res = String::new();
                 caps.expand(&repl, &mut res);
-                s.labels.set(&dst, &res);
+                Arc::make_mut(&mut s.labels).set(&dst, &res);
             }
             out.push(s);
         }
@@ -923,7 +1054,7 @@ impl<'a> Evaluator<'a> {
         for mut s in v {
             let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
             let joined = joined.join(&sep);
-            s.labels.set(&dst, &joined);
+            Arc::make_mut(&mut s.labels).set(&dst, &joined);
             out.push(s);
         }
         Ok(StepValue::Vector(out))
@@ -933,7 +1064,7 @@ impl<'a> Evaluator<'a> {
         let q = expect_scalar(self.arg(c, 0, t)?, "histogram_quantile")?;
         let v = expect_vector(self.arg(c, 1, t)?, "histogram_quantile")?;
         let mut groups: Vec<(Labels, Vec<f::Bucket>)> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: HashMap<Labels, usize, FnvBuild> = HashMap::default();
         for s in v {
             let Some(le) = s.labels.get("le") else {
                 continue;
@@ -941,7 +1072,8 @@ impl<'a> Evaluator<'a> {
             let Some(upper_bound) = parse_go_float(le) else {
                 continue;
             };
-            let mut key = drop_metric_name(&s.labels);
+            let mut key = (*s.labels).clone();
+            key.set(METRIC_NAME, "");
             key.set("le", "");
             let i = *index.entry(key.clone()).or_insert_with(|| {
                 groups.push((key, Vec::new()));
@@ -956,7 +1088,7 @@ impl<'a> Evaluator<'a> {
             groups
                 .into_iter()
                 .map(|(labels, mut buckets)| Sample {
-                    labels,
+                    labels: Arc::new(labels),
                     value: f::bucket_quantile(q, &mut buckets),
                 })
                 .collect(),
@@ -1000,7 +1132,36 @@ mod tests {
     use super::*;
     use crate::query::source::MemSource;
 
+    #[test]
+    fn seek_agrees_with_partition_point_from_any_hint() {
+        let pts: Vec<Point> = (0..50)
+            .map(|i| Point {
+                timestamp_ms: i * 10,
+                value: 0.0,
+            })
+            .collect();
+        for hint in [0, 1, 7, 25, 49, 50, 99] {
+            for t in [-5, 0, 5, 10, 245, 250, 489, 490, 491, 1000] {
+                let want = pts.partition_point(|p| p.timestamp_ms <= t);
+                assert_eq!(
+                    seek(&pts, hint, |p| p.timestamp_ms <= t),
+                    want,
+                    "hint {hint} t {t}"
+                );
+                let want = pts.partition_point(|p| p.timestamp_ms < t);
+                assert_eq!(
+                    seek(&pts, hint, |p| p.timestamp_ms < t),
+                    want,
+                    "hint {hint} t {t}"
+                );
+            }
+        }
+        assert_eq!(seek(&[], 3, |p: &Point| p.timestamp_ms < 1), 0);
+    }
+
     const M: i64 = 60_000;
+
+    use vigil_shared::model::Series;
 
     fn series(name: &str, pairs: &[(&str, &str)], pts: &[(i64, f64)]) -> Series {
         Series {
@@ -1028,9 +1189,10 @@ mod tests {
 
     fn vector(e: &Engine, q: &str, t: i64) -> Vec<(Labels, f64)> {
         match e.instant(q, t, None).unwrap() {
-            QueryValue::Vector { samples, .. } => {
-                samples.into_iter().map(|s| (s.labels, s.value)).collect()
-            }
+            QueryValue::Vector { samples, .. } => samples
+                .into_iter()
+                .map(|s| ((*s.labels).clone(), s.value))
+                .collect(),
             other => panic!("{q}: not a vector: {other:?}"),
         }
     }
