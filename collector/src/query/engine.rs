@@ -738,7 +738,15 @@ impl<'a> Evaluator<'a> {
                 let lo = reft - s.range_ms;
                 let mut buf = Vec::new();
                 let cache = &mut self.cache;
-                for (sr, hint) in self.data[s.id].iter().zip(self.hints[s.id].iter_mut()) {
+                let deadline = self.deadline;
+                for (i, (sr, hint)) in self.data[s.id]
+                    .iter()
+                    .zip(self.hints[s.id].iter_mut())
+                    .enumerate()
+                {
+                    if i % 4096 == 4095 && Instant::now() > deadline {
+                        return Err(QueryError::Timeout("expression evaluation".into()));
+                    }
                     let points = without_stale(window_slice(&sr.points, lo, reft, hint), &mut buf);
                     if points.is_empty() {
                         continue;
@@ -937,6 +945,30 @@ impl<'a> Evaluator<'a> {
                     labels: Arc::new(c.args.first().map(absent_labels).unwrap_or_default()),
                     value: 1.0,
                 }]))
+            }
+            "holt_winters" | "double_exponential_smoothing" => {
+                let sf = expect_scalar(self.arg(c, 1, t)?, c.name)?;
+                let tf = expect_scalar(self.arg(c, 2, t)?, c.name)?;
+                if !(sf > 0.0 && sf < 1.0) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if !(tf > 0.0 && tf < 1.0) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
+                self.map_window(c, t, 0, move |p, _, _| f::holt_winters(p, sf, tf))
+            }
+            // Native-histogram functions: only float samples are stored, and Prometheus
+            // ignores float samples in these, so the result is always empty.
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" | "histogram_fraction" => {
+                for i in 0..c.args.len() {
+                    self.arg(c, i, t)?;
+                }
+                Ok(StepValue::Vector(Vec::new()))
             }
             "label_replace" => self.label_replace(c, t),
             "label_join" => self.label_join(c, t),

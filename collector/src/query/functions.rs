@@ -128,6 +128,27 @@ pub fn linear_regression(points: &[Point], intercept_ms: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
+/// `holt_winters` / `double_exponential_smoothing` with smoothing factor `sf` and trend
+/// factor `tf` (both must be in (0, 1), checked by the caller). `None` with fewer than two
+/// points.
+pub fn holt_winters(points: &[Point], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, points[0].value);
+    let mut b = points[1].value - points[0].value;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.value;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
 /// `avg_over_time`: incremental mean with Prometheus's handling of infinities.
 pub fn avg_over_time(points: &[Point]) -> f64 {
     let mut mean: f64 = 0.0;
@@ -412,6 +433,14 @@ mod tests {
         let p = pts(&[(0, 5.0), (10_000, 8.0), (20_000, 2.0)]);
         assert_eq!(instant_value(&p, true), Some(0.2));
         assert_eq!(instant_value(&p, false), Some(-6.0));
+    }
+
+    #[test]
+    fn holt_winters_follows_a_linear_trend() {
+        let p = pts(&[(0, 1.0), (1000, 2.0), (2000, 3.0), (3000, 4.0)]);
+        let v = holt_winters(&p, 0.5, 0.5).unwrap();
+        assert!((v - 4.0).abs() < 1e-12, "{v}");
+        assert_eq!(holt_winters(&p[..1], 0.5, 0.5), None);
     }
 
     #[test]

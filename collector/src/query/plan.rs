@@ -223,7 +223,15 @@ pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "deriv",
     "exp",
     "floor",
+    "double_exponential_smoothing",
+    "histogram_avg",
+    "histogram_count",
+    "histogram_fraction",
     "histogram_quantile",
+    "histogram_stddev",
+    "histogram_stdvar",
+    "histogram_sum",
+    "holt_winters",
     "hour",
     "idelta",
     "increase",
@@ -272,6 +280,7 @@ pub fn plan(
     end_ms: i64,
     default_step_ms: i64,
 ) -> Result<Node, QueryError> {
+    register_prometheus2_functions();
     let expr = pp::parse(query).map_err(|e| QueryError::BadData(parse_error_message(query, &e)))?;
     let mut lower = Lower {
         start_ms,
@@ -281,6 +290,25 @@ pub fn plan(
         next_subquery: 0,
     };
     lower.node(&expr)
+}
+
+/// Teaches the parser Prometheus 2.x's `holt_winters` (renamed
+/// `double_exponential_smoothing` in 3.x, which the parser already knows), so 2.x rule files
+/// keep working. Registration is process-wide and happens once.
+pub fn register_prometheus2_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::value::ValueType;
+        // The only possible error is a clash with a built-in, which would mean the parser
+        // learnt `holt_winters` itself; then there is nothing to register.
+        let _ = pp::register_extra_functions(vec![pp::Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        )]);
+    });
 }
 
 /// Numbers of selectors and subqueries in a plan, for sizing per-query state.
@@ -643,6 +671,7 @@ impl Lower {
 /// Parses a series selector as given to `match[]` (`up{job="x"}`, `{__name__=~"a.*"}`) into
 /// storage matchers.
 pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
+    register_prometheus2_functions();
     let expr = pp::parse(s).map_err(|e| QueryError::BadData(parse_error_message(s, &e)))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(QueryError::BadData(format!(
@@ -702,9 +731,10 @@ mod tests {
     #[test]
     fn unsupported_functions_are_bad_data() {
         assert!(matches!(
-            plan("histogram_count(foo)", 0, 0, 1),
+            plan("info(foo)", 0, 0, 1),
             Err(QueryError::BadData(_))
         ));
+        assert!(plan("holt_winters(foo[5m], 0.5, 0.5)", 0, 0, 1).is_ok());
         assert_eq!(parse_series_selector("up{job=\"x\"}").unwrap().len(), 2);
         assert!(parse_series_selector("sum(up)").is_err());
     }
