@@ -281,6 +281,7 @@ pub fn plan(
     default_step_ms: i64,
 ) -> Result<Node, QueryError> {
     register_prometheus2_functions();
+    check_complexity(query)?;
     let expr = pp::parse(query).map_err(|e| QueryError::BadData(parse_error_message(query, &e)))?;
     let mut lower = Lower {
         start_ms,
@@ -290,6 +291,73 @@ pub fn plan(
         next_subquery: 0,
     };
     lower.node(&expr)
+}
+
+/// Most nesting (brackets plus binary operators) a query may have. Parsing, planning and
+/// evaluation recurse over the expression tree, so this bounds their stack use: deeper
+/// queries get a `bad_data` error instead of overflowing a thread's stack.
+pub const MAX_QUERY_DEPTH: usize = 128;
+
+/// Rejects queries whose expression tree could be deeper than [`MAX_QUERY_DEPTH`]. The
+/// estimate is the deepest bracket nesting plus the number of binary operators outside label
+/// matchers and strings, an upper bound on the tree's depth.
+pub fn check_complexity(query: &str) -> Result<(), QueryError> {
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    let mut braces = 0usize;
+    let mut ops = 0usize;
+    let mut in_str: Option<char> = None;
+    let mut escaped = false;
+    let mut word = String::new();
+    let flush = |word: &mut String, ops: &mut usize| {
+        if matches!(
+            word.to_ascii_lowercase().as_str(),
+            "and" | "or" | "unless" | "atan2"
+        ) {
+            *ops += 1;
+        }
+        word.clear();
+    };
+    for c in query.chars() {
+        if let Some(q) = in_str {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                in_str = None;
+            }
+            continue;
+        }
+        if c.is_ascii_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        flush(&mut word, &mut ops);
+        match c {
+            '"' | '\'' | '`' => in_str = Some(c),
+            '(' | '[' => depth += 1,
+            '{' => {
+                depth += 1;
+                braces += 1;
+            }
+            ')' | ']' => depth = depth.saturating_sub(1),
+            '}' => {
+                depth = depth.saturating_sub(1);
+                braces = braces.saturating_sub(1);
+            }
+            '+' | '-' | '*' | '/' | '%' | '^' | '=' | '!' | '<' | '>' if braces == 0 => ops += 1,
+            _ => {}
+        }
+        max_depth = max_depth.max(depth);
+    }
+    flush(&mut word, &mut ops);
+    if max_depth + ops > MAX_QUERY_DEPTH {
+        return Err(QueryError::BadData(format!(
+            "query is too complex: {max_depth} levels of brackets and {ops} operators, more than {MAX_QUERY_DEPTH} in total"
+        )));
+    }
+    Ok(())
 }
 
 /// Teaches the parser Prometheus 2.x's `holt_winters` (renamed
@@ -672,6 +740,7 @@ impl Lower {
 /// storage matchers.
 pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
     register_prometheus2_functions();
+    check_complexity(s)?;
     let expr = pp::parse(s).map_err(|e| QueryError::BadData(parse_error_message(s, &e)))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(QueryError::BadData(format!(
@@ -726,6 +795,41 @@ mod tests {
         let err = plan("sum(up", 0, 0, 60_000).unwrap_err().to_string();
         assert!(err.starts_with("1:7:"), "{err}");
         assert!(err.contains("unclosed left parenthesis"), "{err}");
+    }
+
+    #[test]
+    fn deeply_nested_queries_are_rejected_not_stack_overflow() {
+        use crate::query::{Engine, MemSource, QueryOptions};
+        // At the limit, planning and evaluation fit in a 2 MiB stack (tokio's default for
+        // blocking threads) even in a debug build.
+        let at_limit = format!("{}1{}", "(".repeat(64), " + 1)".repeat(63) + ")");
+        let chain = format!("1{}", "+1".repeat(120));
+        for q in [at_limit, chain] {
+            let ok = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    let e = Engine::new(
+                        std::sync::Arc::new(MemSource::default()),
+                        QueryOptions::default(),
+                    );
+                    e.instant(&q, 0, None).map(|_| ())
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            assert!(ok.is_ok(), "{ok:?}");
+        }
+        for q in [
+            format!("1{}", "+1".repeat(5000)),
+            format!("{}1{}", "(".repeat(5000), ")".repeat(5000)),
+            format!("{}up{}", "abs(".repeat(300), ")".repeat(300)),
+        ] {
+            let err = plan(&q, 0, 0, 1).unwrap_err();
+            assert!(err.to_string().contains("too complex"), "{err}");
+        }
+        // Operators inside label matchers and strings do not count.
+        let many = format!("up{{job=~\"{}\"}}", "a|b-c+".repeat(200));
+        assert!(plan(&many, 0, 0, 1).is_ok());
     }
 
     #[test]
