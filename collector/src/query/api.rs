@@ -21,6 +21,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
+use tokio::sync::Semaphore;
 use vigil_shared::model::Labels;
 
 use super::engine::{Engine, QueryOptions};
@@ -33,7 +34,11 @@ use crate::storage::matcher::Matcher;
 
 /// Builds the query API router over `source`.
 pub fn router(source: Arc<dyn SeriesSource>, opts: QueryOptions) -> Router {
-    let engine = Arc::new(Engine::new(source, opts));
+    let permits = Arc::new(Semaphore::new(opts.max_concurrency.max(1)));
+    let engine = Arc::new(QueryEngine {
+        engine: Engine::new(source, opts),
+        permits,
+    });
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -43,6 +48,45 @@ pub fn router(source: Arc<dyn SeriesSource>, opts: QueryOptions) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .with_state(engine)
+}
+
+/// The router's state: the engine and the permits that bound concurrent evaluations.
+struct QueryEngine {
+    engine: Engine,
+    permits: Arc<Semaphore>,
+}
+
+impl std::ops::Deref for QueryEngine {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl QueryEngine {
+    /// Runs `f` on the blocking pool once one of `max_concurrency` slots is free. Waiting
+    /// counts against the query's timeout, as in Prometheus's query queue.
+    async fn evaluate<T: Send + 'static>(
+        self: &Arc<Self>,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&Engine) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let wait = match timeout {
+            Some(t) if t < self.engine.options().timeout => t,
+            _ => self.engine.options().timeout,
+        };
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| QueryError::Timeout("query queue".into()))?
+            .map_err(|_| QueryError::Execution("query engine is shutting down".into()))?;
+        let this = self.clone();
+        run_blocking(move || {
+            let _permit = permit;
+            f(&this.engine)
+        })
+        .await
+    }
 }
 
 /// Request parameters from the URL query and, for POST, the form body (body wins).
@@ -272,7 +316,7 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| QueryError::Execution(format!("query task failed: {e}")))?
 }
 
-async fn query(State(engine): State<Arc<Engine>>, p: Params) -> Response {
+async fn query(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response {
     let r = async {
         let q = p
             .get("query")
@@ -280,8 +324,9 @@ async fn query(State(engine): State<Arc<Engine>>, p: Params) -> Response {
             .to_string();
         let t = time_param(&p, "time", now_ms())?;
         let timeout = timeout_param(&p)?;
-        let engine = engine.clone();
-        run_blocking(move || engine.instant(&q, t, timeout)).await
+        engine
+            .evaluate(timeout, move |e| e.instant(&q, t, timeout))
+            .await
     }
     .await;
     match r {
@@ -290,7 +335,7 @@ async fn query(State(engine): State<Arc<Engine>>, p: Params) -> Response {
     }
 }
 
-async fn query_range(State(engine): State<Arc<Engine>>, p: Params) -> Response {
+async fn query_range(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response {
     let r = async {
         let q = p
             .get("query")
@@ -321,8 +366,9 @@ async fn query_range(State(engine): State<Arc<Engine>>, p: Params) -> Response {
             }
         };
         let timeout = timeout_param(&p)?;
-        let engine = engine.clone();
-        run_blocking(move || engine.range(&q, start, end, step, timeout)).await
+        engine
+            .evaluate(timeout, move |e| e.range(&q, start, end, step, timeout))
+            .await
     }
     .await;
     match r {
@@ -341,7 +387,7 @@ fn matcher_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, QueryError> {
         .collect()
 }
 
-async fn series(State(engine): State<Arc<Engine>>, p: Params) -> Response {
+async fn series(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response {
     let r = async {
         let sets = matcher_sets(&p)?;
         if sets.is_empty() {
@@ -383,7 +429,7 @@ fn string_list(v: &[String]) -> String {
     format!("[{}]", items.join(","))
 }
 
-async fn labels(State(engine): State<Arc<Engine>>, p: Params) -> Response {
+async fn labels(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response {
     let r = async {
         let sets = matcher_sets(&p)?;
         let start = time_param(&p, "start", MIN_TIME_MS)?;
@@ -409,7 +455,7 @@ async fn labels(State(engine): State<Arc<Engine>>, p: Params) -> Response {
 }
 
 async fn label_values(
-    State(engine): State<Arc<Engine>>,
+    State(engine): State<Arc<QueryEngine>>,
     Path(name): Path<String>,
     p: Params,
 ) -> Response {
@@ -589,5 +635,67 @@ mod http_tests {
         assert_eq!(v["data"], serde_json::json!({}));
         let (_, v) = get("/api/v1/status/buildinfo").await;
         assert_eq!(v["data"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    /// A source that takes a while to answer, to hold a query slot.
+    struct SlowSource(MemSource, Duration);
+
+    impl SeriesSource for SlowSource {
+        fn select(&self, m: &[Matcher], a: i64, b: i64) -> Result<Vec<Series>, QueryError> {
+            std::thread::sleep(self.1);
+            self.0.select(m, a, b)
+        }
+        fn label_names(&self, m: &[Matcher], a: i64, b: i64) -> Result<Vec<String>, QueryError> {
+            self.0.label_names(m, a, b)
+        }
+        fn label_values(
+            &self,
+            n: &str,
+            m: &[Matcher],
+            a: i64,
+            b: i64,
+        ) -> Result<Vec<String>, QueryError> {
+            self.0.label_values(n, m, a, b)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queries_beyond_max_concurrency_wait_within_their_timeout() {
+        let app = router(
+            Arc::new(SlowSource(MemSource::default(), Duration::from_millis(400))),
+            QueryOptions {
+                max_concurrency: 1,
+                ..QueryOptions::default()
+            },
+        );
+        let slow = tokio::spawn(
+            app.clone().oneshot(
+                HttpRequest::get("/api/v1/query?query=up&time=1")
+                    .body(Body::empty())
+                    .unwrap(),
+            ),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let queued = app
+            .clone()
+            .oneshot(
+                HttpRequest::get("/api/v1/query?query=up&time=1&timeout=0.1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(queued.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+        // Once the slot is free, queries run again.
+        let again = app
+            .oneshot(
+                HttpRequest::get("/api/v1/query?query=1&time=1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
     }
 }

@@ -42,6 +42,9 @@ pub struct QueryOptions {
     pub default_subquery_step: Duration,
     /// Most points per series a range query may return (Prometheus: 11,000).
     pub max_points_per_series: i64,
+    /// Most queries the HTTP API evaluates at once (Prometheus's
+    /// `--query.max-concurrency`, 20); further queries wait, within their timeout.
+    pub max_concurrency: usize,
 }
 
 impl Default for QueryOptions {
@@ -53,6 +56,7 @@ impl Default for QueryOptions {
             timeout: Duration::from_secs(120),
             default_subquery_step: Duration::from_secs(60),
             max_points_per_series: 11_000,
+            max_concurrency: 20,
         }
     }
 }
