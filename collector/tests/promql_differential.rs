@@ -1066,6 +1066,16 @@ async fn promql_corpus_matches_prometheus() {
         format!("/api/v1/query_range?query=up&start={}&end={}&step=0", secs(ds.end_ms - 3_600_000), secs(ds.end_ms)),
         format!("/api/v1/query_range?query=up&start={}&end={}&step=60", secs(ds.end_ms), secs(ds.end_ms - 3_600_000)),
         format!("/api/v1/query_range?query=up&start={}&end={}&step=1", secs(ds.end_ms - 86_400_000), secs(ds.end_ms)),
+        format!(
+            "/api/v1/query_range?query=sum(up)&start={}&end={}&step=1",
+            secs(ds.end_ms - 11_000_000),
+            secs(ds.end_ms)
+        ),
+        format!(
+            "/api/v1/query_range?query=sum(up)&start={}&end={}&step=1",
+            secs(ds.end_ms - 11_001_000),
+            secs(ds.end_ms)
+        ),
         "/api/v1/query?query=up&time=yesterday".to_string(),
         "/api/v1/query_range?query=up&start=1&end=2".to_string(),
     ];

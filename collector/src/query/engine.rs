@@ -139,10 +139,10 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
-        if (end_ms - start_ms) / step_ms >= self.opts.max_points_per_series {
+        if (end_ms - start_ms) / step_ms > self.opts.max_points_per_series {
             return Err(QueryError::BadData(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
-                self.opts.max_points_per_series
+                thousands(self.opts.max_points_per_series)
             )));
         }
         let step_default = super::duration_ms(self.opts.default_subquery_step);
@@ -186,6 +186,22 @@ impl Engine {
         }
         Ok(QueryValue::Matrix(out.finish()))
     }
+}
+
+/// `11000` as `11,000`, as Prometheus writes the resolution limit.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
 }
 
 /// Collects points per label set across steps, then sorts the series by labels.
@@ -1369,10 +1385,12 @@ mod tests {
             e.range("m", 0, 10, 0, None),
             Err(QueryError::BadData(_))
         ));
-        assert!(matches!(
-            e.range("m", 0, 1_000_000_000, 1, None),
-            Err(QueryError::BadData(_))
-        ));
+        let err = e.range("m", 0, 11_001, 1, None).unwrap_err().to_string();
+        assert!(err.contains("maximum resolution of 11,000 points"), "{err}");
+        assert!(
+            e.range("m", 0, 11_000, 1, None).is_ok(),
+            "11,001 points are allowed"
+        );
         assert!(matches!(
             e.range("m[5m]", 0, 10, 1, None),
             Err(QueryError::BadData(_))

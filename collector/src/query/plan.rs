@@ -408,13 +408,9 @@ pub fn count_ids(node: &Node) -> (usize, usize) {
     (sel, sub)
 }
 
-/// Makes the parser's message say where the problem is. The parser reports lexer errors with
-/// their position already; for grammar errors it gives no position, so we find the longest
-/// prefix that still lexes and parses as a valid start and name that position.
+/// Makes the parser's message say where the problem is, as `line:column: parse error: ...`
+/// like Prometheus. `promql-parser` reports no positions, so [`error_position`] estimates one.
 fn parse_error_message(query: &str, err: &str) -> String {
-    if err.contains("position") || err.contains("pos ") {
-        return format!("1:1: parse error: {err}");
-    }
     let pos = error_position(query);
     let (line, col) = line_col(query, pos);
     format!(
