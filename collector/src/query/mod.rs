@@ -1,1 +1,63 @@
 //! PromQL evaluation over the storage, behind the Prometheus HTTP API.
+//!
+//! Parsing is done by the `promql-parser` crate; everything after the parse is ours:
+//! [`plan`] lowers the parser's AST into a checked plan (metric-name matchers added, regexes
+//! compiled, `@ start()`/`@ end()` resolved, durations in milliseconds), [`engine`] evaluates
+//! the plan step by step with Prometheus 2.x semantics (closed range windows, 5-minute lookback,
+//! stale markers, `extrapolatedRate`), [`functions`], [`aggregate`] and [`binary`] hold the
+//! operators, [`source`] is the read interface to the storage, and [`api`] serves
+//! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels`,
+//! `/api/v1/label/{name}/values`, `/api/v1/metadata` and `/api/v1/status/buildinfo`.
+
+pub mod aggregate;
+pub mod api;
+pub mod binary;
+pub mod engine;
+pub mod functions;
+pub mod plan;
+pub mod source;
+pub mod timeparse;
+pub mod value;
+
+use std::time::Duration;
+
+pub use api::router;
+pub use engine::{Engine, QueryOptions};
+pub use source::{MemSource, SeriesSource};
+pub use value::{QueryValue, RangeSeries, Sample};
+
+/// Why a query could not be answered. The HTTP API maps each variant to Prometheus's
+/// `errorType` and status code.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query text or a parameter is malformed (HTTP 400, `bad_data`).
+    #[error("{0}")]
+    BadData(String),
+    /// Evaluation failed: a type error at run time, a duplicate series, a limit (HTTP 422,
+    /// `execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// The query ran longer than its timeout (HTTP 503, `timeout`).
+    #[error("query timed out in {0}")]
+    Timeout(String),
+    /// The storage failed while reading (HTTP 500, `internal`).
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl QueryError {
+    /// Prometheus's `errorType` string for this error.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            QueryError::BadData(_) => "bad_data",
+            QueryError::Execution(_) => "execution",
+            QueryError::Timeout(_) => "timeout",
+            QueryError::Storage(_) => "internal",
+        }
+    }
+}
+
+/// Converts a duration to whole milliseconds, saturating.
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,411 @@
+//! PromQL aggregation operators (`sum`, `avg`, `min`, `max`, `count`, `stddev`, `stdvar`,
+//! `topk`, `bottomk`, `quantile`, `count_values`, `group`) with `by`/`without` grouping, in
+//! Prometheus 2.x's order of results (groups in order of first appearance) and numerics
+//! (incremental mean, Welford variance, Go heap order for topk/bottomk).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use vigil_shared::model::{Labels, METRIC_NAME};
+
+use super::functions::{format_float, quantile};
+use super::plan::{AggOp, Grouping};
+use super::value::{hash_pairs, FnvBuild, Sample, SharedLabels};
+use super::QueryError;
+
+/// The evaluated parameter of an aggregation at one step.
+#[derive(Debug, Clone)]
+pub enum AggParam {
+    None,
+    Scalar(f64),
+    Str(String),
+}
+
+struct Group {
+    labels: SharedLabels,
+    value: f64,
+    mean: f64,
+    count: u64,
+    heap: Vec<Sample>,
+}
+
+/// The labels of `labels` that define its group, in order.
+fn group_pairs<'a>(
+    labels: &'a Labels,
+    grouping: &'a Grouping,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    labels.iter().filter(move |(n, _)| match grouping {
+        Grouping::By(names) => names.iter().any(|g| g == n),
+        Grouping::Without(names) => *n != METRIC_NAME && !names.iter().any(|g| g == n),
+    })
+}
+
+/// True when `name` is a valid Prometheus label name.
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Go's `container/heap` over a slice with a strict `less`, so ties resolve as in Prometheus.
+fn heap_up(h: &mut [Sample], mut j: usize, less: &dyn Fn(&Sample, &Sample) -> bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+fn heap_down(h: &mut [Sample], i0: usize, n: usize, less: &dyn Fn(&Sample, &Sample) -> bool) {
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        let j2 = j1 + 1;
+        if j2 < n && less(&h[j2], &h[j1]) {
+            j = j2;
+        }
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+}
+
+fn heap_push(h: &mut Vec<Sample>, s: Sample, less: &dyn Fn(&Sample, &Sample) -> bool) {
+    h.push(s);
+    let n = h.len() - 1;
+    heap_up(h, n, less);
+}
+
+fn heap_pop(h: &mut Vec<Sample>, less: &dyn Fn(&Sample, &Sample) -> bool) {
+    let n = h.len() - 1;
+    h.swap(0, n);
+    heap_down(h, 0, n, less);
+    h.pop();
+}
+
+/// topk's heap order: NaN is smallest.
+fn topk_less(a: &Sample, b: &Sample) -> bool {
+    a.value.is_nan() || a.value < b.value
+}
+
+/// bottomk's heap order: NaN is largest.
+fn bottomk_less(a: &Sample, b: &Sample) -> bool {
+    a.value.is_nan() || a.value > b.value
+}
+
+/// Aggregates one step's input vector.
+pub fn aggregate(
+    op: AggOp,
+    grouping: &Grouping,
+    param: &AggParam,
+    input: Vec<Sample>,
+) -> Result<Vec<Sample>, QueryError> {
+    let mut k: usize = 0;
+    if matches!(op, AggOp::Topk | AggOp::Bottomk) {
+        let f = match param {
+            AggParam::Scalar(f) => *f,
+            _ => return Err(QueryError::Execution("expected scalar parameter".into())),
+        };
+        if !(f > -9.223_372_036_854_775e18 && f < 9.223_372_036_854_775e18) {
+            return Err(QueryError::Execution(format!(
+                "Scalar value {} overflows int64",
+                format_float(f)
+            )));
+        }
+        let ki = f as i64;
+        if ki < 1 {
+            return Ok(Vec::new());
+        }
+        k = usize::try_from(ki).unwrap_or(usize::MAX);
+    }
+    let q = match (op, param) {
+        (AggOp::Quantile, AggParam::Scalar(q)) => *q,
+        _ => 0.0,
+    };
+    let mut grouping = grouping.clone();
+    let mut value_label = String::new();
+    if op == AggOp::CountValues {
+        value_label = match param {
+            AggParam::Str(s) => s.clone(),
+            _ => return Err(QueryError::Execution("expected string parameter".into())),
+        };
+        if !valid_label_name(&value_label) {
+            return Err(QueryError::Execution(format!(
+                "invalid label name {value_label:?}"
+            )));
+        }
+        if let Grouping::By(names) = &mut grouping {
+            names.push(value_label.clone());
+        }
+    }
+    let input_len = input.len();
+    let mut index: HashMap<u64, Vec<usize>, FnvBuild> = HashMap::default();
+    let mut groups: Vec<Group> = Vec::new();
+    for mut s in input {
+        if op == AggOp::CountValues {
+            Arc::make_mut(&mut s.labels).set(&value_label, &format_float(s.value));
+        }
+        let hash = hash_pairs(group_pairs(&s.labels, &grouping));
+        let candidates = index.entry(hash).or_default();
+        let found = candidates
+            .iter()
+            .copied()
+            .find(|&gi| group_pairs(&s.labels, &grouping).eq(groups[gi].labels.iter()));
+        let gi = match found {
+            Some(gi) => gi,
+            None => {
+                candidates.push(groups.len());
+                let key = Labels::new(
+                    group_pairs(&s.labels, &grouping)
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                );
+                let mut g = Group {
+                    labels: Arc::new(key),
+                    value: s.value,
+                    mean: s.value,
+                    count: 1,
+                    heap: Vec::new(),
+                };
+                match op {
+                    AggOp::Stddev | AggOp::Stdvar => g.value = 0.0,
+                    AggOp::Group => g.value = 1.0,
+                    AggOp::Topk | AggOp::Bottomk => {
+                        g.heap.reserve(k.min(input_len));
+                        g.heap.push(s);
+                    }
+                    AggOp::Quantile => g.heap.push(s),
+                    _ => {}
+                }
+                groups.push(g);
+                continue;
+            }
+        };
+        let g = &mut groups[gi];
+        let v = s.value;
+        match op {
+            AggOp::Sum => g.value += v,
+            AggOp::Avg => {
+                g.count += 1;
+                if g.mean.is_infinite() {
+                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                        continue;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        continue;
+                    }
+                }
+                let n = g.count as f64;
+                g.mean += v / n - g.mean / n;
+            }
+            AggOp::Group => {}
+            AggOp::Max => {
+                if g.value < v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            AggOp::Min => {
+                if g.value > v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            AggOp::Count | AggOp::CountValues => g.count += 1,
+            AggOp::Stddev | AggOp::Stdvar => {
+                g.count += 1;
+                let delta = v - g.mean;
+                g.mean += delta / g.count as f64;
+                g.value += delta * (v - g.mean);
+            }
+            AggOp::Topk | AggOp::Bottomk => {
+                let less: &dyn Fn(&Sample, &Sample) -> bool = if op == AggOp::Topk {
+                    &topk_less
+                } else {
+                    &bottomk_less
+                };
+                let top = g.heap[0].value;
+                let better = if op == AggOp::Topk {
+                    top < v || (top.is_nan() && !v.is_nan())
+                } else {
+                    top > v || (top.is_nan() && !v.is_nan())
+                };
+                if g.heap.len() < k || better {
+                    if g.heap.len() == k {
+                        if k == 1 {
+                            g.heap[0] = s;
+                            continue;
+                        }
+                        heap_pop(&mut g.heap, less);
+                    }
+                    heap_push(&mut g.heap, s, less);
+                }
+            }
+            AggOp::Quantile => g.heap.push(s),
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for mut g in groups {
+        let value = match op {
+            AggOp::Avg => g.mean,
+            AggOp::Count | AggOp::CountValues => g.count as f64,
+            AggOp::Stdvar => g.value / g.count as f64,
+            AggOp::Stddev => (g.value / g.count as f64).sqrt(),
+            AggOp::Topk | AggOp::Bottomk => {
+                let less = if op == AggOp::Topk {
+                    topk_less
+                } else {
+                    bottomk_less
+                };
+                // Reverse heap order: best first.
+                g.heap.sort_by(|a, b| {
+                    if less(b, a) {
+                        std::cmp::Ordering::Less
+                    } else if less(a, b) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                });
+                out.extend(g.heap);
+                continue;
+            }
+            AggOp::Quantile => {
+                let mut vals: Vec<f64> = g.heap.iter().map(|s| s.value).collect();
+                quantile(q, &mut vals)
+            }
+            _ => g.value,
+        };
+        out.push(Sample {
+            labels: g.labels,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(name: &str, pairs: &[(&str, &str)], v: f64) -> Sample {
+        Sample {
+            labels: Arc::new(Labels::metric(name, pairs)),
+            value: v,
+        }
+    }
+
+    fn input() -> Vec<Sample> {
+        vec![
+            s("m", &[("job", "a"), ("i", "1")], 1.0),
+            s("m", &[("job", "a"), ("i", "2")], 3.0),
+            s("m", &[("job", "b"), ("i", "1")], 10.0),
+            s("m", &[("job", "b"), ("i", "2")], f64::NAN),
+        ]
+    }
+
+    #[test]
+    fn sum_by_and_without_drop_the_right_labels() {
+        let by = aggregate(
+            AggOp::Sum,
+            &Grouping::By(vec!["job".into()]),
+            &AggParam::None,
+            input(),
+        )
+        .unwrap();
+        assert_eq!(*by[0].labels, Labels::new(vec![("job".into(), "a".into())]));
+        assert_eq!(by[0].value, 4.0);
+        assert!(by[1].value.is_nan());
+        let without = aggregate(
+            AggOp::Max,
+            &Grouping::Without(vec!["i".into()]),
+            &AggParam::None,
+            input(),
+        )
+        .unwrap();
+        assert_eq!(without[1].labels.get("__name__"), None);
+        assert_eq!(without[1].value, 10.0, "max ignores NaN after a number");
+    }
+
+    #[test]
+    fn topk_bottomk_keep_full_labels_in_order() {
+        let top = aggregate(
+            AggOp::Topk,
+            &Grouping::By(vec![]),
+            &AggParam::Scalar(2.0),
+            input(),
+        )
+        .unwrap();
+        assert_eq!(
+            top.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![10.0, 3.0]
+        );
+        assert_eq!(top[0].labels.name(), "m");
+        let bottom = aggregate(
+            AggOp::Bottomk,
+            &Grouping::By(vec![]),
+            &AggParam::Scalar(3.0),
+            input(),
+        )
+        .unwrap();
+        assert_eq!(
+            bottom.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![1.0, 3.0, 10.0]
+        );
+        assert!(aggregate(
+            AggOp::Topk,
+            &Grouping::By(vec![]),
+            &AggParam::Scalar(0.0),
+            input()
+        )
+        .unwrap()
+        .is_empty());
+    }
+
+    #[test]
+    fn count_values_stddev_quantile() {
+        let cv = aggregate(
+            AggOp::CountValues,
+            &Grouping::By(vec![]),
+            &AggParam::Str("v".into()),
+            vec![s("m", &[], 1.0), s("n", &[], 1.0), s("o", &[], 2.5)],
+        )
+        .unwrap();
+        assert_eq!(cv.len(), 2);
+        assert_eq!(cv[0].labels.get("v"), Some("1"));
+        assert_eq!(cv[0].value, 2.0);
+        let sd = aggregate(
+            AggOp::Stddev,
+            &Grouping::By(vec![]),
+            &AggParam::None,
+            vec![s("m", &[], 2.0), s("n", &[], 4.0)],
+        )
+        .unwrap();
+        assert_eq!(sd[0].value, 1.0);
+        let q = aggregate(
+            AggOp::Quantile,
+            &Grouping::By(vec![]),
+            &AggParam::Scalar(0.5),
+            vec![s("m", &[], 2.0), s("n", &[], 4.0)],
+        )
+        .unwrap();
+        assert_eq!(q[0].value, 3.0);
+        assert!(aggregate(
+            AggOp::CountValues,
+            &Grouping::By(vec![]),
+            &AggParam::Str("1x".into()),
+            vec![]
+        )
+        .is_err());
+    }
+}

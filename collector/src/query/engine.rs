@@ -1,0 +1,1442 @@
+//! The PromQL evaluator. A query is planned ([`super::plan`]), the data for every selector is
+//! read from the [`SeriesSource`] once for the whole query window, and the plan is then
+//! evaluated at each step with Prometheus 2.x semantics: instant selectors take the newest
+//! sample within the lookback delta (inclusive) unless it is a stale marker, range selectors
+//! take the samples in the closed window `[t - range, t]` without stale markers, `offset` and
+//! `@` move the reference time, subqueries evaluate their inner expression at step-aligned
+//! times (cached across outer steps). Limits on series, loaded samples and time are checked
+//! as the query runs and turn into `execution`/`timeout` errors instead of exhausting memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use vigil_shared::model::{Labels, Point, METRIC_NAME};
+
+use super::aggregate::{aggregate, valid_label_name, AggParam};
+use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
+use super::functions as f;
+use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
+use super::source::SeriesSource;
+use super::value::{
+    has_duplicate_labelsets, is_stale_marker, FnvBuild, LabelCache, QueryValue, RangeSeries,
+    Sample, SharedLabels, StepValue, Window,
+};
+use super::QueryError;
+use crate::storage::matcher::MatchOp;
+
+/// Engine settings. Defaults follow Prometheus's.
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta: Duration,
+    /// Most samples a query may load from storage plus hold in results (Prometheus's
+    /// `--query.max-samples`, 50,000,000). Past it the query fails with `execution`.
+    pub max_samples: usize,
+    /// Most series one selector may match. Past it the query fails with `execution`.
+    pub max_series: usize,
+    /// Longest a query may run (Prometheus: 2m); a shorter `timeout` parameter wins.
+    pub timeout: Duration,
+    /// Subquery step when none is given (Prometheus: the global evaluation interval, 1m).
+    pub default_subquery_step: Duration,
+    /// Most points per series a range query may return (Prometheus: 11,000).
+    pub max_points_per_series: i64,
+    /// Most queries the HTTP API evaluates at once (Prometheus's
+    /// `--query.max-concurrency`, 20); further queries wait, within their timeout.
+    pub max_concurrency: usize,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            max_series: 1_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+            max_points_per_series: 11_000,
+            max_concurrency: 20,
+        }
+    }
+}
+
+/// Evaluates PromQL against a [`SeriesSource`].
+#[derive(Clone)]
+pub struct Engine {
+    source: Arc<dyn SeriesSource>,
+    opts: QueryOptions,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("opts", &self.opts).finish()
+    }
+}
+
+const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+impl Engine {
+    /// An engine over `source`.
+    pub fn new(source: Arc<dyn SeriesSource>, opts: QueryOptions) -> Self {
+        Engine { source, opts }
+    }
+
+    /// The engine's settings.
+    pub fn options(&self) -> &QueryOptions {
+        &self.opts
+    }
+
+    /// The source queries read from.
+    pub fn source(&self) -> &Arc<dyn SeriesSource> {
+        &self.source
+    }
+
+    fn timeout(&self, requested: Option<Duration>) -> Duration {
+        match requested {
+            Some(t) if t < self.opts.timeout => t,
+            _ => self.opts.timeout,
+        }
+    }
+
+    /// Evaluates `query` at `t_ms`.
+    pub fn instant(
+        &self,
+        query: &str,
+        t_ms: i64,
+        timeout: Option<Duration>,
+    ) -> Result<QueryValue, QueryError> {
+        let step_default = super::duration_ms(self.opts.default_subquery_step);
+        let node = plan::plan(query, t_ms, t_ms, step_default)?;
+        let mut ev = Evaluator::new(self, &node, t_ms, t_ms, self.timeout(timeout))?;
+        let v = ev.eval(&node, t_ms)?;
+        Ok(match v {
+            StepValue::Scalar(value) => QueryValue::Scalar { t_ms, value },
+            StepValue::Str(value) => QueryValue::Str { t_ms, value },
+            StepValue::Vector(samples) => QueryValue::Vector { t_ms, samples },
+            StepValue::Matrix(w) => QueryValue::Matrix(w.series),
+        })
+    }
+
+    /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms`, giving a matrix
+    /// sorted by labels.
+    pub fn range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        timeout: Option<Duration>,
+    ) -> Result<QueryValue, QueryError> {
+        if end_ms < start_ms {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if step_ms <= 0 {
+            return Err(QueryError::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if (end_ms - start_ms) / step_ms > self.opts.max_points_per_series {
+            return Err(QueryError::BadData(format!(
+                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                thousands(self.opts.max_points_per_series)
+            )));
+        }
+        let step_default = super::duration_ms(self.opts.default_subquery_step);
+        let node = plan::plan(query, start_ms, end_ms, step_default)?;
+        match node.kind() {
+            ValueKind::Scalar | ValueKind::Vector => {}
+            ValueKind::Matrix => {
+                return Err(QueryError::BadData(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+                ))
+            }
+            ValueKind::Str => {
+                return Err(QueryError::BadData(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+                ))
+            }
+        }
+        let mut ev = Evaluator::new(self, &node, start_ms, end_ms, self.timeout(timeout))?;
+        let mut out = SeriesBuilder::default();
+        let mut t = start_ms;
+        while t <= end_ms {
+            ev.check_deadline()?;
+            match ev.eval(&node, t)? {
+                StepValue::Scalar(value) => {
+                    out.push(&ev.empty_labels, t, value);
+                }
+                StepValue::Vector(samples) => {
+                    ev.account(samples.len())?;
+                    for s in samples {
+                        out.push(&s.labels, t, s.value);
+                    }
+                }
+                other => {
+                    return Err(QueryError::Execution(format!(
+                        "range query evaluated to a {}",
+                        other.type_name()
+                    )))
+                }
+            }
+            t += step_ms;
+        }
+        Ok(QueryValue::Matrix(out.finish()))
+    }
+}
+
+/// `11000` as `11,000`, as Prometheus writes the resolution limit.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|g| std::str::from_utf8(g).unwrap_or(""))
+        .collect();
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", groups.join(","))
+}
+
+/// Collects points per label set across steps, then sorts the series by labels.
+#[derive(Default)]
+struct SeriesBuilder {
+    index: HashMap<SharedLabels, usize, FnvBuild>,
+    series: Vec<RangeSeries>,
+}
+
+impl SeriesBuilder {
+    fn push(&mut self, labels: &SharedLabels, t: i64, value: f64) {
+        let point = Point {
+            timestamp_ms: t,
+            value,
+        };
+        match self.index.get(labels) {
+            Some(&i) => self.series[i].points.push(point),
+            None => {
+                self.index.insert(labels.clone(), self.series.len());
+                self.series.push(RangeSeries {
+                    labels: labels.clone(),
+                    points: vec![point],
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<RangeSeries> {
+        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.series
+    }
+}
+
+/// A selected series, loaded once per query.
+struct LoadedSeries {
+    labels: SharedLabels,
+    points: Vec<Point>,
+}
+
+struct Evaluator<'a> {
+    opts: &'a QueryOptions,
+    lookback_ms: i64,
+    data: Vec<Vec<LoadedSeries>>,
+    /// Per selector and series, where the last window started and ended.
+    hints: Vec<Vec<(usize, usize)>>,
+    sub_cache: Vec<HashMap<i64, Vec<Sample>>>,
+    deadline: Instant,
+    samples: usize,
+    cache: LabelCache,
+    empty_labels: SharedLabels,
+}
+
+/// Computes, for every selector, the time range its data must cover when the node is
+/// evaluated at reference times in `[lo, hi]`.
+fn collect_ranges(node: &Node, lo: i64, hi: i64, lookback: i64, out: &mut [(i64, i64)]) {
+    match node {
+        Node::Number(_) | Node::Str(_) => {}
+        Node::Neg(e) => collect_ranges(e, lo, hi, lookback, out),
+        Node::Selector(s) => {
+            let (rlo, rhi) = match s.at_ms {
+                Some(at) => (at - s.offset_ms, at - s.offset_ms),
+                None => (lo - s.offset_ms, hi - s.offset_ms),
+            };
+            let back = if s.range_ms > 0 { s.range_ms } else { lookback };
+            let r = &mut out[s.id];
+            r.0 = r.0.min(rlo - back);
+            r.1 = r.1.max(rhi);
+        }
+        Node::Subquery(s) => {
+            let (rlo, rhi) = match s.at_ms {
+                Some(at) => (at - s.offset_ms, at - s.offset_ms),
+                None => (lo - s.offset_ms, hi - s.offset_ms),
+            };
+            collect_ranges(&s.expr, rlo - s.range_ms, rhi, lookback, out);
+        }
+        Node::Call(c) => c
+            .args
+            .iter()
+            .for_each(|a| collect_ranges(a, lo, hi, lookback, out)),
+        Node::Aggregate(a) => {
+            collect_ranges(&a.expr, lo, hi, lookback, out);
+            if let Some(p) = &a.param {
+                collect_ranges(p, lo, hi, lookback, out);
+            }
+        }
+        Node::Binary(b) => {
+            collect_ranges(&b.lhs, lo, hi, lookback, out);
+            collect_ranges(&b.rhs, lo, hi, lookback, out);
+        }
+    }
+}
+
+fn collect_selectors<'n>(node: &'n Node, out: &mut Vec<&'n Selector>) {
+    match node {
+        Node::Number(_) | Node::Str(_) => {}
+        Node::Neg(e) => collect_selectors(e, out),
+        Node::Selector(s) => out.push(s),
+        Node::Subquery(s) => collect_selectors(&s.expr, out),
+        Node::Call(c) => c.args.iter().for_each(|a| collect_selectors(a, out)),
+        Node::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Node::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+    }
+}
+
+/// Samples of a series in `[lo, hi]` (inclusive), without stale markers.
+/// `points.partition_point(pred)` for a monotone `pred`, searched outward from `hint` (the
+/// previous answer). Evaluation times mostly increase step by step, so this is amortised
+/// O(1) instead of a cache-missing binary search over the whole series.
+fn seek(points: &[Point], hint: usize, pred: impl Fn(&Point) -> bool) -> usize {
+    let n = points.len();
+    let h = hint.min(n);
+    let (lo, hi);
+    if h < n && pred(&points[h]) {
+        // The answer is after `h`: gallop forward.
+        let mut l = h + 1;
+        let mut step = 1;
+        loop {
+            let probe = l + step - 1;
+            if probe >= n {
+                hi = n;
+                break;
+            }
+            if pred(&points[probe]) {
+                l = probe + 1;
+                step *= 2;
+            } else {
+                hi = probe;
+                break;
+            }
+        }
+        lo = l;
+    } else {
+        // The answer is at or before `h`: gallop backward.
+        let mut r = h;
+        let mut step = 1;
+        loop {
+            if r == 0 {
+                lo = 0;
+                break;
+            }
+            let probe = r - step.min(r);
+            if pred(&points[probe]) {
+                lo = probe + 1;
+                break;
+            }
+            r = probe;
+            step *= 2;
+        }
+        hi = r;
+    }
+    lo + points[lo..hi].partition_point(pred)
+}
+
+/// The samples of a series in `[lo, hi]` (inclusive), stale markers included; `hints`
+/// carries the previous window's bounds.
+fn window_slice<'p>(
+    points: &'p [Point],
+    lo: i64,
+    hi: i64,
+    hints: &mut (usize, usize),
+) -> &'p [Point] {
+    let a = seek(points, hints.0, |p| p.timestamp_ms < lo);
+    let b = seek(points, hints.1, |p| p.timestamp_ms <= hi);
+    *hints = (a, b);
+    &points[a..b.max(a)]
+}
+
+/// `points` without stale markers, borrowing when there are none.
+fn without_stale<'p>(points: &'p [Point], buf: &'p mut Vec<Point>) -> &'p [Point] {
+    if points.iter().any(|p| is_stale_marker(p.value)) {
+        buf.clear();
+        buf.extend(points.iter().filter(|p| !is_stale_marker(p.value)).copied());
+        buf
+    } else {
+        points
+    }
+}
+
+fn expect_scalar(v: StepValue, what: &str) -> Result<f64, QueryError> {
+    match v {
+        StepValue::Scalar(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected scalar for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn expect_vector(v: StepValue, what: &str) -> Result<Vec<Sample>, QueryError> {
+    match v {
+        StepValue::Vector(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected instant vector for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn expect_matrix(v: StepValue, what: &str) -> Result<Window, QueryError> {
+    match v {
+        StepValue::Matrix(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected range vector for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn expect_str(v: StepValue, what: &str) -> Result<String, QueryError> {
+    match v {
+        StepValue::Str(x) => Ok(x),
+        other => Err(QueryError::Execution(format!(
+            "expected string for {what}, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Labels `absent`/`absent_over_time` give their result: the equality matchers of a plain
+/// selector argument, except names matched more than once or by other operators.
+fn absent_labels(arg: &Node) -> Labels {
+    let Node::Selector(s) = arg else {
+        return Labels::default();
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut empty: Vec<&str> = Vec::new();
+    for m in &s.matchers {
+        if m.name == METRIC_NAME {
+            continue;
+        }
+        if m.op == MatchOp::Equal && !pairs.iter().any(|(n, _)| *n == m.name) {
+            pairs.push((m.name.clone(), m.value.clone()));
+        } else {
+            empty.push(&m.name);
+        }
+    }
+    pairs.retain(|(n, _)| !empty.contains(&n.as_str()));
+    Labels::new(pairs)
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        engine: &'a Engine,
+        node: &Node,
+        start_ms: i64,
+        end_ms: i64,
+        timeout: Duration,
+    ) -> Result<Self, QueryError> {
+        let deadline = Instant::now() + timeout;
+        let lookback_ms = super::duration_ms(engine.opts.lookback_delta);
+        let (nsel, nsub) = plan::count_ids(node);
+        let mut ranges = vec![(i64::MAX, i64::MIN); nsel];
+        collect_ranges(node, start_ms, end_ms, lookback_ms, &mut ranges);
+        let mut selectors = Vec::new();
+        collect_selectors(node, &mut selectors);
+        let mut data: Vec<Vec<LoadedSeries>> = (0..nsel).map(|_| Vec::new()).collect();
+        let mut ev = Evaluator {
+            opts: &engine.opts,
+            lookback_ms,
+            data: Vec::new(),
+            hints: Vec::new(),
+            sub_cache: vec![HashMap::new(); nsub],
+            deadline,
+            samples: 0,
+            cache: LabelCache::default(),
+            empty_labels: Arc::new(Labels::default()),
+        };
+        for s in selectors {
+            ev.check_deadline()?;
+            let (lo, hi) = ranges[s.id];
+            if lo > hi {
+                continue;
+            }
+            let series = engine.source.select(&s.matchers, lo, hi)?;
+            if series.len() > engine.opts.max_series {
+                return Err(QueryError::Execution(format!(
+                    "query selects {} series, more than the limit of {}",
+                    series.len(),
+                    engine.opts.max_series
+                )));
+            }
+            ev.account(series.iter().map(|s| s.points.len()).sum())?;
+            data[s.id] = series
+                .into_iter()
+                .map(|s| LoadedSeries {
+                    labels: Arc::new(s.labels),
+                    points: s.points,
+                })
+                .collect();
+        }
+        ev.hints = data.iter().map(|d| vec![(0, 0); d.len()]).collect();
+        ev.data = data;
+        Ok(ev)
+    }
+
+    /// Counts samples held by the query against the limit.
+    fn account(&mut self, n: usize) -> Result<(), QueryError> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > self.opts.max_samples {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(())
+    }
+
+    fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("expression evaluation".into()));
+        }
+        Ok(())
+    }
+
+    /// The instant-vector samples of a selector at `t`, with their sample timestamps.
+    fn select_instant(&mut self, s: &Selector, t: i64) -> Vec<(Sample, i64)> {
+        let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+        let mut out = Vec::new();
+        let hints = &mut self.hints[s.id];
+        for (series, hint) in self.data[s.id].iter().zip(hints.iter_mut()) {
+            let idx = seek(&series.points, hint.1, |p| p.timestamp_ms <= reft);
+            hint.1 = idx;
+            if idx == 0 {
+                continue;
+            }
+            let p = series.points[idx - 1];
+            if p.timestamp_ms < reft - self.lookback_ms || is_stale_marker(p.value) {
+                continue;
+            }
+            out.push((
+                Sample {
+                    labels: series.labels.clone(),
+                    value: p.value,
+                },
+                p.timestamp_ms,
+            ));
+        }
+        out
+    }
+
+    fn select_range(&mut self, s: &Selector, t: i64) -> Window {
+        let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+        let lo = reft - s.range_ms;
+        let mut series = Vec::new();
+        let hints = &mut self.hints[s.id];
+        for (sr, hint) in self.data[s.id].iter().zip(hints.iter_mut()) {
+            let mut buf = Vec::new();
+            let points = without_stale(window_slice(&sr.points, lo, reft, hint), &mut buf).to_vec();
+            if !points.is_empty() {
+                series.push(RangeSeries {
+                    labels: sr.labels.clone(),
+                    points,
+                });
+            }
+        }
+        Window {
+            series,
+            start_ms: lo,
+            end_ms: reft,
+        }
+    }
+
+    fn eval_subquery(&mut self, sq: &Subquery, t: i64) -> Result<Window, QueryError> {
+        let reft = sq.at_ms.unwrap_or(t) - sq.offset_ms;
+        let lo = reft - sq.range_ms;
+        let step = sq.step_ms;
+        // First step-aligned time at or after `lo`.
+        let mut it = lo.div_euclid(step) * step;
+        if it < lo {
+            it += step;
+        }
+        let mut out = SeriesBuilder::default();
+        while it <= reft {
+            self.check_deadline()?;
+            if !self.sub_cache[sq.id].contains_key(&it) {
+                let v = self.eval(&sq.expr, it)?;
+                let v = match v {
+                    StepValue::Vector(v) => v,
+                    StepValue::Scalar(x) => vec![Sample {
+                        labels: self.empty_labels.clone(),
+                        value: x,
+                    }],
+                    other => {
+                        return Err(QueryError::Execution(format!(
+                            "subquery is only allowed on instant vector, got {}",
+                            other.type_name()
+                        )))
+                    }
+                };
+                self.account(v.len())?;
+                self.sub_cache[sq.id].insert(it, v);
+            }
+            if let Some(v) = self.sub_cache[sq.id].get(&it) {
+                for s in v {
+                    out.push(&s.labels, it, s.value);
+                }
+            }
+            it += step;
+        }
+        Ok(Window {
+            series: out.finish(),
+            start_ms: lo,
+            end_ms: reft,
+        })
+    }
+
+    fn eval(&mut self, node: &Node, t: i64) -> Result<StepValue, QueryError> {
+        match node {
+            Node::Number(x) => Ok(StepValue::Scalar(*x)),
+            Node::Str(s) => Ok(StepValue::Str(s.clone())),
+            Node::Neg(e) => match self.eval(e, t)? {
+                StepValue::Scalar(x) => Ok(StepValue::Scalar(-x)),
+                StepValue::Vector(v) => Ok(StepValue::Vector(
+                    v.into_iter()
+                        .map(|s| Sample {
+                            labels: self.cache.drop_name(&s.labels),
+                            value: -s.value,
+                        })
+                        .collect(),
+                )),
+                other => Err(QueryError::Execution(format!(
+                    "unary minus is not allowed on a {}",
+                    other.type_name()
+                ))),
+            },
+            Node::Selector(s) if s.range_ms > 0 => Ok(StepValue::Matrix(self.select_range(s, t))),
+            Node::Selector(s) => Ok(StepValue::Vector(
+                self.select_instant(s, t)
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect(),
+            )),
+            Node::Subquery(sq) => Ok(StepValue::Matrix(self.eval_subquery(sq, t)?)),
+            Node::Aggregate(a) => {
+                let param = match &a.param {
+                    None => AggParam::None,
+                    Some(p) => match self.eval(p, t)? {
+                        StepValue::Scalar(x) => AggParam::Scalar(x),
+                        StepValue::Str(s) => AggParam::Str(s),
+                        other => {
+                            return Err(QueryError::Execution(format!(
+                                "expected scalar or string aggregation parameter, got {}",
+                                other.type_name()
+                            )))
+                        }
+                    },
+                };
+                let input = expect_vector(self.eval(&a.expr, t)?, "aggregation")?;
+                Ok(StepValue::Vector(aggregate(
+                    a.op,
+                    &a.grouping,
+                    &param,
+                    input,
+                )?))
+            }
+            Node::Binary(b) => {
+                let l = self.eval(&b.lhs, t)?;
+                let r = self.eval(&b.rhs, t)?;
+                let out = match (l, r) {
+                    (StepValue::Scalar(l), StepValue::Scalar(r)) => {
+                        return Ok(StepValue::Scalar(scalar_binop(b.op, l, r)))
+                    }
+                    (StepValue::Vector(l), StepValue::Scalar(r)) => {
+                        vector_scalar_binop(b.op, l, r, false, b.return_bool, &mut self.cache)
+                    }
+                    (StepValue::Scalar(l), StepValue::Vector(r)) => {
+                        vector_scalar_binop(b.op, r, l, true, b.return_bool, &mut self.cache)
+                    }
+                    (StepValue::Vector(l), StepValue::Vector(r)) => {
+                        if b.op.is_set() {
+                            vector_set_binop(b.op, l, r, &b.matching)
+                        } else {
+                            vector_vector_binop(b.op, l, r, &b.matching, b.return_bool)?
+                        }
+                    }
+                    (l, r) => {
+                        return Err(QueryError::Execution(format!(
+                            "binary operator between {} and {} is not allowed",
+                            l.type_name(),
+                            r.type_name()
+                        )))
+                    }
+                };
+                if has_duplicate_labelsets(&out) {
+                    return Err(QueryError::Execution(
+                        "vector cannot contain metrics with the same labelset".into(),
+                    ));
+                }
+                Ok(StepValue::Vector(out))
+            }
+            Node::Call(c) => {
+                let v = self.eval_call(c, t)?;
+                if let StepValue::Vector(out) = &v {
+                    if has_duplicate_labelsets(out) {
+                        return Err(QueryError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+
+    fn arg(&mut self, c: &Call, i: usize, t: i64) -> Result<StepValue, QueryError> {
+        match c.args.get(i) {
+            Some(a) => self.eval(a, t),
+            None => Err(QueryError::BadData(format!(
+                "missing argument {} of {}",
+                i + 1,
+                c.name
+            ))),
+        }
+    }
+
+    /// Applies `op` to every value of the vector argument, dropping the metric name.
+    fn map_vector(
+        &mut self,
+        c: &Call,
+        t: i64,
+        op: impl Fn(f64) -> f64,
+    ) -> Result<StepValue, QueryError> {
+        let v = expect_vector(self.arg(c, 0, t)?, c.name)?;
+        Ok(StepValue::Vector(
+            v.into_iter()
+                .map(|s| Sample {
+                    labels: self.cache.drop_name(&s.labels),
+                    value: op(s.value),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Applies `op` to every series of the range-vector argument that has points; the result
+    /// drops the metric name except for `last_over_time`.
+    fn map_window(
+        &mut self,
+        c: &Call,
+        t: i64,
+        idx: usize,
+        op: impl Fn(&[Point], i64, i64) -> Option<f64>,
+    ) -> Result<StepValue, QueryError> {
+        let keep_name = c.name == "last_over_time";
+        let mut out = Vec::new();
+        // Fast path: a range selector argument is read straight from the loaded series.
+        if let Some(Node::Selector(s)) = c.args.get(idx) {
+            if s.range_ms > 0 {
+                let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+                let lo = reft - s.range_ms;
+                let mut buf = Vec::new();
+                let cache = &mut self.cache;
+                let deadline = self.deadline;
+                for (i, (sr, hint)) in self.data[s.id]
+                    .iter()
+                    .zip(self.hints[s.id].iter_mut())
+                    .enumerate()
+                {
+                    if i % 4096 == 4095 && Instant::now() > deadline {
+                        return Err(QueryError::Timeout("expression evaluation".into()));
+                    }
+                    let points = without_stale(window_slice(&sr.points, lo, reft, hint), &mut buf);
+                    if points.is_empty() {
+                        continue;
+                    }
+                    if let Some(value) = op(points, lo, reft) {
+                        out.push(Sample {
+                            labels: if keep_name {
+                                sr.labels.clone()
+                            } else {
+                                cache.drop_name(&sr.labels)
+                            },
+                            value,
+                        });
+                    }
+                }
+                return Ok(StepValue::Vector(out));
+            }
+        }
+        let w = expect_matrix(self.arg(c, idx, t)?, c.name)?;
+        for s in &w.series {
+            if s.points.is_empty() {
+                continue;
+            }
+            if let Some(value) = op(&s.points, w.start_ms, w.end_ms) {
+                out.push(Sample {
+                    labels: if keep_name {
+                        s.labels.clone()
+                    } else {
+                        self.cache.drop_name(&s.labels)
+                    },
+                    value,
+                });
+            }
+        }
+        Ok(StepValue::Vector(out))
+    }
+
+    /// Calendar functions: apply `field` to each value (seconds) or to `time()` with no args.
+    fn calendar_fn(
+        &mut self,
+        c: &Call,
+        t: i64,
+        field: impl Fn(&f::Calendar) -> i64,
+    ) -> Result<StepValue, QueryError> {
+        let v = if c.args.is_empty() {
+            vec![Sample {
+                labels: self.empty_labels.clone(),
+                value: t as f64 / 1000.0,
+            }]
+        } else {
+            expect_vector(self.arg(c, 0, t)?, c.name)?
+        };
+        Ok(StepValue::Vector(
+            v.into_iter()
+                .map(|s| Sample {
+                    labels: self.cache.drop_name(&s.labels),
+                    value: f::calendar(s.value).map_or(f64::NAN, |c| field(&c) as f64),
+                })
+                .collect(),
+        ))
+    }
+
+    fn eval_call(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        match c.name {
+            "time" => Ok(StepValue::Scalar(t as f64 / 1000.0)),
+            "pi" => Ok(StepValue::Scalar(std::f64::consts::PI)),
+            "vector" => {
+                let x = expect_scalar(self.arg(c, 0, t)?, "vector")?;
+                Ok(StepValue::Vector(vec![Sample {
+                    labels: self.empty_labels.clone(),
+                    value: x,
+                }]))
+            }
+            "scalar" => {
+                let v = expect_vector(self.arg(c, 0, t)?, "scalar")?;
+                Ok(StepValue::Scalar(if v.len() == 1 {
+                    v[0].value
+                } else {
+                    f64::NAN
+                }))
+            }
+            "abs" => self.map_vector(c, t, f64::abs),
+            "ceil" => self.map_vector(c, t, f64::ceil),
+            "floor" => self.map_vector(c, t, f64::floor),
+            "sqrt" => self.map_vector(c, t, f64::sqrt),
+            "exp" => self.map_vector(c, t, f64::exp),
+            "ln" => self.map_vector(c, t, f64::ln),
+            "log2" => self.map_vector(c, t, f64::log2),
+            "log10" => self.map_vector(c, t, f64::log10),
+            "sin" => self.map_vector(c, t, f64::sin),
+            "cos" => self.map_vector(c, t, f64::cos),
+            "tan" => self.map_vector(c, t, f64::tan),
+            "asin" => self.map_vector(c, t, f64::asin),
+            "acos" => self.map_vector(c, t, f64::acos),
+            "atan" => self.map_vector(c, t, f64::atan),
+            "sinh" => self.map_vector(c, t, f64::sinh),
+            "cosh" => self.map_vector(c, t, f64::cosh),
+            "tanh" => self.map_vector(c, t, f64::tanh),
+            "asinh" => self.map_vector(c, t, f64::asinh),
+            "acosh" => self.map_vector(c, t, f64::acosh),
+            "atanh" => self.map_vector(c, t, f64::atanh),
+            "deg" => self.map_vector(c, t, f64::to_degrees),
+            "rad" => self.map_vector(c, t, f64::to_radians),
+            "sgn" => self.map_vector(c, t, |x| {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    x
+                }
+            }),
+            "round" => {
+                let to_nearest = if c.args.len() > 1 {
+                    expect_scalar(self.arg(c, 1, t)?, "round")?
+                } else {
+                    1.0
+                };
+                let inv = 1.0 / to_nearest;
+                self.map_vector(c, t, move |x| (x * inv + 0.5).floor() / inv)
+            }
+            "clamp" => {
+                let min = expect_scalar(self.arg(c, 1, t)?, "clamp")?;
+                let max = expect_scalar(self.arg(c, 2, t)?, "clamp")?;
+                if max < min {
+                    let _ = self.arg(c, 0, t)?;
+                    return Ok(StepValue::Vector(Vec::new()));
+                }
+                self.map_vector(c, t, move |x| go_max(min, go_min(max, x)))
+            }
+            "clamp_min" => {
+                let min = expect_scalar(self.arg(c, 1, t)?, "clamp_min")?;
+                self.map_vector(c, t, move |x| go_max(min, x))
+            }
+            "clamp_max" => {
+                let max = expect_scalar(self.arg(c, 1, t)?, "clamp_max")?;
+                self.map_vector(c, t, move |x| go_min(max, x))
+            }
+            "minute" => self.calendar_fn(c, t, |c| c.minute),
+            "hour" => self.calendar_fn(c, t, |c| c.hour),
+            "day_of_week" => self.calendar_fn(c, t, |c| c.weekday),
+            "day_of_month" => self.calendar_fn(c, t, |c| c.day),
+            "day_of_year" => self.calendar_fn(c, t, |c| c.yday),
+            "days_in_month" => self.calendar_fn(c, t, |c| c.days_in_month),
+            "month" => self.calendar_fn(c, t, |c| c.month),
+            "year" => self.calendar_fn(c, t, |c| c.year),
+            "timestamp" => {
+                if let Some(Node::Selector(s)) = c.args.first() {
+                    if s.range_ms == 0 {
+                        let selected = self.select_instant(s, t);
+                        return Ok(StepValue::Vector(
+                            selected
+                                .into_iter()
+                                .map(|(s, ts)| Sample {
+                                    labels: self.cache.drop_name(&s.labels),
+                                    value: ts as f64 / 1000.0,
+                                })
+                                .collect(),
+                        ));
+                    }
+                }
+                self.map_vector(c, t, move |_| t as f64 / 1000.0)
+            }
+            "sort" | "sort_desc" => {
+                let mut v = expect_vector(self.arg(c, 0, t)?, c.name)?;
+                let desc = c.name == "sort_desc";
+                v.sort_by(|a, b| {
+                    use std::cmp::Ordering;
+                    match (a.value.is_nan(), b.value.is_nan()) {
+                        (true, true) => Ordering::Equal,
+                        // NaN sorts to the bottom in both directions, as in Prometheus.
+                        (true, false) => Ordering::Greater,
+                        (false, true) => Ordering::Less,
+                        _ if desc => b.value.partial_cmp(&a.value).unwrap_or(Ordering::Equal),
+                        _ => a.value.partial_cmp(&b.value).unwrap_or(Ordering::Equal),
+                    }
+                });
+                Ok(StepValue::Vector(v))
+            }
+            "absent" => {
+                let v = expect_vector(self.arg(c, 0, t)?, "absent")?;
+                if !v.is_empty() {
+                    return Ok(StepValue::Vector(Vec::new()));
+                }
+                Ok(StepValue::Vector(vec![Sample {
+                    labels: Arc::new(c.args.first().map(absent_labels).unwrap_or_default()),
+                    value: 1.0,
+                }]))
+            }
+            "absent_over_time" => {
+                let w = expect_matrix(self.arg(c, 0, t)?, "absent_over_time")?;
+                if w.series.iter().any(|s| !s.points.is_empty()) {
+                    return Ok(StepValue::Vector(Vec::new()));
+                }
+                Ok(StepValue::Vector(vec![Sample {
+                    labels: Arc::new(c.args.first().map(absent_labels).unwrap_or_default()),
+                    value: 1.0,
+                }]))
+            }
+            "holt_winters" | "double_exponential_smoothing" => {
+                let sf = expect_scalar(self.arg(c, 1, t)?, c.name)?;
+                let tf = expect_scalar(self.arg(c, 2, t)?, c.name)?;
+                if !(sf > 0.0 && sf < 1.0) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if !(tf > 0.0 && tf < 1.0) {
+                    return Err(QueryError::Execution(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
+                self.map_window(c, t, 0, move |p, _, _| f::holt_winters(p, sf, tf))
+            }
+            // Native-histogram functions: only float samples are stored, and Prometheus
+            // ignores float samples in these, so the result is always empty.
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" | "histogram_fraction" => {
+                for i in 0..c.args.len() {
+                    self.arg(c, i, t)?;
+                }
+                Ok(StepValue::Vector(Vec::new()))
+            }
+            "label_replace" => self.label_replace(c, t),
+            "label_join" => self.label_join(c, t),
+            "histogram_quantile" => self.histogram_quantile(c, t),
+            "rate" => self.map_window(c, t, 0, |p, lo, hi| {
+                f::extrapolated_rate(p, lo, hi, true, true)
+            }),
+            "increase" => self.map_window(c, t, 0, |p, lo, hi| {
+                f::extrapolated_rate(p, lo, hi, true, false)
+            }),
+            "delta" => self.map_window(c, t, 0, |p, lo, hi| {
+                f::extrapolated_rate(p, lo, hi, false, false)
+            }),
+            "irate" => self.map_window(c, t, 0, |p, _, _| f::instant_value(p, true)),
+            "idelta" => self.map_window(c, t, 0, |p, _, _| f::instant_value(p, false)),
+            "deriv" => self.map_window(c, t, 0, |p, _, _| {
+                (p.len() >= 2).then(|| f::linear_regression(p, p[0].timestamp_ms).0)
+            }),
+            "predict_linear" => {
+                let d = expect_scalar(self.arg(c, 1, t)?, "predict_linear")?;
+                // Prometheus fits around the evaluation time, not the offset window end.
+                self.map_window(c, t, 0, move |p, _, _| {
+                    (p.len() >= 2).then(|| {
+                        let (slope, intercept) = f::linear_regression(p, t);
+                        slope * d + intercept
+                    })
+                })
+            }
+            "resets" => self.map_window(c, t, 0, |p, _, _| {
+                Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64)
+            }),
+            "changes" => self.map_window(c, t, 0, |p, _, _| {
+                Some(
+                    p.windows(2)
+                        .filter(|w| {
+                            w[1].value != w[0].value
+                                && !(w[1].value.is_nan() && w[0].value.is_nan())
+                        })
+                        .count() as f64,
+                )
+            }),
+            "avg_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::avg_over_time(p))),
+            "sum_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::sum_over_time(p))),
+            "min_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::min_over_time(p))),
+            "max_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::max_over_time(p))),
+            "count_over_time" => self.map_window(c, t, 0, |p, _, _| Some(p.len() as f64)),
+            "last_over_time" => self.map_window(c, t, 0, |p, _, _| p.last().map(|p| p.value)),
+            "present_over_time" => self.map_window(c, t, 0, |_, _, _| Some(1.0)),
+            "stddev_over_time" => {
+                self.map_window(c, t, 0, |p, _, _| Some(f::stdvar_over_time(p).sqrt()))
+            }
+            "stdvar_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::stdvar_over_time(p))),
+            "quantile_over_time" => {
+                let q = expect_scalar(self.arg(c, 0, t)?, "quantile_over_time")?;
+                self.map_window(c, t, 1, move |p, _, _| {
+                    let mut vals: Vec<f64> = p.iter().map(|p| p.value).collect();
+                    Some(f::quantile(q, &mut vals))
+                })
+            }
+            other => Err(QueryError::BadData(format!(
+                "function {other:?} is not supported by this engine"
+            ))),
+        }
+    }
+
+    fn label_replace(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        let v = expect_vector(self.arg(c, 0, t)?, "label_replace")?;
+        let dst = expect_str(self.arg(c, 1, t)?, "label_replace")?;
+        let repl = expect_str(self.arg(c, 2, t)?, "label_replace")?;
+        let src = expect_str(self.arg(c, 3, t)?, "label_replace")?;
+        let re_src = expect_str(self.arg(c, 4, t)?, "label_replace")?;
+        let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+            QueryError::Execution(format!(
+                "invalid regular expression in label_replace(): {re_src}: {e}"
+            ))
+        })?;
+        if !valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        for mut s in v {
+            let value = s.labels.get(&src).unwrap_or("").to_string();
+            if let Some(caps) = re.captures(&value) {
+                let mut res = String::new();
+                caps.expand(&repl, &mut res);
+                Arc::make_mut(&mut s.labels).set(&dst, &res);
+            }
+            out.push(s);
+        }
+        Ok(StepValue::Vector(out))
+    }
+
+    fn label_join(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        let v = expect_vector(self.arg(c, 0, t)?, "label_join")?;
+        let dst = expect_str(self.arg(c, 1, t)?, "label_join")?;
+        let sep = expect_str(self.arg(c, 2, t)?, "label_join")?;
+        let mut srcs = Vec::new();
+        for i in 3..c.args.len() {
+            let s = expect_str(self.arg(c, i, t)?, "label_join")?;
+            if !valid_label_name(&s) {
+                return Err(QueryError::Execution(format!(
+                    "invalid source label name in label_join(): {s}"
+                )));
+            }
+            srcs.push(s);
+        }
+        if !valid_label_name(&dst) {
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_join(): {dst}"
+            )));
+        }
+        let mut out = Vec::with_capacity(v.len());
+        for mut s in v {
+            let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+            let joined = joined.join(&sep);
+            Arc::make_mut(&mut s.labels).set(&dst, &joined);
+            out.push(s);
+        }
+        Ok(StepValue::Vector(out))
+    }
+
+    fn histogram_quantile(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        let q = expect_scalar(self.arg(c, 0, t)?, "histogram_quantile")?;
+        let v = expect_vector(self.arg(c, 1, t)?, "histogram_quantile")?;
+        let mut groups: Vec<(Labels, Vec<f::Bucket>)> = Vec::new();
+        let mut index: HashMap<Labels, usize, FnvBuild> = HashMap::default();
+        for s in v {
+            let Some(le) = s.labels.get("le") else {
+                continue;
+            };
+            let Some(upper_bound) = parse_go_float(le) else {
+                continue;
+            };
+            let mut key = (*s.labels).clone();
+            key.set(METRIC_NAME, "");
+            key.set("le", "");
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(f::Bucket {
+                upper_bound,
+                count: s.value,
+            });
+        }
+        Ok(StepValue::Vector(
+            groups
+                .into_iter()
+                .map(|(labels, mut buckets)| Sample {
+                    labels: Arc::new(labels),
+                    value: f::bucket_quantile(q, &mut buckets),
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Go's `math.Max`: NaN if either is NaN.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: NaN if either is NaN.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Parses a float as Go's `strconv.ParseFloat` does for label values (`+Inf`, `Inf`, `NaN`,
+/// case-insensitive).
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    s.parse::<f64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::source::MemSource;
+
+    #[test]
+    fn seek_agrees_with_partition_point_from_any_hint() {
+        let pts: Vec<Point> = (0..50)
+            .map(|i| Point {
+                timestamp_ms: i * 10,
+                value: 0.0,
+            })
+            .collect();
+        for hint in [0, 1, 7, 25, 49, 50, 99] {
+            for t in [-5, 0, 5, 10, 245, 250, 489, 490, 491, 1000] {
+                let want = pts.partition_point(|p| p.timestamp_ms <= t);
+                assert_eq!(
+                    seek(&pts, hint, |p| p.timestamp_ms <= t),
+                    want,
+                    "hint {hint} t {t}"
+                );
+                let want = pts.partition_point(|p| p.timestamp_ms < t);
+                assert_eq!(
+                    seek(&pts, hint, |p| p.timestamp_ms < t),
+                    want,
+                    "hint {hint} t {t}"
+                );
+            }
+        }
+        assert_eq!(seek(&[], 3, |p: &Point| p.timestamp_ms < 1), 0);
+    }
+
+    const M: i64 = 60_000;
+
+    use vigil_shared::model::Series;
+
+    fn series(name: &str, pairs: &[(&str, &str)], pts: &[(i64, f64)]) -> Series {
+        Series {
+            labels: Labels::metric(name, pairs),
+            points: pts
+                .iter()
+                .map(|&(t, v)| Point {
+                    timestamp_ms: t,
+                    value: v,
+                })
+                .collect(),
+        }
+    }
+
+    /// `0+10x10` at 5m intervals, Prometheus test-file style.
+    fn linear(start: f64, step: f64, n: usize, from_ms: i64) -> Vec<(i64, f64)> {
+        (0..=n)
+            .map(|i| (from_ms + i as i64 * 5 * M, start + step * i as f64))
+            .collect()
+    }
+
+    fn engine(series: Vec<Series>) -> Engine {
+        Engine::new(Arc::new(MemSource::new(series)), QueryOptions::default())
+    }
+
+    fn vector(e: &Engine, q: &str, t: i64) -> Vec<(Labels, f64)> {
+        match e.instant(q, t, None).unwrap() {
+            QueryValue::Vector { samples, .. } => samples
+                .into_iter()
+                .map(|s| ((*s.labels).clone(), s.value))
+                .collect(),
+            other => panic!("{q}: not a vector: {other:?}"),
+        }
+    }
+
+    fn one(e: &Engine, q: &str, t: i64) -> f64 {
+        let v = vector(e, q, t);
+        assert_eq!(v.len(), 1, "{q}: {v:?}");
+        v[0].1
+    }
+
+    #[test]
+    fn lookback_is_inclusive_and_five_minutes() {
+        let e = engine(vec![series("m", &[], &[(0, 1.0)])]);
+        assert_eq!(one(&e, "m", 5 * M), 1.0);
+        assert!(vector(&e, "m", 5 * M + 1).is_empty());
+        assert!(vector(&e, "m", -1).is_empty());
+    }
+
+    #[test]
+    fn stale_marker_ends_a_series() {
+        let stale = f64::from_bits(crate::query::value::STALE_NAN_BITS);
+        let e = engine(vec![series(
+            "m",
+            &[],
+            &[(0, 1.0), (10_000, 2.0), (20_000, stale)],
+        )]);
+        assert_eq!(one(&e, "m", 15_000), 2.0);
+        assert!(vector(&e, "m", 20_000).is_empty());
+        assert!(vector(&e, "m", 60_000).is_empty());
+        assert_eq!(one(&e, "count_over_time(m[1m])", 60_000), 2.0);
+    }
+
+    #[test]
+    fn increase_matches_prometheus_test_file() {
+        // functions.test: http_requests{path="/foo"} 0+10x10, {path="/bar"} 0+10x5 0+10x5.
+        let mut bar = linear(0.0, 10.0, 5, 0);
+        bar.extend(linear(0.0, 10.0, 5, 30 * M));
+        let e = engine(vec![
+            series(
+                "http_requests",
+                &[("path", "/foo")],
+                &linear(0.0, 10.0, 10, 0),
+            ),
+            series("http_requests", &[("path", "/bar")], &bar),
+        ]);
+        let v = vector(&e, "increase(http_requests[50m])", 50 * M);
+        assert_eq!(v[0].0.get("path"), Some("/bar"));
+        assert_eq!(v[0].1, 90.0);
+        assert_eq!(v[1].1, 100.0);
+        assert_eq!(
+            v[1].0.get("__name__"),
+            None,
+            "functions drop the metric name"
+        );
+        // rate = increase / range.
+        let r = vector(&e, "rate(http_requests{path=\"/foo\"}[50m])", 50 * M);
+        assert!((r[0].1 - 100.0 / 3000.0).abs() < 1e-15);
+        // resets and changes.
+        assert_eq!(
+            one(&e, "resets(http_requests{path=\"/bar\"}[1h])", 60 * M),
+            1.0
+        );
+        assert_eq!(
+            one(&e, "changes(http_requests{path=\"/foo\"}[1h])", 60 * M),
+            10.0
+        );
+    }
+
+    #[test]
+    fn offset_and_at_move_the_reference_time() {
+        let e = engine(vec![series("m", &[], &linear(0.0, 1.0, 12, 0))]);
+        assert_eq!(one(&e, "m offset 10m", 30 * M), 4.0);
+        assert_eq!(one(&e, "m @ 600", 30 * M), 2.0);
+        assert_eq!(one(&e, "m @ 600 offset 5m", 30 * M), 1.0);
+        assert_eq!(one(&e, "m offset -5m", 30 * M), 7.0);
+        // @ end() in a range query pins every step to the end.
+        match e.range("m @ end()", 0, 60 * M, 30 * M, None).unwrap() {
+            QueryValue::Matrix(m) => {
+                let vals: Vec<f64> = m[0].points.iter().map(|p| p.value).collect();
+                assert_eq!(vals, vec![12.0, 12.0, 12.0]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subqueries_evaluate_at_step_aligned_times() {
+        let e = engine(vec![series("m", &[], &linear(0.0, 1.0, 12, 0))]);
+        // [10m:5m] at 27m: inner steps at 20m and 25m (values 4 and 5).
+        assert_eq!(one(&e, "sum_over_time(m[10m:5m])", 27 * M), 9.0);
+        assert_eq!(one(&e, "count_over_time(m[10m:5m])", 27 * M), 2.0);
+        // At exactly 30m the window [20m, 30m] is closed: three steps.
+        assert_eq!(one(&e, "count_over_time(m[10m:5m])", 30 * M), 3.0);
+        assert_eq!(one(&e, "max_over_time(m[10m:5m] offset 10m)", 30 * M), 4.0);
+    }
+
+    #[test]
+    fn aggregation_and_matching_errors_are_execution_errors() {
+        let e = engine(vec![
+            series("a", &[("job", "x"), ("i", "1")], &[(0, 1.0)]),
+            series("a", &[("job", "x"), ("i", "2")], &[(0, 2.0)]),
+            series("b", &[("job", "x"), ("i", "1")], &[(0, 1.0)]),
+        ]);
+        assert!(matches!(
+            e.instant("a + on(job) a", 0, None),
+            Err(QueryError::Execution(_))
+        ));
+        assert!(matches!(
+            e.instant("abs({job=\"x\", i=\"1\"})", 0, None),
+            Err(QueryError::Execution(_))
+        ));
+        assert_eq!(one(&e, "sum(a) / count(a)", 0), 1.5);
+        let joined = vector(&e, "a * on(i) group_left b", 0);
+        assert_eq!(joined.len(), 1);
+    }
+
+    #[test]
+    fn range_query_shapes_and_parameter_errors() {
+        let e = engine(vec![series("m", &[("x", "1")], &linear(0.0, 1.0, 4, 0))]);
+        match e.range("m * 2", 0, 20 * M, 5 * M, None).unwrap() {
+            QueryValue::Matrix(m) => {
+                assert_eq!(m.len(), 1);
+                assert_eq!(m[0].labels.get("__name__"), None);
+                assert_eq!(m[0].points.len(), 5);
+                assert_eq!(m[0].points[4].value, 8.0);
+            }
+            other => panic!("{other:?}"),
+        }
+        match e.range("time()", 0, 10_000, 5000, None).unwrap() {
+            QueryValue::Matrix(m) => assert_eq!(m[0].points[2].value, 10.0),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            e.range("m", 10, 0, 1, None),
+            Err(QueryError::BadData(_))
+        ));
+        assert!(matches!(
+            e.range("m", 0, 10, 0, None),
+            Err(QueryError::BadData(_))
+        ));
+        let err = e.range("m", 0, 11_001, 1, None).unwrap_err().to_string();
+        assert!(err.contains("maximum resolution of 11,000 points"), "{err}");
+        assert!(
+            e.range("m", 0, 11_000, 1, None).is_ok(),
+            "11,001 points are allowed"
+        );
+        assert!(matches!(
+            e.range("m[5m]", 0, 10, 1, None),
+            Err(QueryError::BadData(_))
+        ));
+        assert!(matches!(
+            e.instant("m[5m]", 10 * M, None),
+            Ok(QueryValue::Matrix(_))
+        ));
+        assert!(matches!(
+            e.instant("\"s\"", 0, None),
+            Ok(QueryValue::Str { .. })
+        ));
+    }
+
+    #[test]
+    fn sample_limit_and_timeout_fail_cleanly() {
+        let pts: Vec<(i64, f64)> = (0..1000).map(|i| (i * 15_000, i as f64)).collect();
+        let source = Arc::new(MemSource::new(vec![
+            series("m", &[("i", "1")], &pts),
+            series("m", &[("i", "2")], &pts),
+        ]));
+        let limited = Engine::new(
+            source.clone(),
+            QueryOptions {
+                max_samples: 1500,
+                ..QueryOptions::default()
+            },
+        );
+        let err = limited
+            .instant("sum_over_time(m[5h])", 15_000_000, None)
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Execution(_)), "{err}");
+        assert!(err.to_string().contains("too many samples"));
+        let few_series = Engine::new(
+            source.clone(),
+            QueryOptions {
+                max_series: 1,
+                ..QueryOptions::default()
+            },
+        );
+        assert!(matches!(
+            few_series.instant("m", 0, None),
+            Err(QueryError::Execution(_))
+        ));
+        let e = Engine::new(source, QueryOptions::default());
+        let err = e
+            .range("m", 0, 15_000_000, 15_000, Some(Duration::ZERO))
+            .unwrap_err();
+        assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+        assert_eq!(err.error_type(), "timeout");
+    }
+}

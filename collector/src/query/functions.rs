@@ -1,0 +1,512 @@
+//! The arithmetic behind PromQL's functions, as pure functions over points and values:
+//! `extrapolatedRate` for rate/increase/delta, irate/idelta, linear regression for deriv and
+//! predict_linear, the `*_over_time` reductions, quantiles, classic-histogram bucket
+//! quantiles and calendar fields. The engine picks the arguments; these do the maths exactly
+//! as Prometheus 2.x does, including its Kahan summation and NaN/Inf handling.
+
+use vigil_shared::model::Point;
+
+/// Neumaier-compensated summation step: returns the new sum and compensation.
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Prometheus's `extrapolatedRate`: the increase over the window, extrapolated towards the
+/// window bounds, as used by `rate` (`is_rate`), `increase` and `delta` (`!is_counter`).
+/// `None` when there are fewer than two points.
+pub fn extrapolated_rate(
+    points: &[Point],
+    range_start_ms: i64,
+    range_end_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let first = points[0];
+    let last = points[points.len() - 1];
+    let mut result = last.value - first.value;
+    if is_counter {
+        let mut last_value = 0.0;
+        for p in points {
+            if p.value < last_value {
+                result += last_value;
+            }
+            last_value = p.value;
+        }
+    }
+    let mut duration_to_start = (first.timestamp_ms - range_start_ms) as f64 / 1000.0;
+    let duration_to_end = (range_end_ms - last.timestamp_ms) as f64 / 1000.0;
+    let sampled_interval = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+    let average_between = sampled_interval / (points.len() - 1) as f64;
+    if is_counter && result > 0.0 && first.value >= 0.0 {
+        let duration_to_zero = sampled_interval * (first.value / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    let threshold = average_between * 1.1;
+    let mut extrapolate_to = sampled_interval;
+    if duration_to_start < threshold {
+        extrapolate_to += duration_to_start;
+    } else {
+        extrapolate_to += average_between / 2.0;
+    }
+    if duration_to_end < threshold {
+        extrapolate_to += duration_to_end;
+    } else {
+        extrapolate_to += average_between / 2.0;
+    }
+    result *= extrapolate_to / sampled_interval;
+    if is_rate {
+        result /= (range_end_ms - range_start_ms) as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// `irate` (`is_rate`) and `idelta`: from the last two points. `None` with fewer than two
+/// points or when they share a timestamp.
+pub fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let last = points[points.len() - 1];
+    let prev = points[points.len() - 2];
+    let mut result = if is_rate && last.value < prev.value {
+        last.value
+    } else {
+        last.value - prev.value
+    };
+    let interval = last.timestamp_ms - prev.timestamp_ms;
+    if interval == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Least-squares fit of value against time (seconds relative to `intercept_ms`): returns
+/// `(slope, intercept)`.
+pub fn linear_regression(points: &[Point], intercept_ms: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut cx, mut sum_y, mut cy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut cxy, mut sum_x2, mut cx2) = (0.0, 0.0, 0.0, 0.0);
+    let Some(init_y) = points.first().map(|p| p.value) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let mut const_y = true;
+    for (i, p) in points.iter().enumerate() {
+        if const_y && i > 0 && p.value != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (p.timestamp_ms - intercept_ms) as f64 / 1000.0;
+        (sum_x, cx) = kahan_sum_inc(x, sum_x, cx);
+        (sum_y, cy) = kahan_sum_inc(p.value, sum_y, cy);
+        (sum_xy, cxy) = kahan_sum_inc(x * p.value, sum_xy, cxy);
+        (sum_x2, cx2) = kahan_sum_inc(x * x, sum_x2, cx2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + cx, sum_y + cy, sum_xy + cxy, sum_x2 + cx2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// `holt_winters` / `double_exponential_smoothing` with smoothing factor `sf` and trend
+/// factor `tf` (both must be in (0, 1), checked by the caller). `None` with fewer than two
+/// points.
+pub fn holt_winters(points: &[Point], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, points[0].value);
+    let mut b = points[1].value - points[0].value;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.value;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// `avg_over_time`: incremental mean with Prometheus's handling of infinities.
+pub fn avg_over_time(points: &[Point]) -> f64 {
+    let mut mean: f64 = 0.0;
+    let mut count: f64 = 0.0;
+    for p in points {
+        count += 1.0;
+        if mean.is_infinite() {
+            if p.value.is_infinite() && (mean > 0.0) == (p.value > 0.0) {
+                continue;
+            }
+            if !p.value.is_infinite() && !p.value.is_nan() {
+                continue;
+            }
+        }
+        mean += p.value / count - mean / count;
+    }
+    mean
+}
+
+/// `sum_over_time` with compensated summation.
+pub fn sum_over_time(points: &[Point]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for p in points {
+        (sum, c) = kahan_sum_inc(p.value, sum, c);
+    }
+    if sum.is_infinite() {
+        sum
+    } else {
+        sum + c
+    }
+}
+
+/// `min_over_time`: NaN only when every value is NaN.
+pub fn min_over_time(points: &[Point]) -> f64 {
+    let mut min = points.first().map_or(f64::NAN, |p| p.value);
+    for p in points {
+        if p.value < min || min.is_nan() {
+            min = p.value;
+        }
+    }
+    min
+}
+
+/// `max_over_time`: NaN only when every value is NaN.
+pub fn max_over_time(points: &[Point]) -> f64 {
+    let mut max = points.first().map_or(f64::NAN, |p| p.value);
+    for p in points {
+        if p.value > max || max.is_nan() {
+            max = p.value;
+        }
+    }
+    max
+}
+
+/// `stdvar_over_time` (population variance, compensated).
+pub fn stdvar_over_time(points: &[Point]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for p in points {
+        count += 1.0;
+        let delta = p.value - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (p.value - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// `quantile` and `quantile_over_time`: linear interpolation between closest ranks;
+/// -Inf for q < 0, +Inf for q > 1, NaN for NaN q or no values.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or_else(|| nan_first(*a, *b)));
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// Go's `sort.Float64s` order: NaN sorts before every number.
+fn nan_first(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        _ => std::cmp::Ordering::Greater,
+    }
+}
+
+/// A classic histogram bucket: upper bound and cumulative count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub upper_bound: f64,
+    pub count: f64,
+}
+
+/// `histogram_quantile` over classic buckets, as Prometheus's `bucketQuantile`.
+pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| {
+        a.upper_bound
+            .partial_cmp(&b.upper_bound)
+            .unwrap_or_else(|| nan_first(a.upper_bound, b.upper_bound))
+    });
+    match buckets.last() {
+        Some(b) if b.upper_bound == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    // Coalesce buckets with the same upper bound.
+    let mut coalesced: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match coalesced.last_mut() {
+            Some(last) if last.upper_bound == b.upper_bound => last.count += b.count,
+            _ => coalesced.push(*b),
+        }
+    }
+    // Make counts monotonic.
+    let mut max = f64::NEG_INFINITY;
+    for b in coalesced.iter_mut() {
+        if b.count > max {
+            max = b.count;
+        } else if b.count < max {
+            b.count = max;
+        }
+    }
+    if coalesced.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = coalesced[coalesced.len() - 1].count;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let n = coalesced.len() - 1;
+    let b = coalesced[..n].partition_point(|b| b.count < rank);
+    if b == n {
+        return coalesced[n - 1].upper_bound;
+    }
+    if b == 0 && coalesced[0].upper_bound <= 0.0 {
+        return coalesced[0].upper_bound;
+    }
+    let mut bucket_start = 0.0;
+    let bucket_end = coalesced[b].upper_bound;
+    let mut count = coalesced[b].count;
+    if b > 0 {
+        bucket_start = coalesced[b - 1].upper_bound;
+        count -= coalesced[b - 1].count;
+        rank -= coalesced[b - 1].count;
+    }
+    bucket_start + (bucket_end - bucket_start) * (rank / count)
+}
+
+/// Calendar fields of a Unix time in seconds (UTC): (year, month 1-12, day 1-31,
+/// hour, minute, weekday 0=Sunday, day of year 1-366, days in month).
+pub fn calendar(secs: f64) -> Option<Calendar> {
+    if !secs.is_finite() {
+        return None;
+    }
+    let secs = secs.floor() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let yday: i64 = month_days[..(m - 1) as usize].iter().sum::<i64>() + d;
+    Some(Calendar {
+        year: y,
+        month: m,
+        day: d,
+        hour: rem / 3600,
+        minute: (rem % 3600) / 60,
+        weekday: (days + 4).rem_euclid(7),
+        yday,
+        days_in_month: month_days[(m - 1) as usize],
+    })
+}
+
+/// Calendar fields, see [`calendar`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub minute: i64,
+    pub weekday: i64,
+    pub yday: i64,
+    pub days_in_month: i64,
+}
+
+/// Howard Hinnant's days-to-civil conversion.
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus's spelling of infinities.
+pub fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v == f64::INFINITY {
+        "+Inf".to_string()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(v: &[(i64, f64)]) -> Vec<Point> {
+        v.iter()
+            .map(|&(t, value)| Point {
+                timestamp_ms: t,
+                value,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rate_extrapolates_to_window_and_handles_resets() {
+        // Samples every 10s over a 60s window, counter 0..50 but with a reset at 30s.
+        let p = pts(&[
+            (10_000, 10.0),
+            (20_000, 20.0),
+            (30_000, 5.0),
+            (40_000, 15.0),
+        ]);
+        // Increase = 15 - 10 + 20 (reset) = 25 over 30s sampled; extrapolate 10s each side
+        // (within 1.1 * 10s), but start limited by duration to zero = 30 * 10/25 = 12 > 10.
+        let inc = extrapolated_rate(&p, 0, 50_000, true, false).unwrap();
+        assert!((inc - 25.0 * 50.0 / 30.0).abs() < 1e-12, "{inc}");
+        let rate = extrapolated_rate(&p, 0, 50_000, true, true).unwrap();
+        assert!((rate - inc / 50.0).abs() < 1e-12);
+        assert_eq!(extrapolated_rate(&p[..1], 0, 50_000, true, true), None);
+        // delta is not a counter: plain difference extrapolated.
+        let d = extrapolated_rate(&p, 0, 50_000, false, false).unwrap();
+        assert!((d - 5.0 * 50.0 / 30.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn irate_uses_last_two_points_and_resets() {
+        let p = pts(&[(0, 5.0), (10_000, 8.0), (20_000, 2.0)]);
+        assert_eq!(instant_value(&p, true), Some(0.2));
+        assert_eq!(instant_value(&p, false), Some(-6.0));
+    }
+
+    #[test]
+    fn holt_winters_follows_a_linear_trend() {
+        let p = pts(&[(0, 1.0), (1000, 2.0), (2000, 3.0), (3000, 4.0)]);
+        let v = holt_winters(&p, 0.5, 0.5).unwrap();
+        assert!((v - 4.0).abs() < 1e-12, "{v}");
+        assert_eq!(holt_winters(&p[..1], 0.5, 0.5), None);
+    }
+
+    #[test]
+    fn regression_fits_a_line() {
+        let p = pts(&[(0, 1.0), (1000, 3.0), (2000, 5.0)]);
+        let (slope, intercept) = linear_regression(&p, 0);
+        assert!((slope - 2.0).abs() < 1e-12 && (intercept - 1.0).abs() < 1e-12);
+        let constant = pts(&[(0, f64::INFINITY), (1000, f64::INFINITY)]);
+        assert!(linear_regression(&constant, 0).0.is_nan());
+    }
+
+    #[test]
+    fn quantile_interpolates_and_bounds() {
+        assert_eq!(quantile(0.5, &mut [1.0, 3.0, 2.0, 4.0]), 2.5);
+        assert_eq!(quantile(-1.0, &mut [1.0]), f64::NEG_INFINITY);
+        assert_eq!(quantile(2.0, &mut [1.0]), f64::INFINITY);
+        assert!(quantile(0.5, &mut []).is_nan());
+    }
+
+    #[test]
+    fn bucket_quantile_matches_prometheus_cases() {
+        let b = |u: f64, c: f64| Bucket {
+            upper_bound: u,
+            count: c,
+        };
+        let mut buckets = vec![
+            b(0.1, 10.0),
+            b(0.5, 20.0),
+            b(1.0, 30.0),
+            b(f64::INFINITY, 40.0),
+        ];
+        assert!((bucket_quantile(0.5, &mut buckets) - 0.5).abs() < 1e-12);
+        // Rank falls into the +Inf bucket: the second highest bound is returned.
+        assert_eq!(bucket_quantile(0.99, &mut buckets), 1.0);
+        // Missing +Inf bucket gives NaN.
+        assert!(bucket_quantile(0.5, &mut [b(1.0, 1.0), b(2.0, 2.0)]).is_nan());
+        // Non-monotonic counts are fixed up.
+        let mut nm = [b(1.0, 10.0), b(2.0, 5.0), b(f64::INFINITY, 10.0)];
+        assert!((bucket_quantile(0.5, &mut nm) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn calendar_fields() {
+        // 2024-02-29T13:45:00Z is a Thursday, day 60 of a leap year.
+        let c = calendar(1_709_214_300.0).unwrap();
+        assert_eq!(
+            (
+                c.year,
+                c.month,
+                c.day,
+                c.hour,
+                c.minute,
+                c.weekday,
+                c.yday,
+                c.days_in_month
+            ),
+            (2024, 2, 29, 13, 45, 4, 60, 29)
+        );
+    }
+
+    #[test]
+    fn floats_format_like_go() {
+        assert_eq!(format_float(1.0), "1");
+        assert_eq!(format_float(0.1), "0.1");
+        assert_eq!(format_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(f64::NAN), "NaN");
+        assert_eq!(format_float(1e21), "1000000000000000000000");
+    }
+}

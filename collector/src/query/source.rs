@@ -1,0 +1,195 @@
+//! The read interface the query engine needs from the storage, and [`MemSource`], an
+//! in-memory implementation used by tests and by anything that wants to query a fixed set of
+//! series.
+
+use std::collections::BTreeSet;
+
+use vigil_shared::model::{Labels, Point, Series};
+
+use super::QueryError;
+use crate::storage::matcher::{matches_all, Matcher};
+
+/// Read access to stored series. Implemented by the storage; the engine calls it once per
+/// selector per query.
+pub trait SeriesSource: Send + Sync {
+    /// The series matching every matcher that have at least one point in
+    /// `[start_ms, end_ms]` (both inclusive), sorted by labels, each with its points in that
+    /// range sorted by time. Stale markers are returned as stored (NaN with the stale payload).
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, QueryError>;
+
+    /// Sorted, de-duplicated label names of the series matching every matcher with data in
+    /// the range; with no matchers, of all series with data in the range.
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, QueryError>;
+
+    /// Sorted, de-duplicated values of label `name` over the series matching every matcher
+    /// with data in the range; with no matchers, over all series with data in the range.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, QueryError>;
+}
+
+/// Series held in memory, sorted by labels. Points must be sorted by time within a series;
+/// [`MemSource::new`] sorts them and merges series that share a label set.
+#[derive(Debug, Default, Clone)]
+pub struct MemSource {
+    series: Vec<Series>,
+}
+
+impl MemSource {
+    /// Builds a source from series, merging duplicates and sorting labels and points. When
+    /// two points of one series share a timestamp, the later one in the input wins.
+    pub fn new(input: Vec<Series>) -> Self {
+        let mut map: std::collections::BTreeMap<Labels, Vec<Point>> = Default::default();
+        for s in input {
+            map.entry(s.labels).or_default().extend(s.points);
+        }
+        let series = map
+            .into_iter()
+            .map(|(labels, mut points)| {
+                // Stable sort keeps input order for equal timestamps; keep the last of each.
+                points.sort_by_key(|p| p.timestamp_ms);
+                let mut out: Vec<Point> = Vec::with_capacity(points.len());
+                for p in points {
+                    match out.last_mut() {
+                        Some(last) if last.timestamp_ms == p.timestamp_ms => *last = p,
+                        _ => out.push(p),
+                    }
+                }
+                Series {
+                    labels,
+                    points: out,
+                }
+            })
+            .collect();
+        MemSource { series }
+    }
+
+    /// All series held.
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
+    fn matching<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> impl Iterator<Item = (&'a Labels, &'a [Point])> + 'a {
+        self.series.iter().filter_map(move |s| {
+            if !matches_all(matchers, &s.labels) {
+                return None;
+            }
+            let lo = s.points.partition_point(|p| p.timestamp_ms < start_ms);
+            let hi = s.points.partition_point(|p| p.timestamp_ms <= end_ms);
+            (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
+        })
+    }
+}
+
+impl SeriesSource for MemSource {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, QueryError> {
+        Ok(self
+            .matching(matchers, start_ms, end_ms)
+            .map(|(labels, points)| Series {
+                labels: labels.clone(),
+                points: points.to_vec(),
+            })
+            .collect())
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut names = BTreeSet::new();
+        for (labels, _) in self.matching(matchers, start_ms, end_ms) {
+            names.extend(labels.iter().map(|(n, _)| n.to_string()));
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut values = BTreeSet::new();
+        for (labels, _) in self.matching(matchers, start_ms, end_ms) {
+            if let Some(v) = labels.get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(t: i64, v: f64) -> Point {
+        Point {
+            timestamp_ms: t,
+            value: v,
+        }
+    }
+
+    #[test]
+    fn select_is_inclusive_sorted_and_merged() {
+        let src = MemSource::new(vec![
+            Series {
+                labels: Labels::metric("b", &[]),
+                points: vec![p(30, 3.0), p(10, 1.0)],
+            },
+            Series {
+                labels: Labels::metric("a", &[("x", "1")]),
+                points: vec![p(10, 1.0), p(20, 2.0)],
+            },
+            Series {
+                labels: Labels::metric("b", &[]),
+                points: vec![p(20, 2.0), p(30, 4.0)],
+            },
+        ]);
+        let all = src.select(&[], 10, 30).unwrap();
+        assert_eq!(all[0].labels.name(), "a");
+        assert_eq!(
+            all[1].points,
+            vec![p(10, 1.0), p(20, 2.0), p(30, 4.0)],
+            "points sorted, later duplicate wins"
+        );
+        let some = src
+            .select(&[Matcher::equal("__name__", "b")], 11, 20)
+            .unwrap();
+        assert_eq!(some.len(), 1);
+        assert_eq!(some[0].points, vec![p(20, 2.0)]);
+        assert!(src.select(&[], 31, 40).unwrap().is_empty());
+        assert_eq!(src.label_names(&[], 0, 100).unwrap(), vec!["__name__", "x"]);
+        assert_eq!(
+            src.label_values("__name__", &[], 25, 100).unwrap(),
+            vec!["b"]
+        );
+    }
+}
