@@ -154,7 +154,11 @@ impl AgentConfig {
             .map(|d| d.get())
             .unwrap_or(std::time::Duration::from_secs(10));
         for (i, s) in self.scrape.iter().enumerate() {
-            match crate::collect::ScrapeTarget::new(&s.url, s.job.as_deref().unwrap_or(DEFAULT_JOB), None) {
+            match crate::collect::ScrapeTarget::new(
+                &s.url,
+                s.job.as_deref().unwrap_or(DEFAULT_JOB),
+                None,
+            ) {
                 Ok(target) => scrapes.push((
                     target,
                     s.timeout

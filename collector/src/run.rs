@@ -49,11 +49,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             retention: settings.retention,
             max_series: settings.max_series,
             out_of_order_window: settings.out_of_order_window,
+            ..Default::default()
         },
     )
     .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let metrics = CollectorMetrics::default();
-    storage.register_metrics(&metrics.registry).context("registering storage metrics")?;
+    storage
+        .register_metrics(&metrics.registry)
+        .context("registering storage metrics")?;
     let agents = AgentRegistry::default();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod functions;
 pub mod plan;
 pub mod source;
+mod storage_source;
 pub mod timeparse;
 pub mod value;
 

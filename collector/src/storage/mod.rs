@@ -1598,7 +1598,9 @@ impl StorageError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            StorageError::Malformed(_) | StorageError::SeriesLimit { .. } | StorageError::TooLarge(_)
+            StorageError::Malformed(_)
+                | StorageError::SeriesLimit { .. }
+                | StorageError::TooLarge(_)
         )
     }
 }

@@ -1,0 +1,39 @@
+//! The real storage as a [`SeriesSource`], so PromQL and the query API read the
+//! collector's durable store.
+
+use super::{QueryError, SeriesSource};
+use crate::storage::{Matcher, Storage};
+use vigil_shared::model::Series;
+
+impl SeriesSource for Storage {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, QueryError> {
+        Storage::select(self, matchers, start_ms, end_ms)
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        Storage::label_names(self, matchers, start_ms, end_ms)
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        Storage::label_values(self, name, matchers, start_ms, end_ms)
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+}
