@@ -183,7 +183,8 @@ fn status_fails_when_the_agent_is_not_running_or_cannot_reach_a_collector() {
     assert!(out.contains("NOT connected"), "{out}");
     let (_, st) = agent.status();
     assert!(st["buffer"]["batches"].as_u64().unwrap() >= 5, "{st}");
-    assert!(st["collector"]["last_error"].is_string(), "{st}");
+    assert_eq!(st["collector"]["collector"], dead.as_str(), "{st}");
+    wait_for(Duration::from_secs(20), || agent.status().1["collector"]["last_error"].is_string(), "the connect failure in status");
 }
 
 #[test]

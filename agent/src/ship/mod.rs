@@ -147,6 +147,7 @@ impl Shipper {
         let mut next_addr = 0usize;
         while !cancel.is_cancelled() {
             let addr = self.cfg.collectors[next_addr % self.cfg.collectors.len()].clone();
+            self.set_status(|s| s.collector = Some(addr.clone()));
             match self.connect(&endpoint, &client, &addr).await {
                 Ok(conn) => {
                     self.metrics.connects.with_label_values(&["ok"]).inc();
@@ -154,7 +155,6 @@ impl Shipper {
                     let now = (self.now_ms)();
                     self.set_status(|s| {
                         s.connected = true;
-                        s.collector = Some(addr.clone());
                         s.connected_since_ms = Some(now);
                     });
                     let progressed = self.drive(&conn, &cancel).await;
@@ -474,7 +474,7 @@ mod tests {
         };
         let mut q = DrainQueue::default();
         let mut in_flight = HashSet::new();
-        let mut take = |q: &mut DrainQueue, in_flight: &mut HashSet<u64>| {
+        let take = |q: &mut DrainQueue, in_flight: &mut HashSet<u64>| {
             let s = q.next(in_flight, backlog).unwrap();
             in_flight.insert(s);
             s
