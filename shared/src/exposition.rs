@@ -908,6 +908,36 @@ mod tests {
         assert!(parse("{a=\"b\"} 1", 0).is_err());
     }
 
+    /// Random pages built from the characters that matter to the grammar must give a
+    /// result or an error, never a panic.
+    #[test]
+    fn malicious_random_pages_never_panic() {
+        const ALPHABET: &[&str] = &[
+            "m", "_", ":", "a", "1", "{", "}", "\"", "\\", "=", ",", " ", "\t", "\n", "\r", "#",
+            " TYPE ", " HELP ", " EOF", "counter", "NaN", "+Inf", "-", ".", "e", "日", "\u{0}",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut parsed = 0;
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let page: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            for format in [Format::PrometheusText, Format::OpenMetrics] {
+                if parse_with(&page, 0, format, &Limits::default()).is_ok() {
+                    parsed += 1;
+                }
+            }
+        }
+        assert!(parsed > 0, "some random pages are valid");
+    }
+
     #[test]
     fn limits_on_size_samples_and_labels() {
         let limits = Limits {

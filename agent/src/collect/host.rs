@@ -427,6 +427,10 @@ impl HostCollector {
         let mut devices: Vec<String> = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| read_err(&self.paths.class_net, e))?;
+            // Regular files such as `bonding_masters` are not devices.
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
             if let Some(name) = entry.file_name().to_str() {
                 if !self.exclude.netclass.is_match(name) {
                     devices.push(name.to_string());
@@ -1294,6 +1298,7 @@ softirq 1433286 0 281372 3 77016 0 0 203 622113 0 452579
         .expect("write");
         std::fs::write(sys.join("class/net/eth9/operstate"), "up\n").expect("write");
         std::fs::write(sys.join("class/net/eth9/mtu"), "9000\n").expect("write");
+        std::fs::write(sys.join("class/net/bonding_masters"), "bond0\n").expect("write");
 
         let mut c = HostCollector::new(HostOptions {
             procfs_root: proc.clone(),
@@ -1337,6 +1342,9 @@ softirq 1433286 0 281372 3 77016 0 0 203 622113 0 452579
             get("node_network_mtu_bytes", &[("device", "eth9")]),
             Some(9000.0)
         );
+        assert!(!series
+            .iter()
+            .any(|s| s.labels.get("device") == Some("bonding_masters")));
         assert_eq!(
             get("node_disk_io_time_seconds_total", &[("device", "sdz")]),
             Some(0.01)
