@@ -218,12 +218,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         let cycle = Instant::now();
         let now = now_ms();
-        let mut series = host.collect(now);
+        // Host collection blocks on /proc, /sys and statfs: run it off the runtime thread,
+        // beside the scrapes.
+        let host_job = tokio::task::spawn_blocking(move || {
+            let series = host.collect(now);
+            (host, series)
+        });
         let mut jobs = tokio::task::JoinSet::new();
         for (i, (t, timeout)) in settings.scrapes.iter().enumerate() {
             let (client, t, timeout) = (client.clone(), t.clone(), *timeout);
             jobs.spawn(async move { (i, collect::scrape(&client, &t, timeout, now).await) });
         }
+        let (returned, mut series) = host_job.await.context("host collection task panicked")?;
+        host = returned;
         let mut results: Vec<_> = settings.scrapes.iter().map(|_| None).collect();
         while let Some(Ok((i, r))) = jobs.join_next().await {
             results[i] = Some(r);
