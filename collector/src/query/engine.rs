@@ -249,6 +249,8 @@ struct Evaluator<'a> {
     samples: usize,
     cache: LabelCache,
     empty_labels: SharedLabels,
+    /// `label_replace` regexes, compiled once per query rather than once per step.
+    regexes: HashMap<String, Regex>,
 }
 
 /// Computes, for every selector, the time range its data must cover when the node is
@@ -473,6 +475,7 @@ impl<'a> Evaluator<'a> {
             samples: 0,
             cache: LabelCache::default(),
             empty_labels: Arc::new(Labels::default()),
+            regexes: HashMap::new(),
         };
         for s in selectors {
             ev.check_deadline()?;
@@ -1057,11 +1060,18 @@ impl<'a> Evaluator<'a> {
         let repl = expect_str(self.arg(c, 2, t)?, "label_replace")?;
         let src = expect_str(self.arg(c, 3, t)?, "label_replace")?;
         let re_src = expect_str(self.arg(c, 4, t)?, "label_replace")?;
-        let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
-            QueryError::Execution(format!(
-                "invalid regular expression in label_replace(): {re_src}: {e}"
-            ))
-        })?;
+        let re = match self.regexes.get(&re_src) {
+            Some(re) => re.clone(),
+            None => {
+                let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+                    QueryError::Execution(format!(
+                        "invalid regular expression in label_replace(): {re_src}: {e}"
+                    ))
+                })?;
+                self.regexes.insert(re_src.clone(), re.clone());
+                re
+            }
+        };
         if !valid_label_name(&dst) {
             return Err(QueryError::Execution(format!(
                 "invalid destination label name in label_replace(): {dst}"
@@ -1258,6 +1268,19 @@ mod tests {
         assert_eq!(one(&e, "m", 5 * M), 1.0);
         assert!(vector(&e, "m", 5 * M + 1).is_empty());
         assert!(vector(&e, "m", -1).is_empty());
+    }
+
+    #[test]
+    fn lookback_delta_is_configurable() {
+        let e = Engine::new(
+            Arc::new(MemSource::new(vec![series("m", &[], &[(0, 1.0)])])),
+            QueryOptions {
+                lookback_delta: Duration::from_secs(60),
+                ..QueryOptions::default()
+            },
+        );
+        assert_eq!(one(&e, "m", M), 1.0);
+        assert!(vector(&e, "m", M + 1).is_empty());
     }
 
     #[test]
