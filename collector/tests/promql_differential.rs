@@ -948,8 +948,9 @@ async fn promql_corpus_matches_prometheus() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    // Data ends ten minutes ago, on a whole second so `@` times are easy to write.
-    let end_ms = (now - 600_000) / 1000 * 1000;
+    // Data ends on the last whole hour at least ten minutes ago, so every run sees the same
+    // sample times relative to step-aligned subquery evaluations.
+    let end_ms = (now - 600_000) / 3_600_000 * 3_600_000;
     let ds = generate(end_ms);
     let samples: usize = ds.series.iter().map(|s| s.points.len()).sum();
     let prom = start_prometheus(&ds).await;
