@@ -251,6 +251,8 @@ struct Evaluator<'a> {
     empty_labels: SharedLabels,
     /// `label_replace` regexes, compiled once per query rather than once per step.
     regexes: HashMap<String, Regex>,
+    /// First evaluation time of the query.
+    query_start: i64,
 }
 
 /// Computes, for every selector, the time range its data must cover when the node is
@@ -476,6 +478,7 @@ impl<'a> Evaluator<'a> {
             cache: LabelCache::default(),
             empty_labels: Arc::new(Labels::default()),
             regexes: HashMap::new(),
+            query_start: start_ms,
         };
         for s in selectors {
             ev.check_deadline()?;
@@ -754,7 +757,8 @@ impl<'a> Evaluator<'a> {
         // Fast path: a range selector argument is read straight from the loaded series.
         if let Some(Node::Selector(s)) = c.args.get(idx) {
             if s.range_ms > 0 {
-                let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+                let reft = s.at_ms.unwrap_or(t) - s.offset_ms
+                    + predict_linear_window_shift(c, s, t, self.query_start);
                 let lo = reft - s.range_ms;
                 let mut buf = Vec::new();
                 let cache = &mut self.cache;
@@ -1155,6 +1159,20 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Prometheus treats `predict_linear` as unsafe for the `@` modifier, so it is not evaluated
+/// once for the whole query; but its `@` selector has already been turned into an offset
+/// relative to the query start. The effect (checked against Prometheus 2.42 by the
+/// differential test; the Thanos engine reproduces it too) is that at step `t` the window ends
+/// at `@ - offset + (t - start)`, while the data read stays limited to what the `@` window
+/// needs (`collect_ranges`), so later steps see fewer samples and eventually none.
+fn predict_linear_window_shift(c: &Call, s: &Selector, t: i64, query_start: i64) -> i64 {
+    if c.name == "predict_linear" && s.at_ms.is_some() {
+        t - query_start
+    } else {
+        0
+    }
+}
+
 /// Go's `math.Max`: NaN if either is NaN.
 fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
@@ -1348,6 +1366,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn predict_linear_with_at_slides_like_prometheus() {
+        let pts: Vec<(i64, f64)> = (0..=60).map(|i| (i * M, i as f64)).collect();
+        let e = engine(vec![series("m", &[], &pts)]);
+        // Only data inside the `@` window [5m, 10m] is read; the window slides one step per
+        // step past it, so from the fifth step on fewer than two samples remain.
+        match e
+            .range("predict_linear(m[5m] @ 600, 0)", 0, 10 * M, M, None)
+            .unwrap()
+        {
+            QueryValue::Matrix(m) => {
+                let ts: Vec<i64> = m[0].points.iter().map(|p| p.timestamp_ms).collect();
+                assert_eq!(ts, vec![0, M, 2 * M, 3 * M, 4 * M]);
+                // At step 0 the line through (5m,5)..(10m,10) is evaluated at t = 0.
+                assert!((m[0].points[0].value - 0.0).abs() < 1e-9);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without `@` nothing slides.
+        assert!((one(&e, "predict_linear(m[5m], 60)", 10 * M) - 11.0).abs() < 1e-9);
     }
 
     #[test]
