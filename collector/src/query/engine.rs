@@ -18,7 +18,7 @@ use super::aggregate::{aggregate, valid_label_name, AggParam};
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
 use super::functions as f;
 use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
-use super::source::SeriesSource;
+use super::source::{SeriesSource, TOO_MANY_SAMPLES};
 use super::value::{
     has_duplicate_labelsets, is_stale_marker, FnvBuild, LabelCache, QueryValue, RangeSeries,
     Sample, SharedLabels, StepValue, Window,
@@ -73,9 +73,6 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine").field("opts", &self.opts).finish()
     }
 }
-
-const TOO_MANY_SAMPLES: &str =
-    "query processing would load too many samples into memory in query execution";
 
 impl Engine {
     /// An engine over `source`.
@@ -486,7 +483,8 @@ impl<'a> Evaluator<'a> {
             if lo > hi {
                 continue;
             }
-            let series = engine.source.select(&s.matchers, lo, hi)?;
+            let budget = engine.opts.max_samples.saturating_sub(ev.samples);
+            let series = engine.source.select_limited(&s.matchers, lo, hi, budget)?;
             if series.len() > engine.opts.max_series {
                 return Err(QueryError::Execution(format!(
                     "query selects {} series, more than the limit of {}",
