@@ -8,9 +8,9 @@
 //! compared: same result type, same label sets, values equal within 1e-9 relative (NaN equals
 //! NaN), order compared only for `sort`, `sort_desc`, `topk` and `bottomk`.
 //!
-//! The Vigil side is one `async fn` taking the dataset; today it serves `query::router` over
-//! a `MemSource` in-process. Swapping in the collector's own `/api/v1/write` only means
-//! replacing that function.
+//! The Vigil side is one `async fn` taking the dataset ([`start_vigil`]); by default it serves
+//! `query::router` over a `MemSource` in-process. Set `VIGIL_DIFF_ADDR=127.0.0.1:PORT` to run
+//! the same comparison against a running, empty collector through its `/api/v1/write`.
 //!
 //! The test fails (never skips) when `/usr/bin/prometheus` is missing. It also checks that
 //! `promtool query instant` can talk to the router.
@@ -400,6 +400,25 @@ fn generate(end_ms: i64) -> Dataset {
             })
             .collect(),
     });
+    // Label values that need escaping in JSON and in PromQL strings, and extreme magnitudes.
+    let ts = times(&mut rng, start_ms, end_ms, 60_000, 0);
+    for (path, scale) in [
+        ("/a\"b\\c", 1e-9),
+        ("/héllo wörld", 1e22),
+        ("/tab\there", 1.0),
+    ] {
+        series.push(Series {
+            labels: labels("http_path_hits_total", &[("job", "api"), ("path", path)]),
+            points: ts
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| Point {
+                    timestamp_ms: t,
+                    value: k as f64 * scale,
+                })
+                .collect(),
+        });
+    }
     Dataset {
         series,
         start_ms,
@@ -654,10 +673,18 @@ async fn start_prometheus(ds: &Dataset) -> Prometheus {
     p
 }
 
-/// The Vigil side: serves `query::router` over a `MemSource` holding the dataset.
-/// To test the collector end to end, replace this with a function that starts the collector
-/// and remote-writes the dataset to its `/api/v1/write`.
-async fn start_vigil(ds: &Dataset) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// The Vigil side. By default it serves `query::router` over a `MemSource` holding the
+/// dataset, in-process. With `VIGIL_DIFF_ADDR=127.0.0.1:PORT` set, it instead remote-writes
+/// the dataset to that (fresh, empty) collector's `/api/v1/write` and queries it there, which
+/// runs the same comparison end to end through ingest and storage.
+async fn start_vigil(ds: &Dataset) -> (SocketAddr, Option<tokio::task::JoinHandle<()>>) {
+    if let Ok(addr) = std::env::var("VIGIL_DIFF_ADDR") {
+        let addr: SocketAddr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("VIGIL_DIFF_ADDR={addr:?} is not host:port: {e}"));
+        remote_write(addr, "/api/v1/write", ds).await;
+        return (addr, None);
+    }
     let source = Arc::new(MemSource::new(ds.series.clone()));
     let app = router(source, QueryOptions::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -667,7 +694,7 @@ async fn start_vigil(ds: &Dataset) -> (SocketAddr, tokio::task::JoinHandle<()>) 
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
-    (addr, task)
+    (addr, Some(task))
 }
 
 // ---------------------------------------------------------------- comparison
@@ -948,8 +975,9 @@ async fn promql_corpus_matches_prometheus() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    // Data ends ten minutes ago, on a whole second so `@` times are easy to write.
-    let end_ms = (now - 600_000) / 1000 * 1000;
+    // Data ends on the last whole hour at least ten minutes ago, so every run sees the same
+    // sample times relative to step-aligned subquery evaluations.
+    let end_ms = (now - 600_000) / 3_600_000 * 3_600_000;
     let ds = generate(end_ms);
     let samples: usize = ds.series.iter().map(|s| s.points.len()).sum();
     let prom = start_prometheus(&ds).await;

@@ -18,7 +18,7 @@ use super::aggregate::{aggregate, valid_label_name, AggParam};
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
 use super::functions as f;
 use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
-use super::source::SeriesSource;
+use super::source::{SeriesSource, TOO_MANY_SAMPLES};
 use super::value::{
     has_duplicate_labelsets, is_stale_marker, FnvBuild, LabelCache, QueryValue, RangeSeries,
     Sample, SharedLabels, StepValue, Window,
@@ -73,9 +73,6 @@ impl std::fmt::Debug for Engine {
         f.debug_struct("Engine").field("opts", &self.opts).finish()
     }
 }
-
-const TOO_MANY_SAMPLES: &str =
-    "query processing would load too many samples into memory in query execution";
 
 impl Engine {
     /// An engine over `source`.
@@ -249,6 +246,10 @@ struct Evaluator<'a> {
     samples: usize,
     cache: LabelCache,
     empty_labels: SharedLabels,
+    /// `label_replace` regexes, compiled once per query rather than once per step.
+    regexes: HashMap<String, Regex>,
+    /// First evaluation time of the query.
+    query_start: i64,
 }
 
 /// Computes, for every selector, the time range its data must cover when the node is
@@ -473,6 +474,8 @@ impl<'a> Evaluator<'a> {
             samples: 0,
             cache: LabelCache::default(),
             empty_labels: Arc::new(Labels::default()),
+            regexes: HashMap::new(),
+            query_start: start_ms,
         };
         for s in selectors {
             ev.check_deadline()?;
@@ -480,7 +483,8 @@ impl<'a> Evaluator<'a> {
             if lo > hi {
                 continue;
             }
-            let series = engine.source.select(&s.matchers, lo, hi)?;
+            let budget = engine.opts.max_samples.saturating_sub(ev.samples);
+            let series = engine.source.select_limited(&s.matchers, lo, hi, budget)?;
             if series.len() > engine.opts.max_series {
                 return Err(QueryError::Execution(format!(
                     "query selects {} series, more than the limit of {}",
@@ -751,7 +755,8 @@ impl<'a> Evaluator<'a> {
         // Fast path: a range selector argument is read straight from the loaded series.
         if let Some(Node::Selector(s)) = c.args.get(idx) {
             if s.range_ms > 0 {
-                let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+                let reft = s.at_ms.unwrap_or(t) - s.offset_ms
+                    + predict_linear_window_shift(c, s, t, self.query_start);
                 let lo = reft - s.range_ms;
                 let mut buf = Vec::new();
                 let cache = &mut self.cache;
@@ -1057,11 +1062,18 @@ impl<'a> Evaluator<'a> {
         let repl = expect_str(self.arg(c, 2, t)?, "label_replace")?;
         let src = expect_str(self.arg(c, 3, t)?, "label_replace")?;
         let re_src = expect_str(self.arg(c, 4, t)?, "label_replace")?;
-        let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
-            QueryError::Execution(format!(
-                "invalid regular expression in label_replace(): {re_src}: {e}"
-            ))
-        })?;
+        let re = match self.regexes.get(&re_src) {
+            Some(re) => re.clone(),
+            None => {
+                let re = Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+                    QueryError::Execution(format!(
+                        "invalid regular expression in label_replace(): {re_src}: {e}"
+                    ))
+                })?;
+                self.regexes.insert(re_src.clone(), re.clone());
+                re
+            }
+        };
         if !valid_label_name(&dst) {
             return Err(QueryError::Execution(format!(
                 "invalid destination label name in label_replace(): {dst}"
@@ -1142,6 +1154,20 @@ impl<'a> Evaluator<'a> {
                 })
                 .collect(),
         ))
+    }
+}
+
+/// Prometheus treats `predict_linear` as unsafe for the `@` modifier, so it is not evaluated
+/// once for the whole query; but its `@` selector has already been turned into an offset
+/// relative to the query start. The effect (checked against Prometheus 2.42 by the
+/// differential test; the Thanos engine reproduces it too) is that at step `t` the window ends
+/// at `@ - offset + (t - start)`, while the data read stays limited to what the `@` window
+/// needs (`collect_ranges`), so later steps see fewer samples and eventually none.
+fn predict_linear_window_shift(c: &Call, s: &Selector, t: i64, query_start: i64) -> i64 {
+    if c.name == "predict_linear" && s.at_ms.is_some() {
+        t - query_start
+    } else {
+        0
     }
 }
 
@@ -1261,6 +1287,19 @@ mod tests {
     }
 
     #[test]
+    fn lookback_delta_is_configurable() {
+        let e = Engine::new(
+            Arc::new(MemSource::new(vec![series("m", &[], &[(0, 1.0)])])),
+            QueryOptions {
+                lookback_delta: Duration::from_secs(60),
+                ..QueryOptions::default()
+            },
+        );
+        assert_eq!(one(&e, "m", M), 1.0);
+        assert!(vector(&e, "m", M + 1).is_empty());
+    }
+
+    #[test]
     fn stale_marker_ends_a_series() {
         let stale = f64::from_bits(crate::query::value::STALE_NAN_BITS);
         let e = engine(vec![series(
@@ -1325,6 +1364,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn predict_linear_with_at_slides_like_prometheus() {
+        let pts: Vec<(i64, f64)> = (0..=60).map(|i| (i * M, i as f64)).collect();
+        let e = engine(vec![series("m", &[], &pts)]);
+        // Only data inside the `@` window [5m, 10m] is read; the window slides one step per
+        // step past it, so from the fifth step on fewer than two samples remain.
+        match e
+            .range("predict_linear(m[5m] @ 600, 0)", 0, 10 * M, M, None)
+            .unwrap()
+        {
+            QueryValue::Matrix(m) => {
+                let ts: Vec<i64> = m[0].points.iter().map(|p| p.timestamp_ms).collect();
+                assert_eq!(ts, vec![0, M, 2 * M, 3 * M, 4 * M]);
+                // At step 0 the line through (5m,5)..(10m,10) is evaluated at t = 0.
+                assert!((m[0].points[0].value - 0.0).abs() < 1e-9);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Without `@` nothing slides.
+        assert!((one(&e, "predict_linear(m[5m], 60)", 10 * M) - 11.0).abs() < 1e-9);
     }
 
     #[test]

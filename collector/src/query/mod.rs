@@ -5,9 +5,15 @@
 //! compiled, `@ start()`/`@ end()` resolved, durations in milliseconds), [`engine`] evaluates
 //! the plan step by step with Prometheus 2.x semantics (closed range windows, 5-minute lookback,
 //! stale markers, `extrapolatedRate`), [`functions`], [`aggregate`] and [`binary`] hold the
-//! operators, [`source`] is the read interface to the storage, and [`api`] serves
+//! operators, [`value`] the values passed between them, [`source`] is the read interface to
+//! the storage, [`timeparse`] reads the API's time and duration parameters, and [`api`] serves
 //! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels`,
-//! `/api/v1/label/{name}/values`, `/api/v1/metadata` and `/api/v1/status/buildinfo`.
+//! `/api/v1/label/{name}/values`, `/api/v1/metadata` (always `{}` until metric metadata is
+//! stored) and `/api/v1/status/buildinfo`.
+//!
+//! Semantics follow Prometheus 2.x (the version Debian ships and our differential test runs
+//! against): range windows and the lookback window are closed at both ends, and functions
+//! drop the metric name as soon as they are applied.
 
 pub mod aggregate;
 pub mod api;

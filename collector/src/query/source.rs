@@ -7,6 +7,10 @@ use std::collections::BTreeSet;
 use vigil_shared::model::{Labels, Point, Series};
 
 use super::QueryError;
+
+/// Prometheus's message when a query would hold more samples than allowed.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
 use crate::storage::matcher::{matches_all, Matcher};
 
 /// Read access to stored series. Implemented by the storage; the engine calls it once per
@@ -21,6 +25,25 @@ pub trait SeriesSource: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, QueryError>;
+
+    /// [`select`](Self::select) that gives up with an `execution` error once more than
+    /// `max_samples` points would be returned. The default selects everything and then
+    /// counts; a storage should override it to stop reading as soon as the budget is spent,
+    /// so an oversized query cannot exhaust memory before the engine sees it.
+    fn select_limited(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Vec<Series>, QueryError> {
+        let series = self.select(matchers, start_ms, end_ms)?;
+        let n: usize = series.iter().map(|s| s.points.len()).sum();
+        if n > max_samples {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(series)
+    }
 
     /// Sorted, de-duplicated label names of the series matching every matcher with data in
     /// the range; with no matchers, of all series with data in the range.
@@ -101,6 +124,27 @@ impl MemSource {
 }
 
 impl SeriesSource for MemSource {
+    fn select_limited(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Vec<Series>, QueryError> {
+        let mut budget = max_samples;
+        let mut out = Vec::new();
+        for (labels, points) in self.matching(matchers, start_ms, end_ms) {
+            budget = budget
+                .checked_sub(points.len())
+                .ok_or_else(|| QueryError::Execution(TOO_MANY_SAMPLES.into()))?;
+            out.push(Series {
+                labels: labels.clone(),
+                points: points.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
     fn select(
         &self,
         matchers: &[Matcher],
@@ -191,5 +235,10 @@ mod tests {
             src.label_values("__name__", &[], 25, 100).unwrap(),
             vec!["b"]
         );
+        assert_eq!(src.select_limited(&[], 0, 100, 5).unwrap().len(), 2);
+        assert!(matches!(
+            src.select_limited(&[], 0, 100, 4),
+            Err(QueryError::Execution(_))
+        ));
     }
 }
