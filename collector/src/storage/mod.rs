@@ -1447,20 +1447,109 @@ impl Writer {
         self.checkpoint()
     }
 
-    /// Moves head data older than the cutoff into new blocks, then checkpoints (the commit
-    /// point: blocks not listed by a checkpoint are discarded on the next open).
+    /// Moves head data older than the cutoff into new blocks and merges finished windows of
+    /// small blocks, then checkpoints (the commit point: blocks not listed by a checkpoint are
+    /// discarded on the next open).
     fn compact(&mut self, forced: bool) -> Result<(), StorageError> {
+        let moved = self.compact_head(forced)?;
+        let merged = self.merge_blocks().inspect_err(|_| {
+            self.shared.metrics.compaction_failures.inc();
+        })?;
+        if moved || merged {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// How long a merged block may span: 12 block durations (a day by default), at most a
+    /// tenth of the retention, as a multiple of the block duration.
+    fn merge_range_ms(&self) -> i64 {
+        let range = self.block_range_ms();
+        let cap = (self.shared.opts.retention.as_millis() as i64 / 10).max(range);
+        (range.saturating_mul(12)).min(cap) / range * range
+    }
+
+    /// Merges the blocks of every merge window the head can no longer add to into one block,
+    /// so the number of blocks (and their in-memory indexes) stays small. Returns whether
+    /// anything was merged.
+    fn merge_blocks(&mut self) -> Result<bool, StorageError> {
+        let range = self.merge_range_ms();
+        if range <= self.block_range_ms() {
+            return Ok(false);
+        }
+        let blocks: Vec<Arc<Block>> = read(&self.shared.blocks).clone();
+        let mut windows: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+        for b in blocks {
+            windows
+                .entry(b.mint().div_euclid(range))
+                .or_default()
+                .push(b);
+        }
+        let mut merged_any = false;
+        for (w, group) in windows {
+            if group.len() < 2 || (w + 1).saturating_mul(range) > self.compacted_before {
+                continue;
+            }
+            let started = Instant::now();
+            let name = format!("{:010}", self.next_block);
+            self.next_block += 1;
+            let mut by_labels: BTreeMap<Arc<Labels>, Vec<(usize, u32)>> = BTreeMap::new();
+            for (bi, b) in group.iter().enumerate() {
+                for (si, l) in b.series_labels() {
+                    by_labels.entry(l.clone()).or_default().push((bi, si));
+                }
+            }
+            let source = by_labels.into_iter().map(|(labels, refs)| {
+                let mut chunks = Vec::new();
+                for (bi, si) in refs {
+                    chunks.extend(group[bi].read_chunks(si)?);
+                }
+                Ok(block::SeriesChunks { labels, chunks })
+            });
+            block::write_sorted(&self.blocks_dir, &name, source)?;
+            let merged = match Block::open(&self.blocks_dir, &name) {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    let _ = std::fs::remove_file(block::path(&self.blocks_dir, &name));
+                    return Err(e);
+                }
+            };
+            {
+                let mut blocks = write(&self.shared.blocks);
+                blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(g, b)));
+                blocks.push(merged);
+                blocks.sort_by_key(|b| (b.mint(), b.maxt()));
+            }
+            for b in &group {
+                self.pending_delete.push(b.name().to_string());
+            }
+            merged_any = true;
+            tracing::info!(
+                block = %name,
+                merged = group.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "merged blocks"
+            );
+        }
+        if merged_any {
+            self.publish_block_stats();
+        }
+        Ok(merged_any)
+    }
+
+    /// Moves head data older than the cutoff into new blocks; returns whether it made any.
+    fn compact_head(&mut self, forced: bool) -> Result<bool, StorageError> {
         let range = self.block_range_ms();
         let cutoff = self.compaction_cutoff();
         if !forced && cutoff <= self.compacted_before {
-            return Ok(());
+            return Ok(false);
         }
         let started = Instant::now();
         write(&self.shared.head).seal_before(cutoff);
         let groups = read(&self.shared.head).collect_before(cutoff, range);
         if groups.is_empty() {
             self.compacted_before = self.compacted_before.max(cutoff);
-            return Ok(());
+            return Ok(false);
         }
         let mut new_blocks: Vec<Arc<Block>> = Vec::new();
         let mut result = Ok(());
@@ -1468,12 +1557,6 @@ impl Writer {
             let name = format!("{:010}", self.next_block);
             self.next_block += 1;
             let written = block::write(&self.blocks_dir, &name, series)
-                .map_err(|e| {
-                    StorageError::io(
-                        format!("writing block {name} in {}", self.blocks_dir.display()),
-                        e,
-                    )
-                })
                 .and_then(|_| Block::open(&self.blocks_dir, &name));
             match written {
                 Ok(b) => new_blocks.push(Arc::new(b)),
@@ -1507,7 +1590,7 @@ impl Writer {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compacted head into blocks"
         );
-        self.checkpoint()
+        Ok(true)
     }
 
     fn publish_block_stats(&self) {

@@ -966,3 +966,38 @@ async fn a_full_queue_makes_appenders_wait_until_the_writer_catches_up() {
     }
     assert_eq!(all(&st).len(), 6);
 }
+
+#[tokio::test]
+async fn finished_windows_of_small_blocks_are_merged_into_one() {
+    let tmp = TempDir::new("merge");
+    let o = StorageOptions {
+        block_duration: Duration::from_secs(60),
+        ..opts()
+    };
+    let t = now() - 40 * 60_000;
+    let pts: Vec<(i64, f64)> = (0..456).map(|i| (t + i * 5_000, i as f64)).collect();
+    let st = Storage::open(tmp.path(), o.clone()).unwrap();
+    st.append_series(vec![
+        series("a", &[], &pts),
+        series("b", &[], &pts[..100]),
+        series("c", &[], &pts[300..]),
+    ])
+    .await
+    .unwrap();
+    let before = bits(&all(&st));
+    st.compact().await.unwrap();
+    let stats = st.stats();
+    // 38 one-minute blocks of data; the finished 12-minute windows (at least two) are
+    // merged into one block each, leaving at most 2 + 12 + 1 blocks.
+    assert!(stats.blocks <= 15, "{stats:?}");
+    assert_eq!(bits(&all(&st)), before);
+    assert_eq!(block_files(tmp.path()).len(), stats.blocks);
+    let mid = st
+        .select(&[Matcher::equal("__name__", "b")], t, t + 10 * 5_000)
+        .unwrap();
+    assert_eq!(mid[0].points.len(), 11);
+    drop(st);
+    let st = Storage::open(tmp.path(), o).unwrap();
+    assert_eq!(bits(&all(&st)), before);
+    assert_eq!(st.stats().blocks, stats.blocks);
+}
