@@ -1635,7 +1635,7 @@ impl Writer {
             .rotate()
             .map_err(|e| StorageError::io("rotating the WAL for a checkpoint", e))?;
         let cutoff = self.shared.min_valid_t(now_ms());
-        let bytes = {
+        let size = {
             let blocks_guard = read(&self.shared.blocks);
             let blocks: Vec<String> = blocks_guard.iter().map(|b| b.name().to_string()).collect();
             let mut head = write(&self.shared.head);
@@ -1645,21 +1645,21 @@ impl Writer {
             let head = read(&self.shared.head);
             let streams = self.shared.stream_records();
             let events: Vec<(String, Event)> = lock(&self.shared.events).iter().cloned().collect();
-            checkpoint::encode(
-                next,
-                self.compacted_before,
-                &blocks,
-                &streams,
-                &events,
-                &head,
-            )
+            let parts = checkpoint::Parts {
+                next_segment: next,
+                compacted_before: self.compacted_before,
+                blocks: &blocks,
+                streams: &streams,
+                events: &events,
+                head: &head,
+            };
+            checkpoint::write(&self.dir, &parts).map_err(|e| {
+                StorageError::io(format!("writing checkpoint in {}", self.dir.display()), e)
+            })?
         };
-        checkpoint::write(&self.dir, next, &bytes).map_err(|e| {
-            StorageError::io(format!("writing checkpoint in {}", self.dir.display()), e)
-        })?;
         self.checkpoint_segment = next;
         self.bytes_since_checkpoint = 0;
-        self.last_checkpoint_bytes = bytes.len() as u64;
+        self.last_checkpoint_bytes = size;
         for name in std::mem::take(&mut self.pending_delete) {
             if let Err(e) = std::fs::remove_file(block::path(&self.blocks_dir, &name)) {
                 tracing::warn!(block = %name, error = %e, "cannot delete expired block");
