@@ -355,49 +355,33 @@ impl Shared {
         self.metrics.head_samples.set(head.sample_count() as i64);
     }
 
-    /// Replays one WAL record body.
-    fn replay_record(&self, head: &mut Head, body: &[u8], now: i64) {
-        let rec = match WalRecord::decode(body) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping undecodable WAL record");
-                return;
-            }
-        };
+    /// Applies one decoded WAL record.
+    fn replay_record(&self, head: &mut Head, rec: Replayed, now: i64) {
         match rec {
-            WalRecord::AgentBatch {
+            Replayed::Agent {
                 agent,
                 stream_id,
                 seq,
                 append_ms,
-                payload,
+                batch,
             } => {
-                let batch = ParsedBatch::decode(payload).unwrap_or_else(|e| {
-                    // Validated before it was written, so this means a codec change: keep the
-                    // dedupe state so the agent is not asked to resend data we cannot read.
-                    tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
-                    ParsedBatch::default()
-                });
                 let d = Delivery {
-                    agent,
+                    agent: &agent,
                     stream_id,
                     seq,
                     append_ms,
                 };
                 self.apply_agent_batch(head, d, &batch, now);
             }
-            WalRecord::Series { payload } => match ParsedBatch::decode(payload) {
-                Ok(batch) => {
-                    let mut counts = SampleCounts::default();
-                    head.append_parsed(
-                        &batch,
-                        self.ooo_window_ms(),
-                        self.min_valid_t(now),
-                        &mut counts,
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "WAL series payload is undecodable"),
-            },
+            Replayed::Series(batch) => {
+                let mut counts = SampleCounts::default();
+                head.append_parsed(
+                    &batch,
+                    self.ooo_window_ms(),
+                    self.min_valid_t(now),
+                    &mut counts,
+                );
+            }
         }
     }
 
@@ -417,6 +401,62 @@ impl Shared {
             .collect();
         out.sort_by(|a, b| (&a.agent, a.stream_id).cmp(&(&b.agent, b.stream_id)));
         out
+    }
+}
+
+/// A WAL record decoded for replay (on the reader thread).
+#[derive(Debug)]
+enum Replayed {
+    Agent {
+        agent: String,
+        stream_id: u64,
+        seq: u64,
+        append_ms: i64,
+        batch: ParsedBatch,
+    },
+    Series(ParsedBatch),
+}
+
+impl Replayed {
+    /// Decodes a record body; `None` (logged) when it cannot be used at all.
+    fn decode(body: &[u8]) -> Option<Replayed> {
+        let rec = match WalRecord::decode(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping undecodable WAL record");
+                return None;
+            }
+        };
+        match rec {
+            WalRecord::AgentBatch {
+                agent,
+                stream_id,
+                seq,
+                append_ms,
+                payload,
+            } => {
+                let batch = ParsedBatch::decode(payload).unwrap_or_else(|e| {
+                    // Validated before it was written, so this means a codec change: keep the
+                    // dedupe state so the agent is not asked to resend data we cannot read.
+                    tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
+                    ParsedBatch::default()
+                });
+                Some(Replayed::Agent {
+                    agent: agent.to_string(),
+                    stream_id,
+                    seq,
+                    append_ms,
+                    batch,
+                })
+            }
+            WalRecord::Series { payload } => match ParsedBatch::decode(payload) {
+                Ok(batch) => Some(Replayed::Series(batch)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL series payload is undecodable");
+                    None
+                }
+            },
+        }
     }
 }
 
@@ -697,8 +737,22 @@ impl Storage {
         }
         let blocks = open_blocks(&blocks_dir, &listed_blocks, skipped_checkpoint)?;
         let started = Instant::now();
-        let report = wal::replay(&wal_dir, from_segment, |_, body| {
-            shared.replay_record(&mut head, body, now);
+        // One thread reads and decodes records while this one applies them, in order.
+        let report = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Replayed>(256);
+            let reader = scope.spawn(|| {
+                wal::replay(&wal_dir, from_segment, move |_, body| {
+                    if let Some(rec) = Replayed::decode(body) {
+                        let _ = tx.send(rec);
+                    }
+                })
+            });
+            for rec in rx {
+                shared.replay_record(&mut head, rec, now);
+            }
+            reader
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("WAL reader thread panicked")))
         })
         .map_err(|e| StorageError::io(format!("replaying WAL in {}", wal_dir.display()), e))?;
         shared
