@@ -255,9 +255,9 @@ pub(crate) enum SampleOutcome {
     TooOld,
 }
 
-/// Tallies of [`SampleOutcome`]s.
+/// What happened to the samples of an append.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SampleCounts {
+pub struct AppendStats {
     /// Samples stored.
     pub appended: u64,
     /// Identical samples ignored.
@@ -270,7 +270,7 @@ pub struct SampleCounts {
     pub too_old: u64,
 }
 
-impl SampleCounts {
+impl AppendStats {
     pub(crate) fn add(&mut self, o: SampleOutcome) {
         match o {
             SampleOutcome::Appended => self.appended += 1,
@@ -443,7 +443,7 @@ impl Head {
         batch: &ParsedBatch,
         ooo_window_ms: i64,
         min_valid_t: i64,
-        counts: &mut SampleCounts,
+        counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
         for i in 0..batch.series_len() {
@@ -492,7 +492,7 @@ impl Head {
         points: &[Point],
         ooo_window_ms: i64,
         min_valid_t: i64,
-        counts: &mut SampleCounts,
+        counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
         let id = self.get_or_create(labels);

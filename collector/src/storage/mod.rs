@@ -1,20 +1,26 @@
 //! Durable time-series storage: a checksummed, segmented WAL with group commit; the
-//! in-memory head of Gorilla-compressed chunks with a postings index; checkpoints that let
-//! old WAL segments be deleted; retention; and exactly-once bookkeeping of agent batches.
+//! in-memory head of Gorilla-compressed chunks with a postings index; immutable on-disk
+//! blocks; checkpoints that let old WAL segments be deleted; retention; and exactly-once
+//! bookkeeping of agent batches.
 //!
 //! Writes go through one writer thread fed by a bounded queue: it takes everything queued,
-//! appends one WAL record per request, `fdatasync`s once for the whole group, applies the
-//! records to the head and then answers every caller, so an `Ok` means durable. When the
-//! queue is full, `append_*` callers wait (backpressure reaches the ingest path). An agent
-//! batch's record holds the agent, stream, sequence and the payload bytes exactly as
-//! received, so the dedupe state and the data commit atomically and replay rebuilds both.
+//! appends one WAL record per request, `fdatasync`s once for the whole group (on a helper
+//! thread while it applies the group to the head) and then answers every caller, so an `Ok`
+//! means durable. When the queue is full, `append_*` callers wait: backpressure reaches the
+//! ingest path. An agent batch's record holds the agent, stream, sequence and the payload
+//! bytes exactly as received, so the dedupe state and the data commit atomically and replay
+//! rebuilds both.
 //!
-//! Head data older than the compaction cutoff (wall clock minus half a block duration,
-//! aligned to the block duration) is moved into immutable block files; each compaction is
-//! followed by a checkpoint, which is the commit point that lists the live blocks.
+//! Head chunks are cut at block boundaries. Head data older than the compaction cutoff (wall
+//! clock minus half a block duration, aligned to the block duration) is moved into block
+//! files, and finished windows of small blocks are merged (12 block durations, a day by
+//! default). Each compaction is followed by a checkpoint, the commit point that lists the
+//! live blocks. Retention drops head chunks and whole blocks older than the retention period,
+//! and reads never return samples older than it.
 //!
-//! Layout of the data directory: `wal/<segment>` (WAL segments), `checkpoint.<segment>`
-//! (snapshot covering all segments before `<segment>`), `blocks/<n>.blk` (blocks).
+//! Layout of the data directory: `LOCK` (held while open), `wal/<segment>` (WAL segments),
+//! `checkpoint.<segment>` (snapshot covering all segments before `<segment>`),
+//! `blocks/<n>.blk` (blocks).
 
 pub mod chunk;
 pub mod matcher;
@@ -40,13 +46,13 @@ use vigil_shared::codec::encode_batch;
 use vigil_shared::model::{Batch, Event, Labels, Point, Series};
 use vigil_shared::seq::SeenSequences;
 
-pub use head::SampleCounts as AppendStats;
+pub use head::AppendStats;
 pub use matcher::{matches_all, MatchOp, Matcher, MatcherError};
 pub use metrics::StorageMetrics;
 
 use block::Block;
 use checkpoint::StreamRecord;
-use head::{Head, SampleCounts};
+use head::Head;
 use payload::ParsedBatch;
 use wal::{Wal, WalRecord};
 
@@ -290,10 +296,10 @@ impl Shared {
     }
 
     /// Applies a batch's samples to the head.
-    fn apply_series(&self, head: &mut Head, series: &[Series], now: i64) -> SampleCounts {
+    fn apply_series(&self, head: &mut Head, series: &[Series], now: i64) -> AppendStats {
         let window = self.ooo_window_ms();
         let min_valid = self.min_valid_t(now);
-        let mut counts = SampleCounts::default();
+        let mut counts = AppendStats::default();
         for s in series {
             head.append_points(&s.labels, &s.points, window, min_valid, &mut counts);
         }
@@ -307,14 +313,14 @@ impl Shared {
         d: Delivery<'_>,
         batch: &ParsedBatch,
         now: i64,
-    ) -> SampleCounts {
+    ) -> AppendStats {
         let Delivery {
             agent,
             stream_id,
             seq,
             append_ms,
         } = d;
-        let mut counts = SampleCounts::default();
+        let mut counts = AppendStats::default();
         head.append_parsed(
             batch,
             self.ooo_window_ms(),
@@ -341,7 +347,7 @@ impl Shared {
         counts
     }
 
-    fn record_counts(&self, c: &SampleCounts) {
+    fn record_counts(&self, c: &AppendStats) {
         let m = &self.metrics;
         m.samples_appended.inc_by(c.appended);
         m.samples_duplicate.inc_by(c.duplicate);
@@ -374,7 +380,7 @@ impl Shared {
                 self.apply_agent_batch(head, d, &batch, now);
             }
             Replayed::Series(batch) => {
-                let mut counts = SampleCounts::default();
+                let mut counts = AppendStats::default();
                 head.append_parsed(
                     &batch,
                     self.ooo_window_ms(),
@@ -804,6 +810,7 @@ impl Storage {
             compacted_before,
             next_block,
             compaction_backoff: None,
+            checkpoint_backoff: None,
             pending_delete: Vec::new(),
         };
         writer.publish_wal_stats();
@@ -1150,6 +1157,8 @@ struct Writer {
     next_block: u64,
     /// No automatic compaction before this instant (backoff after a failure).
     compaction_backoff: Option<Instant>,
+    /// No automatic checkpoint before this instant (backoff after a failure).
+    checkpoint_backoff: Option<Instant>,
     /// Expired block files to delete once a checkpoint no longer lists them.
     pending_delete: Vec<String>,
 }
@@ -1450,9 +1459,14 @@ impl Writer {
                 .max(self.last_checkpoint_bytes)
             || (self.bytes_since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.shared.opts.checkpoint_interval);
-        if due {
-            if let Err(e) = self.checkpoint() {
-                tracing::error!(error = %e, "checkpoint failed; WAL segments are kept");
+        let backing_off = matches!(self.checkpoint_backoff, Some(t) if Instant::now() < t);
+        if due && !backing_off {
+            match self.checkpoint() {
+                Ok(()) => self.checkpoint_backoff = None,
+                Err(e) => {
+                    tracing::error!(error = %e, "checkpoint failed; WAL segments are kept, retrying in a minute");
+                    self.checkpoint_backoff = Some(Instant::now() + RETENTION_INTERVAL);
+                }
             }
         }
     }
