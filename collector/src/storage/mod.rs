@@ -307,19 +307,14 @@ impl Shared {
     }
 
     /// Applies one decoded agent batch: samples, dedupe state and events.
+    /// The caller records the delivery with [`Shared::record_delivery`] once it is durable.
     fn apply_agent_batch(
         &self,
         head: &mut Head,
-        d: Delivery<'_>,
+        agent: &str,
         batch: &ParsedBatch,
         now: i64,
     ) -> AppendStats {
-        let Delivery {
-            agent,
-            stream_id,
-            seq,
-            append_ms,
-        } = d;
         let mut counts = AppendStats::default();
         head.append_parsed(
             batch,
@@ -327,14 +322,6 @@ impl Shared {
             self.min_valid_t(now),
             &mut counts,
         );
-        {
-            let mut streams = lock(&self.streams);
-            let st = streams.entry((agent.to_string(), stream_id)).or_default();
-            st.insert(seq);
-            st.last_append_ms = st.last_append_ms.max(append_ms);
-            st.batches += 1;
-            st.samples += counts.appended;
-        }
         if !batch.events.is_empty() && self.opts.max_events > 0 {
             let mut events = lock(&self.events);
             for e in &batch.events {
@@ -345,6 +332,19 @@ impl Shared {
             }
         }
         counts
+    }
+
+    /// Marks a batch as stored in its stream's dedupe state. Only ever called for durable
+    /// batches: from then on a resend is acknowledged as a duplicate.
+    fn record_delivery(&self, d: Delivery<'_>, appended: u64) {
+        let mut streams = lock(&self.streams);
+        let st = streams
+            .entry((d.agent.to_string(), d.stream_id))
+            .or_default();
+        st.insert(d.seq);
+        st.last_append_ms = st.last_append_ms.max(d.append_ms);
+        st.batches += 1;
+        st.samples += appended;
     }
 
     fn record_counts(&self, c: &AppendStats) {
@@ -371,13 +371,14 @@ impl Shared {
                 append_ms,
                 batch,
             } => {
+                let c = self.apply_agent_batch(head, &agent, &batch, now);
                 let d = Delivery {
                     agent: &agent,
                     stream_id,
                     seq,
                     append_ms,
                 };
-                self.apply_agent_batch(head, d, &batch, now);
+                self.record_delivery(d, c.appended);
             }
             Replayed::Series(batch) => {
                 let mut counts = AppendStats::default();
@@ -567,27 +568,28 @@ struct WalStats {
     checkpoints: std::sync::atomic::AtomicU64,
 }
 
-/// Applies an accepted group to the head and dedupe state, returning each caller's answer.
+/// A copy of an error for a second caller waiting on the same outcome.
+fn copy_error(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Io { context, source } => StorageError::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StorageError::Failed(m) => StorageError::Failed(m.clone()),
+        other => StorageError::Failed(other.to_string()),
+    }
+}
+
+/// Applies an accepted group's samples and events to the head, returning each caller's
+/// answer. Dedupe state is recorded separately, once the group is durable.
 fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendReply> {
     let m = &shared.metrics;
     let mut results = Vec::with_capacity(accepted.len());
     let mut head = write(&shared.head);
     for a in accepted {
         let r = match &a.op {
-            AppendOp::Agent {
-                agent,
-                stream_id,
-                seq,
-                batch,
-                ..
-            } => {
-                let d = Delivery {
-                    agent,
-                    stream_id: *stream_id,
-                    seq: *seq,
-                    append_ms: a.append_ms,
-                };
-                let c = shared.apply_agent_batch(&mut head, d, batch, now);
+            AppendOp::Agent { agent, batch, .. } => {
+                let c = shared.apply_agent_batch(&mut head, agent, batch, now);
                 m.batches_appended.inc();
                 shared.record_counts(&c);
                 AppendReply::Agent(AppendOutcome::Stored {
@@ -1232,7 +1234,10 @@ impl Writer {
                 Request::Close { reply } => close = Some(reply),
             }
         }
-        let mut pending_seqs: HashSet<(&str, u64, u64)> = HashSet::new();
+        // Sequences accepted earlier in this group, and later requests repeating them: those
+        // are answered only once the first is durable, with its outcome.
+        let mut pending_seqs: HashMap<(&str, u64, u64), usize> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
         let mut pending_new: HashSet<Labels> = HashSet::new();
         let head = read(&shared.head);
         let mut keep = vec![false; appends.len()];
@@ -1249,13 +1254,16 @@ impl Writer {
                 ..
             } = op
             {
-                if shared.is_seen(agent, *stream_id, *seq)
-                    || !pending_seqs.insert((agent.as_str(), *stream_id, *seq))
-                {
+                if shared.is_seen(agent, *stream_id, *seq) {
                     shared.metrics.batches_duplicate.inc();
                     early.push((i, Ok(AppendReply::Agent(AppendOutcome::Duplicate))));
                     continue;
                 }
+                if let Some(&first) = pending_seqs.get(&(agent.as_str(), *stream_id, *seq)) {
+                    repeats.push((i, first));
+                    continue;
+                }
+                pending_seqs.insert((agent.as_str(), *stream_id, *seq), i);
             }
             let limit = shared.opts.max_series;
             if limit > 0 {
@@ -1318,9 +1326,11 @@ impl Writer {
                 let _ = reply.send(r);
             }
         }
+        let mut accepted_index = Vec::new();
         for (i, op) in ops.into_iter().enumerate() {
             if keep[i] {
                 if let Some(reply) = replies[i].take() {
+                    accepted_index.push(i);
                     accepted.push(Accepted {
                         op,
                         reply,
@@ -1330,7 +1340,33 @@ impl Writer {
             }
         }
         if !accepted.is_empty() {
-            self.commit(buf, accepted, now);
+            let results = self.commit(&buf, &accepted, now);
+            let mut outcome: HashMap<usize, Result<(), StorageError>> = HashMap::new();
+            for ((a, r), i) in accepted.into_iter().zip(results).zip(accepted_index) {
+                outcome.insert(
+                    i,
+                    match &r {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(copy_error(e)),
+                    },
+                );
+                let _ = a.reply.send(r);
+            }
+            for (i, first) in repeats {
+                let r = match outcome.get(&first) {
+                    Some(Ok(())) => {
+                        shared.metrics.batches_duplicate.inc();
+                        Ok(AppendReply::Agent(AppendOutcome::Duplicate))
+                    }
+                    Some(Err(e)) => Err(copy_error(e)),
+                    None => Err(StorageError::Failed(
+                        "lost track of a repeated batch".into(),
+                    )),
+                };
+                if let Some(reply) = replies[i].take() {
+                    let _ = reply.send(r);
+                }
+            }
         }
         for reply in compactions {
             let r = self.retention().and_then(|()| self.compact(true));
@@ -1357,40 +1393,47 @@ impl Writer {
     /// a moment before it is durable; if the sync fails the storage is poisoned (every later
     /// append fails), so nothing is ever acknowledged, as stored or as a duplicate, without
     /// being durable.
-    fn commit(&mut self, buf: Vec<u8>, accepted: Vec<Accepted>, now: i64) {
+    fn commit(
+        &mut self,
+        buf: &[u8],
+        accepted: &[Accepted],
+        now: i64,
+    ) -> Vec<Result<AppendReply, StorageError>> {
         let shared = self.shared.clone();
         let m = &shared.metrics;
-        if let Err(e) = self.wal.write_group(&buf) {
+        if let Err(e) = self.wal.write_group(buf) {
             m.wal_write_failures.inc();
             let msg = format!("writing WAL segment {}: {e}", self.wal.index());
             tracing::error!(error = %msg, "WAL write failed");
             if e.fatal {
                 self.poison(msg.clone());
             }
-            for a in accepted {
-                let _ = a.reply.send(Err(if e.fatal {
-                    StorageError::Failed(msg.clone())
-                } else {
-                    StorageError::io(
-                        format!("writing WAL segment {}", self.wal.index()),
-                        std::io::Error::new(e.source.kind(), e.source.to_string()),
-                    )
-                }));
-            }
             self.publish_wal_stats();
-            return;
+            return accepted
+                .iter()
+                .map(|_| {
+                    Err(if e.fatal {
+                        StorageError::Failed(msg.clone())
+                    } else {
+                        StorageError::io(
+                            format!("writing WAL segment {}", self.wal.index()),
+                            std::io::Error::new(e.source.kind(), e.source.to_string()),
+                        )
+                    })
+                })
+                .collect();
         }
         let started = Instant::now();
         let wal = &self.wal;
         let (synced, results) = std::thread::scope(|scope| {
             let sync = scope.spawn(move || wal.sync().map(|()| started.elapsed()));
-            let results = apply_group(&shared, &accepted, now);
+            let results = apply_group(&shared, accepted, now);
             let synced = sync
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
             (synced, results)
         });
-        match synced {
+        let out = match synced {
             Ok(elapsed) => {
                 m.wal_fsyncs.inc();
                 m.wal_fsync_seconds.observe(elapsed.as_secs_f64());
@@ -1398,21 +1441,42 @@ impl Writer {
                 m.wal_records.inc_by(accepted.len() as u64);
                 m.group_commit_records.observe(accepted.len() as f64);
                 self.bytes_since_checkpoint += buf.len() as u64;
-                for (a, r) in accepted.into_iter().zip(results) {
-                    let _ = a.reply.send(Ok(r));
+                // Durable now: only from here on may a resend be answered as a duplicate.
+                for (a, r) in accepted.iter().zip(&results) {
+                    if let (
+                        AppendOp::Agent {
+                            agent,
+                            stream_id,
+                            seq,
+                            ..
+                        },
+                        AppendReply::Agent(AppendOutcome::Stored { samples }),
+                    ) = (&a.op, r)
+                    {
+                        let d = Delivery {
+                            agent,
+                            stream_id: *stream_id,
+                            seq: *seq,
+                            append_ms: a.append_ms,
+                        };
+                        shared.record_delivery(d, *samples as u64);
+                    }
                 }
+                results.into_iter().map(Ok).collect()
             }
             Err(e) => {
                 m.wal_write_failures.inc();
                 let msg = format!("fdatasync of WAL segment {}: {e}", self.wal.index());
                 tracing::error!(error = %msg, "WAL sync failed; refusing all further writes");
                 self.poison(msg.clone());
-                for a in accepted {
-                    let _ = a.reply.send(Err(StorageError::Failed(msg.clone())));
-                }
+                accepted
+                    .iter()
+                    .map(|_| Err(StorageError::Failed(msg.clone())))
+                    .collect()
             }
-        }
+        };
         self.publish_wal_stats();
+        out
     }
 
     fn poison(&mut self, msg: String) {

@@ -1041,3 +1041,51 @@ fn decoders_reject_random_bytes_without_panicking() {
         .unwrap();
     }
 }
+
+/// Regression: a resend arriving while the first copy was still being synced was answered
+/// "duplicate" before the first copy was durable.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // stalls the writer on purpose
+async fn concurrent_resends_of_one_batch_are_stored_once_and_acked_after_it_is_durable() {
+    let tmp = TempDir::new("resend");
+    let st = Storage::open(tmp.path(), opts()).unwrap();
+    let p = payload(vec![series("m", &[], &[(now(), 1.0)])], vec![]);
+    let guard = write(&st.inner.shared.head);
+    // Occupy the writer with another batch so the ten copies queue up as one group.
+    let other = {
+        let st = st.clone();
+        let p = payload(vec![series("other", &[], &[(now(), 1.0)])], vec![]);
+        tokio::spawn(async move { st.append_agent_batch("h", 1, 1, p).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let st = st.clone();
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            st.append_agent_batch("h", 1, 7, p).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tasks.iter().all(|t| !t.is_finished()));
+    drop(guard);
+    let mut stored = 0;
+    let mut dups = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            AppendOutcome::Stored { samples } => {
+                assert_eq!(samples, 1);
+                stored += 1;
+            }
+            AppendOutcome::Duplicate => dups += 1,
+        }
+    }
+    assert_eq!((stored, dups), (1, 9));
+    assert!(matches!(
+        other.await.unwrap().unwrap(),
+        AppendOutcome::Stored { .. }
+    ));
+    assert_eq!(st.agent_streams()[0].batches, 2);
+    assert_eq!(st.metrics().group_commit_records.get_sample_count(), 2);
+    assert_eq!(all(&st).len(), 2);
+}
