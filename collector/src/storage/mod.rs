@@ -59,7 +59,7 @@ use wal::{Wal, WalRecord};
 /// Settings of the store. Construct with `..Default::default()` for the tuning knobs.
 #[derive(Debug, Clone)]
 pub struct StorageOptions {
-    /// How long samples are kept. Default 15 days.
+    /// How long samples are kept. Default 15 days; zero keeps them forever.
     pub retention: Duration,
     /// Most series the head may hold; a new series beyond it is rejected. 0 = unlimited.
     pub max_series: usize,
@@ -282,6 +282,9 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Shared {
     fn min_valid_t(&self, now: i64) -> i64 {
+        if self.opts.retention.is_zero() {
+            return i64::MIN;
+        }
         now.saturating_sub(self.opts.retention.as_millis() as i64)
     }
 
@@ -1597,7 +1600,12 @@ impl Writer {
     /// tenth of the retention, as a multiple of the block duration.
     fn merge_range_ms(&self) -> i64 {
         let range = self.block_range_ms();
-        let cap = (self.shared.opts.retention.as_millis() as i64 / 10).max(range);
+        let retention = self.shared.opts.retention;
+        let cap = if retention.is_zero() {
+            i64::MAX
+        } else {
+            (retention.as_millis() as i64 / 10).max(range)
+        };
         (range.saturating_mul(12)).min(cap) / range * range
     }
 

@@ -1089,3 +1089,23 @@ async fn concurrent_resends_of_one_batch_are_stored_once_and_acked_after_it_is_d
     assert_eq!(st.metrics().group_commit_records.get_sample_count(), 2);
     assert_eq!(all(&st).len(), 2);
 }
+
+#[tokio::test]
+async fn zero_retention_keeps_everything() {
+    let tmp = TempDir::new("no-retention");
+    let st = Storage::open(
+        tmp.path(),
+        StorageOptions {
+            retention: Duration::ZERO,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let s = st
+        .append_series(vec![series("m", &[], &[(0, 1.0), (now(), 2.0)])])
+        .await
+        .unwrap();
+    assert_eq!((s.appended, s.too_old), (2, 0));
+    st.compact().await.unwrap();
+    assert_eq!(all(&st)[0].points.len(), 2);
+}
