@@ -1007,6 +1007,21 @@ impl Storage {
         labels
     }
 
+    /// Label sets of the series matching `matchers` with points in `[start_ms, end_ms]`,
+    /// sorted, without reading any samples (for `/api/v1/series`). A series is included
+    /// when a chunk holding it overlaps the range.
+    pub fn series(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let mut labels = self.series_labels(matchers, start_ms, end_ms);
+        labels.sort();
+        labels.dedup();
+        Ok(labels.into_iter().map(Arc::unwrap_or_clone).collect())
+    }
+
     /// Sorted label names of the series matching `matchers` with points in the range.
     pub fn label_names(
         &self,

@@ -393,6 +393,14 @@ async fn select_uses_matchers_ranges_and_sorts_by_labels() {
         st.label_values("job", &[], t, t + 100).unwrap(),
         ["api", "node"]
     );
+    let ls = st.series(&up, t + 10, t + 100).unwrap();
+    assert_eq!(
+        ls,
+        vec![
+            Labels::metric("up", &[("job", "api"), ("instance", "c"), ("env", "prod")]),
+            Labels::metric("up", &[("job", "node"), ("instance", "b")]),
+        ]
+    );
 }
 
 #[tokio::test]
