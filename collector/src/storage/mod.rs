@@ -80,6 +80,9 @@ pub struct StorageOptions {
     pub max_events: usize,
     /// Append requests that may wait for the writer before callers block. Default 4096.
     pub queue_depth: usize,
+    /// Payload bytes that may be queued or in the writer at once; further appends wait.
+    /// Default 256 MiB.
+    pub queue_bytes: usize,
 }
 
 impl Default for StorageOptions {
@@ -94,6 +97,7 @@ impl Default for StorageOptions {
             checkpoint_interval: Duration::from_secs(30 * 60),
             max_events: 10_000,
             queue_depth: 4096,
+            queue_bytes: 256 << 20,
         }
     }
 }
@@ -547,6 +551,9 @@ pub struct Storage {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
+    /// One permit per KiB of payload queued or being written.
+    queue_bytes: tokio::sync::Semaphore,
+    queue_permits: u32,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
     wal_stats: Arc<WalStats>,
@@ -798,6 +805,9 @@ impl Storage {
         })?;
         let wal_stats = Arc::new(WalStats::default());
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let queue_permits = u32::try_from(opts.queue_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS as u32);
         let writer = Writer {
             shared: shared.clone(),
             wal,
@@ -827,6 +837,8 @@ impl Storage {
         Ok(Storage {
             inner: Arc::new(Inner {
                 shared,
+                queue_bytes: tokio::sync::Semaphore::new(queue_permits as usize),
+                queue_permits,
                 tx: Some(tx),
                 writer: Some(handle),
                 wal_stats,
@@ -836,7 +848,31 @@ impl Storage {
     }
 
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StorageError> {
+        self.request_sized(0, make).await
+    }
+
+    /// Sends a request carrying `bytes` of payload, first waiting until the queued payload
+    /// bytes allow it (the permit is held until the answer arrives).
+    async fn request_sized<T>(
+        &self,
+        bytes: usize,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, StorageError> {
         let tx = self.inner.tx.as_ref().ok_or(StorageError::Closed)?;
+        let _permit = if bytes > 0 {
+            let want = u32::try_from(bytes / 1024)
+                .unwrap_or(u32::MAX)
+                .clamp(1, self.inner.queue_permits);
+            Some(
+                self.inner
+                    .queue_bytes
+                    .acquire_many(want)
+                    .await
+                    .map_err(|_| StorageError::Closed)?,
+            )
+        } else {
+            None
+        };
         let (reply, rx) = oneshot::channel();
         tx.send(make(reply))
             .await
@@ -868,6 +904,7 @@ impl Storage {
         if batch.has_empty_series() {
             return Err(StorageError::Malformed("series with no labels".into()));
         }
+        let size = payload.len();
         let op = AppendOp::Agent {
             agent: agent.to_string(),
             stream_id,
@@ -875,7 +912,10 @@ impl Storage {
             payload,
             batch,
         };
-        match self.request(|reply| Request::Append { op, reply }).await? {
+        match self
+            .request_sized(size, |reply| Request::Append { op, reply })
+            .await?
+        {
             AppendReply::Agent(o) => Ok(o),
             AppendReply::Series(_) => Err(StorageError::Failed(
                 "writer answered the wrong request".into(),
@@ -898,11 +938,15 @@ impl Storage {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(StorageError::TooLarge(payload.len()));
         }
+        let size = payload.len();
         let op = AppendOp::Series {
             payload,
             series: batch.series,
         };
-        match self.request(|reply| Request::Append { op, reply }).await? {
+        match self
+            .request_sized(size, |reply| Request::Append { op, reply })
+            .await?
+        {
             AppendReply::Series(s) => Ok(s),
             AppendReply::Agent(_) => Err(StorageError::Failed(
                 "writer answered the wrong request".into(),

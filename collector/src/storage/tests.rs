@@ -1117,3 +1117,49 @@ async fn zero_retention_keeps_everything() {
     st.compact().await.unwrap();
     assert_eq!(all(&st)[0].points.len(), 2);
 }
+
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // stalls the writer on purpose
+async fn queued_payload_bytes_are_bounded() {
+    let tmp = TempDir::new("queue-bytes");
+    let st = Storage::open(
+        tmp.path(),
+        StorageOptions {
+            queue_bytes: 1024,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let t = now();
+    // With a single KiB allowed, only one append is in flight at a time.
+    let big = |i: usize| {
+        let s: Vec<Series> = (0..200)
+            .map(|k| series("m", &[("k", &format!("{i}-{k}"))], &[(t, 1.0)]))
+            .collect();
+        payload(s, vec![])
+    };
+    let guard = write(&st.inner.shared.head);
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let st = st.clone();
+        let p = big(i);
+        tasks.push(tokio::spawn(async move {
+            st.append_agent_batch("h", 1, i as u64, p).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(st.inner.queue_bytes.available_permits(), 0);
+    // Only the request holding the permits reached the queue or the writer.
+    assert_eq!(
+        st.inner.tx.as_ref().unwrap().capacity(),
+        st.inner.tx.as_ref().unwrap().max_capacity()
+    );
+    drop(guard);
+    for task in tasks {
+        assert!(matches!(
+            task.await.unwrap().unwrap(),
+            AppendOutcome::Stored { samples: 200 }
+        ));
+    }
+    assert_eq!(st.inner.queue_bytes.available_permits(), 1);
+}
