@@ -23,6 +23,7 @@ use vigil_shared::model::Labels;
 
 use super::chunk::{self, ChunkAppender, SAMPLES_PER_CHUNK};
 use super::encoding::{Dec, DecodeError, Enc};
+use super::intern::Interner;
 use super::matcher::Matcher;
 use super::postings::Postings;
 use super::wal::sync_dir;
@@ -216,14 +217,17 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-fn decode_index(bytes: &[u8]) -> Result<(i64, i64, Vec<BlockSeries>), DecodeError> {
+fn decode_index(
+    bytes: &[u8],
+    interner: &Interner,
+) -> Result<(i64, i64, Vec<BlockSeries>), DecodeError> {
     let mut d = Dec::new(bytes);
     let mint = d.varint()?;
     let maxt = d.varint()?;
     let n = d.len()?;
     let mut series = Vec::with_capacity(n);
     for _ in 0..n {
-        let labels = Arc::new(d.labels()?);
+        let labels = interner.intern(d.labels()?);
         let nc = d.len()?;
         let mut chunks: Vec<ChunkMeta> = Vec::with_capacity(nc);
         let mut overlapping = false;
@@ -255,7 +259,7 @@ fn decode_index(bytes: &[u8]) -> Result<(i64, i64, Vec<BlockSeries>), DecodeErro
 
 impl Block {
     /// Opens block `name` in `dir`, reading and verifying its index.
-    pub fn open(dir: &Path, name: &str) -> Result<Block, StorageError> {
+    pub fn open(dir: &Path, name: &str, interner: &Interner) -> Result<Block, StorageError> {
         let p = path(dir, name);
         let file = File::open(&p).map_err(|e| StorageError::Io {
             context: format!("opening block {}", p.display()),
@@ -296,7 +300,7 @@ impl Block {
         if crc32fast::hash(&index) != index_crc {
             return Err(corrupt(&p, "index checksum mismatch"));
         }
-        let (mint, maxt, series) = decode_index(&index).map_err(|e| corrupt(&p, e))?;
+        let (mint, maxt, series) = decode_index(&index, interner).map_err(|e| corrupt(&p, e))?;
         if series
             .iter()
             .flat_map(|s| &s.chunks)
@@ -489,7 +493,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(list(tmp.path()).unwrap(), vec!["0000000001".to_string()]);
-        let blk = Block::open(tmp.path(), "0000000001").unwrap();
+        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
         assert_eq!(blk.size(), size);
         assert_eq!((blk.mint(), blk.maxt()), (0, 2990));
         let all = blk.select(&[], i64::MIN, i64::MAX).unwrap();
@@ -509,14 +513,14 @@ mod tests {
         // Damage a chunk byte: the index still opens, the read fails its checksum.
         bytes[MAGIC.len() + 3] ^= 0xff;
         fs::write(&p, &bytes).unwrap();
-        let blk = Block::open(tmp.path(), "0000000001").unwrap();
+        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
         assert!(blk.select(&[], i64::MIN, i64::MAX).is_err());
         // Damage the index: opening fails.
         let n = bytes.len();
         bytes[n - FOOTER_BYTES - 2] ^= 0xff;
         fs::write(&p, &bytes).unwrap();
-        assert!(Block::open(tmp.path(), "0000000001").is_err());
+        assert!(Block::open(tmp.path(), "0000000001", &Interner::default()).is_err());
         fs::write(&p, &bytes[..10]).unwrap();
-        assert!(Block::open(tmp.path(), "0000000001").is_err());
+        assert!(Block::open(tmp.path(), "0000000001", &Interner::default()).is_err());
     }
 }

@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trips_and_detects_corruption() {
-        let mut head = Head::new(i64::MAX);
+        let mut head = Head::new(i64::MAX, Default::default());
         let l = Labels::metric("m", &[("a", "b")]);
         let id = head.get_or_create(&l);
         for t in 0..200 {

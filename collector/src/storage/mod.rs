@@ -30,6 +30,7 @@ mod block;
 mod checkpoint;
 mod encoding;
 mod head;
+mod intern;
 mod payload;
 mod postings;
 #[cfg(test)]
@@ -264,6 +265,8 @@ struct Shared {
     opts: StorageOptions,
     /// Set when a WAL sync failed: every later append fails, duplicates included.
     poisoned: Mutex<Option<String>>,
+    /// Label sets shared by the head and the blocks.
+    interner: Arc<intern::Interner>,
 }
 
 fn now_ms() -> i64 {
@@ -663,6 +666,7 @@ fn open_blocks(
     blocks_dir: &Path,
     listed: &[String],
     keep_unlisted: bool,
+    interner: &intern::Interner,
 ) -> Result<Vec<Arc<Block>>, StorageError> {
     let on_disk = block::list(blocks_dir)
         .map_err(|e| StorageError::io(format!("listing {}", blocks_dir.display()), e))?;
@@ -675,7 +679,7 @@ fn open_blocks(
             }
             continue;
         }
-        match Block::open(blocks_dir, name) {
+        match Block::open(blocks_dir, name, interner) {
             Ok(b) => out.push(Arc::new(b)),
             Err(e) => tracing::warn!(block = %name, error = %e, "skipping unreadable block"),
         }
@@ -718,9 +722,14 @@ impl Storage {
                 .map_err(|e| StorageError::io(format!("creating {}", d.display()), e))?;
         }
         let lock_file = lock_dir(dir)?;
+        let interner = Arc::new(intern::Interner::default());
         let shared = Arc::new(Shared {
             blocks: RwLock::new(Vec::new()),
-            head: RwLock::new(Head::new(opts.block_duration.as_millis() as i64)),
+            head: RwLock::new(Head::new(
+                opts.block_duration.as_millis() as i64,
+                interner.clone(),
+            )),
+            interner,
             streams: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             metrics: StorageMetrics::new(),
@@ -753,7 +762,12 @@ impl Storage {
                 "loaded checkpoint"
             );
         }
-        let blocks = open_blocks(&blocks_dir, &listed_blocks, skipped_checkpoint)?;
+        let blocks = open_blocks(
+            &blocks_dir,
+            &listed_blocks,
+            skipped_checkpoint,
+            &shared.interner,
+        )?;
         let started = Instant::now();
         // One thread reads and decodes records while this one applies them, in order.
         let report = std::thread::scope(|scope| {
@@ -1612,6 +1626,7 @@ impl Writer {
     /// Drops head data and whole blocks older than the retention period.
     fn retention(&mut self) -> Result<(), StorageError> {
         self.last_retention = Some(Instant::now());
+        self.shared.interner.purge();
         let cutoff = self.shared.min_valid_t(now_ms());
         let expired: Vec<Arc<Block>> = {
             let mut blocks = write(&self.shared.blocks);
@@ -1651,6 +1666,7 @@ impl Writer {
         })?;
         if moved || merged {
             self.checkpoint()?;
+            self.shared.interner.purge();
         }
         Ok(())
     }
@@ -1706,7 +1722,7 @@ impl Writer {
                 Ok(block::SeriesChunks { labels, chunks })
             });
             block::write_sorted(&self.blocks_dir, &name, source)?;
-            let merged = match Block::open(&self.blocks_dir, &name) {
+            let merged = match Block::open(&self.blocks_dir, &name, &self.shared.interner) {
                 Ok(b) => Arc::new(b),
                 Err(e) => {
                     let _ = std::fs::remove_file(block::path(&self.blocks_dir, &name));
@@ -1756,7 +1772,7 @@ impl Writer {
             let name = format!("{:010}", self.next_block);
             self.next_block += 1;
             let written = block::write(&self.blocks_dir, &name, series)
-                .and_then(|_| Block::open(&self.blocks_dir, &name));
+                .and_then(|_| Block::open(&self.blocks_dir, &name, &self.shared.interner));
             match written {
                 Ok(b) => new_blocks.push(Arc::new(b)),
                 Err(e) => {

@@ -1038,7 +1038,7 @@ fn decoders_reject_random_bytes_without_panicking() {
         }
         let _ = chunk::ChunkAppender::from_bytes(&bytes);
         std::fs::write(tmp.path().join("x.blk"), &bytes).unwrap();
-        let _ = Block::open(tmp.path(), "x");
+        let _ = Block::open(tmp.path(), "x", &intern::Interner::default());
         // And a WAL segment of garbage replays to a truncation, not a panic.
         let wal_dir = tmp.path().join(format!("wal{round}"));
         std::fs::create_dir_all(&wal_dir).unwrap();
