@@ -23,6 +23,7 @@ use vigil_shared::model::Labels;
 
 use super::chunk::{self, ChunkAppender, SAMPLES_PER_CHUNK};
 use super::encoding::{Dec, DecodeError, Enc};
+use super::intern::Interner;
 use super::matcher::Matcher;
 use super::postings::Postings;
 use super::wal::sync_dir;
@@ -99,16 +100,57 @@ fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StorageError {
     }
 }
 
-/// Writes a block named `name` in `dir`; returns the number of bytes written.
-pub(crate) fn write(dir: &Path, name: &str, mut series: Vec<SeriesChunks>) -> io::Result<u64> {
+/// Writes a block named `name` in `dir` from series in any order; returns its size.
+pub(crate) fn write(
+    dir: &Path,
+    name: &str,
+    mut series: Vec<SeriesChunks>,
+) -> Result<u64, StorageError> {
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
-    let mut data = Vec::with_capacity(1 << 20);
-    data.extend_from_slice(MAGIC);
+    write_sorted(dir, name, series.into_iter().map(Ok))
+}
+
+/// Writes a block named `name` in `dir` from series given in label order, streaming chunk
+/// bytes to the file so only the index is held in memory; returns the block's size. The
+/// file appears under its final name only once complete and synced.
+pub(crate) fn write_sorted(
+    dir: &Path,
+    name: &str,
+    series: impl Iterator<Item = Result<SeriesChunks, StorageError>>,
+) -> Result<u64, StorageError> {
+    let tmp = dir.join(format!("{name}{SUFFIX}.tmp"));
+    let res = write_file(&tmp, series).and_then(|size| {
+        let io = |e| StorageError::Io {
+            context: format!("publishing block {}", tmp.display()),
+            source: e,
+        };
+        fs::rename(&tmp, path(dir, name)).map_err(io)?;
+        sync_dir(dir).map_err(io)?;
+        Ok(size)
+    });
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn write_file(
+    tmp: &Path,
+    series: impl Iterator<Item = Result<SeriesChunks, StorageError>>,
+) -> Result<u64, StorageError> {
+    let io = |e| StorageError::Io {
+        context: format!("writing block {}", tmp.display()),
+        source: e,
+    };
+    let mut w = io::BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(io)?);
+    w.write_all(MAGIC).map_err(io)?;
+    let mut offset = MAGIC.len() as u64;
     let mut index = Enc::with_capacity(1 << 16);
     let mut mint = i64::MAX;
     let mut maxt = i64::MIN;
-    let mut metas: Vec<(Arc<Labels>, Vec<ChunkMeta>)> = Vec::with_capacity(series.len());
-    for mut s in series {
+    let mut metas: Vec<(Arc<Labels>, Vec<ChunkMeta>)> = Vec::new();
+    for s in series {
+        let mut s = s?;
         s.chunks.sort_by_key(|c| (c.0, c.1));
         let mut m = Vec::with_capacity(s.chunks.len());
         for (cmin, cmax, bytes) in &s.chunks {
@@ -117,11 +159,12 @@ pub(crate) fn write(dir: &Path, name: &str, mut series: Vec<SeriesChunks>) -> io
             m.push(ChunkMeta {
                 mint: *cmin,
                 maxt: *cmax,
-                offset: data.len() as u64,
+                offset,
                 len: bytes.len() as u32,
                 crc: crc32fast::hash(bytes),
             });
-            data.extend_from_slice(bytes);
+            w.write_all(bytes).map_err(io)?;
+            offset += bytes.len() as u64;
         }
         metas.push((s.labels, m));
     }
@@ -139,23 +182,17 @@ pub(crate) fn write(dir: &Path, name: &str, mut series: Vec<SeriesChunks>) -> io
             index.u32_le(c.crc);
         }
     }
-    let index_offset = data.len() as u64;
+    let index_offset = offset;
     let index_len = index.buf.len() as u64;
     let index_crc = crc32fast::hash(&index.buf);
-    data.extend_from_slice(&index.buf);
-    data.extend_from_slice(&index_offset.to_le_bytes());
-    data.extend_from_slice(&index_len.to_le_bytes());
-    data.extend_from_slice(&index_crc.to_le_bytes());
-    data.extend_from_slice(END_MAGIC);
-    let tmp = dir.join(format!("{name}{SUFFIX}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path(dir, name))?;
-    sync_dir(dir)?;
-    Ok(data.len() as u64)
+    w.write_all(&index.buf).map_err(io)?;
+    w.write_all(&index_offset.to_le_bytes()).map_err(io)?;
+    w.write_all(&index_len.to_le_bytes()).map_err(io)?;
+    w.write_all(&index_crc.to_le_bytes()).map_err(io)?;
+    w.write_all(END_MAGIC).map_err(io)?;
+    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok(index_offset + index_len + FOOTER_BYTES as u64)
 }
 
 /// Path of block `name` in `dir`.
@@ -180,14 +217,17 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-fn decode_index(bytes: &[u8]) -> Result<(i64, i64, Vec<BlockSeries>), DecodeError> {
+fn decode_index(
+    bytes: &[u8],
+    interner: &Interner,
+) -> Result<(i64, i64, Vec<BlockSeries>), DecodeError> {
     let mut d = Dec::new(bytes);
     let mint = d.varint()?;
     let maxt = d.varint()?;
     let n = d.len()?;
     let mut series = Vec::with_capacity(n);
     for _ in 0..n {
-        let labels = Arc::new(d.labels()?);
+        let labels = interner.intern(d.labels()?);
         let nc = d.len()?;
         let mut chunks: Vec<ChunkMeta> = Vec::with_capacity(nc);
         let mut overlapping = false;
@@ -219,7 +259,7 @@ fn decode_index(bytes: &[u8]) -> Result<(i64, i64, Vec<BlockSeries>), DecodeErro
 
 impl Block {
     /// Opens block `name` in `dir`, reading and verifying its index.
-    pub fn open(dir: &Path, name: &str) -> Result<Block, StorageError> {
+    pub fn open(dir: &Path, name: &str, interner: &Interner) -> Result<Block, StorageError> {
         let p = path(dir, name);
         let file = File::open(&p).map_err(|e| StorageError::Io {
             context: format!("opening block {}", p.display()),
@@ -260,7 +300,7 @@ impl Block {
         if crc32fast::hash(&index) != index_crc {
             return Err(corrupt(&p, "index checksum mismatch"));
         }
-        let (mint, maxt, series) = decode_index(&index).map_err(|e| corrupt(&p, e))?;
+        let (mint, maxt, series) = decode_index(&index, interner).map_err(|e| corrupt(&p, e))?;
         if series
             .iter()
             .flat_map(|s| &s.chunks)
@@ -327,6 +367,44 @@ impl Block {
             .into_iter()
             .map(|id| self.series[id as usize].labels.clone())
             .collect()
+    }
+
+    /// Every series' labels with its position, in label order.
+    pub fn series_labels(&self) -> impl Iterator<Item = (u32, &Arc<Labels>)> {
+        self.series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32, &s.labels))
+    }
+
+    /// All chunks of series `id`, checksums verified, for merging blocks.
+    pub fn read_chunks(&self, id: u32) -> Result<Vec<RawChunk>, StorageError> {
+        let Some(s) = self.series.get(id as usize) else {
+            return Ok(Vec::new());
+        };
+        let (Some(first), Some(end)) = (
+            s.chunks.first(),
+            s.chunks.iter().map(|c| c.offset + u64::from(c.len)).max(),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut buf = vec![0u8; (end - first.offset) as usize];
+        self.file
+            .read_exact_at(&mut buf, first.offset)
+            .map_err(|e| corrupt(&self.path, e))?;
+        let mut out = Vec::with_capacity(s.chunks.len());
+        for c in &s.chunks {
+            let lo = (c.offset - first.offset) as usize;
+            let bytes = &buf[lo..lo + c.len as usize];
+            if crc32fast::hash(bytes) != c.crc {
+                return Err(corrupt(
+                    &self.path,
+                    format!("chunk checksum mismatch at offset {}", c.offset),
+                ));
+            }
+            out.push((c.mint, c.maxt, Arc::from(bytes)));
+        }
+        Ok(out)
     }
 
     /// Samples of matching series in `[start, end]`, series in label order.
@@ -415,7 +493,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(list(tmp.path()).unwrap(), vec!["0000000001".to_string()]);
-        let blk = Block::open(tmp.path(), "0000000001").unwrap();
+        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
         assert_eq!(blk.size(), size);
         assert_eq!((blk.mint(), blk.maxt()), (0, 2990));
         let all = blk.select(&[], i64::MIN, i64::MAX).unwrap();
@@ -435,14 +513,14 @@ mod tests {
         // Damage a chunk byte: the index still opens, the read fails its checksum.
         bytes[MAGIC.len() + 3] ^= 0xff;
         fs::write(&p, &bytes).unwrap();
-        let blk = Block::open(tmp.path(), "0000000001").unwrap();
+        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
         assert!(blk.select(&[], i64::MIN, i64::MAX).is_err());
         // Damage the index: opening fails.
         let n = bytes.len();
         bytes[n - FOOTER_BYTES - 2] ^= 0xff;
         fs::write(&p, &bytes).unwrap();
-        assert!(Block::open(tmp.path(), "0000000001").is_err());
+        assert!(Block::open(tmp.path(), "0000000001", &Interner::default()).is_err());
         fs::write(&p, &bytes[..10]).unwrap();
-        assert!(Block::open(tmp.path(), "0000000001").is_err());
+        assert!(Block::open(tmp.path(), "0000000001", &Interner::default()).is_err());
     }
 }

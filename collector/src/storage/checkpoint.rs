@@ -59,25 +59,40 @@ pub(crate) struct Checkpoint {
     pub series: Vec<SeriesRecord>,
 }
 
-/// Encodes a checkpoint straight from the live structures.
-pub(crate) fn encode(
-    next_segment: u64,
-    compacted_before: i64,
-    blocks: &[String],
-    streams: &[StreamRecord],
-    events: &[(String, Event)],
-    head: &Head,
-) -> Vec<u8> {
-    let mut e = Enc::with_capacity(1 << 16);
-    e.buf.extend_from_slice(MAGIC);
-    e.uvarint(next_segment);
-    e.varint(compacted_before);
-    e.uvarint(blocks.len() as u64);
-    for b in blocks {
+/// What a checkpoint is made of, borrowed from the live structures.
+#[derive(Debug)]
+pub(crate) struct Parts<'a> {
+    pub next_segment: u64,
+    pub compacted_before: i64,
+    pub blocks: &'a [String],
+    pub streams: &'a [StreamRecord],
+    pub events: &'a [(String, Event)],
+    pub head: &'a Head,
+}
+
+/// Streams a checkpoint to `w`, a megabyte at a time, so a large head is never copied
+/// whole into memory.
+pub(crate) fn encode_to(w: &mut impl Write, p: &Parts<'_>) -> io::Result<u64> {
+    const FLUSH_AT: usize = 1 << 20;
+    let mut crc = crc32fast::Hasher::new();
+    let mut written = MAGIC.len() as u64;
+    w.write_all(MAGIC)?;
+    let mut flush = |e: &mut Enc, w: &mut dyn Write| -> io::Result<()> {
+        crc.update(&e.buf);
+        w.write_all(&e.buf)?;
+        written += e.buf.len() as u64;
+        e.buf.clear();
+        Ok(())
+    };
+    let mut e = Enc::with_capacity(FLUSH_AT + (1 << 16));
+    e.uvarint(p.next_segment);
+    e.varint(p.compacted_before);
+    e.uvarint(p.blocks.len() as u64);
+    for b in p.blocks {
         e.str(b);
     }
-    e.uvarint(streams.len() as u64);
-    for s in streams {
+    e.uvarint(p.streams.len() as u64);
+    for s in p.streams {
         e.str(&s.agent);
         e.uvarint(s.stream_id);
         e.uvarint(s.below);
@@ -88,14 +103,17 @@ pub(crate) fn encode(
         e.varint(s.last_append_ms);
         e.uvarint(s.batches);
         e.uvarint(s.samples);
+        if e.buf.len() >= FLUSH_AT {
+            flush(&mut e, w)?;
+        }
     }
-    e.uvarint(events.len() as u64);
-    for (agent, ev) in events {
+    e.uvarint(p.events.len() as u64);
+    for (agent, ev) in p.events {
         e.str(agent);
         e.event(ev);
     }
-    e.uvarint(head.series_count() as u64);
-    for s in head.iter() {
+    e.uvarint(p.head.series_count() as u64);
+    for s in p.head.iter() {
         e.labels(&s.labels);
         e.varint(s.max_t);
         e.u64_le(s.last_bits);
@@ -118,10 +136,21 @@ pub(crate) fn encode(
             e.varint(t);
             e.u64_le(v);
         }
+        if e.buf.len() >= FLUSH_AT {
+            flush(&mut e, w)?;
+        }
     }
-    let crc = crc32fast::hash(&e.buf[MAGIC.len()..]);
-    e.u32_le(crc);
-    e.buf
+    flush(&mut e, w)?;
+    w.write_all(&crc.finalize().to_le_bytes())?;
+    Ok(written + 4)
+}
+
+/// Encodes a checkpoint into memory.
+#[cfg(test)]
+pub(crate) fn encode(p: &Parts<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_to(&mut out, p).expect("writing to a Vec cannot fail");
+    out
 }
 
 /// Decodes a checkpoint file's bytes.
@@ -233,23 +262,28 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Durably writes a checkpoint and removes older ones.
-pub(crate) fn write(dir: &Path, next_segment: u64, bytes: &[u8]) -> io::Result<()> {
-    let path = checkpoint_path(dir, next_segment);
-    let tmp = dir.join(format!("{PREFIX}{next_segment:010}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+/// Durably writes a checkpoint and removes older ones; returns its size.
+pub(crate) fn write(dir: &Path, p: &Parts<'_>) -> io::Result<u64> {
+    let path = checkpoint_path(dir, p.next_segment);
+    let tmp = dir.join(format!("{PREFIX}{:010}.tmp", p.next_segment));
+    let res = (|| -> io::Result<u64> {
+        let mut w = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let size = encode_to(&mut w, p)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(dir)?;
+        Ok(size)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
+    let size = res?;
     for (i, old) in list(dir)? {
-        if i < next_segment {
+        if i < p.next_segment {
             fs::remove_file(old)?;
         }
     }
-    Ok(())
+    Ok(size)
 }
 
 /// Loads the newest readable checkpoint, if any. An unreadable one is logged and skipped;
@@ -282,7 +316,7 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trips_and_detects_corruption() {
-        let mut head = Head::new(i64::MAX);
+        let mut head = Head::new(i64::MAX, Default::default());
         let l = Labels::metric("m", &[("a", "b")]);
         let id = head.get_or_create(&l);
         for t in 0..200 {
@@ -307,7 +341,16 @@ mod tests {
                 fields: vec![("score".into(), "3.2".into())],
             },
         )];
-        let bytes = encode(7, -5, &["b1".into()], &streams, &events, &head);
+        let blocks = vec!["b1".to_string()];
+        let parts = Parts {
+            next_segment: 7,
+            compacted_before: -5,
+            blocks: &blocks,
+            streams: &streams,
+            events: &events,
+            head: &head,
+        };
+        let bytes = encode(&parts);
         let ck = decode(&bytes).unwrap();
         assert_eq!(ck.next_segment, 7);
         assert_eq!(ck.compacted_before, -5);
@@ -323,7 +366,8 @@ mod tests {
         assert!(s.ooo.is_empty());
 
         let tmp = TempDir::new("ckpt");
-        write(tmp.path(), 7, &bytes).unwrap();
+        assert_eq!(write(tmp.path(), &parts).unwrap(), bytes.len() as u64);
+        assert_eq!(fs::read(checkpoint_path(tmp.path(), 7)).unwrap(), bytes);
         let mut newer = bytes.clone();
         newer[20] ^= 1;
         fs::write(checkpoint_path(tmp.path(), 9), &newer).unwrap();

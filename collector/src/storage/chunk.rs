@@ -454,6 +454,40 @@ mod tests {
         assert!(len < 120 * 3, "{len} bytes for 120 samples");
     }
 
+    fn bytes_per_sample(values: impl Fn(i64) -> f64, jitter: bool) -> f64 {
+        let mut a = ChunkAppender::new();
+        for i in 0..120i64 {
+            let j = if jitter { (i * 7919) % 5 } else { 0 };
+            a.append(1_700_000_000_000 + i * 15_000 + j, values(i).to_bits());
+        }
+        a.bytes().len() as f64 / 120.0
+    }
+
+    #[test]
+    fn compression_by_value_shape() {
+        // Constant values on a regular 15 s grid: a couple of bits per sample.
+        let steady = bytes_per_sample(|_| 8_589_934_592.0, false);
+        assert!(steady < 0.5, "{steady}");
+        // Millisecond scrape jitter costs the 14-bit delta-of-delta bucket.
+        let jittered = bytes_per_sample(|_| 8_589_934_592.0, true);
+        assert!(jittered < 2.5, "{jittered}");
+        // Integer byte counters.
+        let bytes = bytes_per_sample(
+            |i| 1e9 + (i * 123_457 % 200_000 + i * 150_000) as f64,
+            false,
+        );
+        assert!(bytes < 4.5, "{bytes}");
+        // CPU seconds in 0.01 steps: decimal fractions leave most mantissa bits changing.
+        let cpu = bytes_per_sample(
+            |i| (100_000_000 + i * 1437 + i * i % 97) as f64 / 100.0,
+            false,
+        );
+        assert!(cpu < 7.0, "{cpu}");
+        eprintln!(
+            "bytes/sample: steady {steady:.2}, steady+jitter {jittered:.2}, byte counter {bytes:.2}, cpu seconds {cpu:.2}"
+        );
+    }
+
     #[test]
     fn truncated_chunk_is_an_error_not_a_panic() {
         let mut a = ChunkAppender::new();

@@ -12,6 +12,7 @@ use vigil_shared::model::{Labels, Point};
 
 use super::block::{encode_samples, RawChunk, SeriesChunks};
 use super::chunk::{ChunkAppender, ChunkError, SAMPLES_PER_CHUNK};
+use super::intern::Interner;
 use super::matcher::Matcher;
 use super::payload::ParsedBatch;
 use super::postings::Postings;
@@ -255,9 +256,9 @@ pub(crate) enum SampleOutcome {
     TooOld,
 }
 
-/// Tallies of [`SampleOutcome`]s.
+/// What happened to the samples of an append.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SampleCounts {
+pub struct AppendStats {
     /// Samples stored.
     pub appended: u64,
     /// Identical samples ignored.
@@ -270,7 +271,7 @@ pub struct SampleCounts {
     pub too_old: u64,
 }
 
-impl SampleCounts {
+impl AppendStats {
     pub(crate) fn add(&mut self, o: SampleOutcome) {
         match o {
             SampleOutcome::Appended => self.appended += 1,
@@ -312,6 +313,8 @@ pub(crate) struct Head {
     constant_hash: bool,
     /// Block duration: head chunks are cut at multiples of it.
     chunk_range_ms: i64,
+    /// Label sets shared with the blocks.
+    interner: Arc<Interner>,
     postings: Postings,
     next_id: u32,
     samples: u64,
@@ -319,9 +322,10 @@ pub(crate) struct Head {
 
 impl Head {
     /// An empty head whose chunks are cut at multiples of `chunk_range_ms`.
-    pub fn new(chunk_range_ms: i64) -> Self {
+    pub fn new(chunk_range_ms: i64, interner: Arc<Interner>) -> Self {
         Head {
             chunk_range_ms: chunk_range_ms.max(1),
+            interner,
             ..Default::default()
         }
     }
@@ -388,7 +392,7 @@ impl Head {
     fn insert_new(&mut self, hash: u64, key: &[u8], labels: Labels) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
-        let labels = Arc::new(labels);
+        let labels = self.interner.intern(labels);
         self.postings.add(id, &labels);
         let key: Box<[u8]> = key.into();
         match self.by_hash.entry(hash) {
@@ -443,7 +447,7 @@ impl Head {
         batch: &ParsedBatch,
         ooo_window_ms: i64,
         min_valid_t: i64,
-        counts: &mut SampleCounts,
+        counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
         for i in 0..batch.series_len() {
@@ -492,7 +496,7 @@ impl Head {
         points: &[Point],
         ooo_window_ms: i64,
         min_valid_t: i64,
-        counts: &mut SampleCounts,
+        counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
         let id = self.get_or_create(labels);
@@ -719,7 +723,7 @@ mod tests {
 
     #[test]
     fn out_of_order_window_accepts_recent_and_rejects_old_samples() {
-        let mut h = Head::new(i64::MAX);
+        let mut h = Head::new(i64::MAX, Default::default());
         let l = Labels::metric("m", &[]);
         let id = h.get_or_create(&l);
         let one = 1.0f64.to_bits();
@@ -760,7 +764,7 @@ mod tests {
 
     #[test]
     fn chunks_seal_and_truncation_drops_whole_chunks_and_empty_series() {
-        let mut h = Head::new(i64::MAX);
+        let mut h = Head::new(i64::MAX, Default::default());
         let a = Labels::metric("a", &[]);
         let b = Labels::metric("b", &[]);
         let ia = h.get_or_create(&a);
@@ -786,7 +790,7 @@ mod tests {
 
     #[test]
     fn colliding_series_hashes_keep_series_apart() {
-        let mut h = Head::new(i64::MAX);
+        let mut h = Head::new(i64::MAX, Default::default());
         h.constant_hash = true;
         let ls: Vec<Labels> = (0..5)
             .map(|i| Labels::metric("m", &[("i", &i.to_string())]))
@@ -810,7 +814,7 @@ mod tests {
 
     #[test]
     fn head_chunks_are_cut_at_block_boundaries() {
-        let mut h = Head::new(1000);
+        let mut h = Head::new(1000, Default::default());
         let l = Labels::metric("m", &[]);
         let id = h.get_or_create(&l);
         for t in [100, 900, 999, 1000, 1500, 2001] {
@@ -825,7 +829,7 @@ mod tests {
 
     #[test]
     fn collect_before_takes_exactly_what_truncate_before_drops() {
-        let mut h = Head::new(i64::MAX);
+        let mut h = Head::new(i64::MAX, Default::default());
         let a = Labels::metric("a", &[]);
         let ia = h.get_or_create(&a);
         for t in 0..250i64 {

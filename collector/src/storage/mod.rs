@@ -1,20 +1,26 @@
 //! Durable time-series storage: a checksummed, segmented WAL with group commit; the
-//! in-memory head of Gorilla-compressed chunks with a postings index; checkpoints that let
-//! old WAL segments be deleted; retention; and exactly-once bookkeeping of agent batches.
+//! in-memory head of Gorilla-compressed chunks with a postings index; immutable on-disk
+//! blocks; checkpoints that let old WAL segments be deleted; retention; and exactly-once
+//! bookkeeping of agent batches.
 //!
 //! Writes go through one writer thread fed by a bounded queue: it takes everything queued,
-//! appends one WAL record per request, `fdatasync`s once for the whole group, applies the
-//! records to the head and then answers every caller, so an `Ok` means durable. When the
-//! queue is full, `append_*` callers wait (backpressure reaches the ingest path). An agent
-//! batch's record holds the agent, stream, sequence and the payload bytes exactly as
-//! received, so the dedupe state and the data commit atomically and replay rebuilds both.
+//! appends one WAL record per request, `fdatasync`s once for the whole group (on a helper
+//! thread while it applies the group to the head) and then answers every caller, so an `Ok`
+//! means durable. When the queue is full, `append_*` callers wait: backpressure reaches the
+//! ingest path. An agent batch's record holds the agent, stream, sequence and the payload
+//! bytes exactly as received, so the dedupe state and the data commit atomically and replay
+//! rebuilds both.
 //!
-//! Head data older than the compaction cutoff (wall clock minus half a block duration,
-//! aligned to the block duration) is moved into immutable block files; each compaction is
-//! followed by a checkpoint, which is the commit point that lists the live blocks.
+//! Head chunks are cut at block boundaries. Head data older than the compaction cutoff (wall
+//! clock minus half a block duration, aligned to the block duration) is moved into block
+//! files, and finished windows of small blocks are merged (12 block durations, a day by
+//! default). Each compaction is followed by a checkpoint, the commit point that lists the
+//! live blocks. Retention drops head chunks and whole blocks older than the retention period,
+//! and reads never return samples older than it.
 //!
-//! Layout of the data directory: `wal/<segment>` (WAL segments), `checkpoint.<segment>`
-//! (snapshot covering all segments before `<segment>`), `blocks/<n>.blk` (blocks).
+//! Layout of the data directory: `LOCK` (held while open), `wal/<segment>` (WAL segments),
+//! `checkpoint.<segment>` (snapshot covering all segments before `<segment>`),
+//! `blocks/<n>.blk` (blocks).
 
 pub mod chunk;
 pub mod matcher;
@@ -24,6 +30,7 @@ mod block;
 mod checkpoint;
 mod encoding;
 mod head;
+mod intern;
 mod payload;
 mod postings;
 #[cfg(test)]
@@ -40,20 +47,20 @@ use vigil_shared::codec::encode_batch;
 use vigil_shared::model::{Batch, Event, Labels, Point, Series};
 use vigil_shared::seq::SeenSequences;
 
-pub use head::SampleCounts as AppendStats;
+pub use head::AppendStats;
 pub use matcher::{matches_all, MatchOp, Matcher, MatcherError};
 pub use metrics::StorageMetrics;
 
 use block::Block;
 use checkpoint::StreamRecord;
-use head::{Head, SampleCounts};
+use head::Head;
 use payload::ParsedBatch;
 use wal::{Wal, WalRecord};
 
 /// Settings of the store. Construct with `..Default::default()` for the tuning knobs.
 #[derive(Debug, Clone)]
 pub struct StorageOptions {
-    /// How long samples are kept. Default 15 days.
+    /// How long samples are kept. Default 15 days; zero keeps them forever.
     pub retention: Duration,
     /// Most series the head may hold; a new series beyond it is rejected. 0 = unlimited.
     pub max_series: usize,
@@ -74,6 +81,9 @@ pub struct StorageOptions {
     pub max_events: usize,
     /// Append requests that may wait for the writer before callers block. Default 4096.
     pub queue_depth: usize,
+    /// Payload bytes that may be queued or in the writer at once; further appends wait.
+    /// Default 256 MiB.
+    pub queue_bytes: usize,
 }
 
 impl Default for StorageOptions {
@@ -88,6 +98,7 @@ impl Default for StorageOptions {
             checkpoint_interval: Duration::from_secs(30 * 60),
             max_events: 10_000,
             queue_depth: 4096,
+            queue_bytes: 256 << 20,
         }
     }
 }
@@ -254,6 +265,8 @@ struct Shared {
     opts: StorageOptions,
     /// Set when a WAL sync failed: every later append fails, duplicates included.
     poisoned: Mutex<Option<String>>,
+    /// Label sets shared by the head and the blocks.
+    interner: Arc<intern::Interner>,
 }
 
 fn now_ms() -> i64 {
@@ -276,6 +289,9 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Shared {
     fn min_valid_t(&self, now: i64) -> i64 {
+        if self.opts.retention.is_zero() {
+            return i64::MIN;
+        }
         now.saturating_sub(self.opts.retention.as_millis() as i64)
     }
 
@@ -290,10 +306,10 @@ impl Shared {
     }
 
     /// Applies a batch's samples to the head.
-    fn apply_series(&self, head: &mut Head, series: &[Series], now: i64) -> SampleCounts {
+    fn apply_series(&self, head: &mut Head, series: &[Series], now: i64) -> AppendStats {
         let window = self.ooo_window_ms();
         let min_valid = self.min_valid_t(now);
-        let mut counts = SampleCounts::default();
+        let mut counts = AppendStats::default();
         for s in series {
             head.append_points(&s.labels, &s.points, window, min_valid, &mut counts);
         }
@@ -301,34 +317,21 @@ impl Shared {
     }
 
     /// Applies one decoded agent batch: samples, dedupe state and events.
+    /// The caller records the delivery with [`Shared::record_delivery`] once it is durable.
     fn apply_agent_batch(
         &self,
         head: &mut Head,
-        d: Delivery<'_>,
+        agent: &str,
         batch: &ParsedBatch,
         now: i64,
-    ) -> SampleCounts {
-        let Delivery {
-            agent,
-            stream_id,
-            seq,
-            append_ms,
-        } = d;
-        let mut counts = SampleCounts::default();
+    ) -> AppendStats {
+        let mut counts = AppendStats::default();
         head.append_parsed(
             batch,
             self.ooo_window_ms(),
             self.min_valid_t(now),
             &mut counts,
         );
-        {
-            let mut streams = lock(&self.streams);
-            let st = streams.entry((agent.to_string(), stream_id)).or_default();
-            st.insert(seq);
-            st.last_append_ms = st.last_append_ms.max(append_ms);
-            st.batches += 1;
-            st.samples += counts.appended;
-        }
         if !batch.events.is_empty() && self.opts.max_events > 0 {
             let mut events = lock(&self.events);
             for e in &batch.events {
@@ -341,7 +344,20 @@ impl Shared {
         counts
     }
 
-    fn record_counts(&self, c: &SampleCounts) {
+    /// Marks a batch as stored in its stream's dedupe state. Only ever called for durable
+    /// batches: from then on a resend is acknowledged as a duplicate.
+    fn record_delivery(&self, d: Delivery<'_>, appended: u64) {
+        let mut streams = lock(&self.streams);
+        let st = streams
+            .entry((d.agent.to_string(), d.stream_id))
+            .or_default();
+        st.insert(d.seq);
+        st.last_append_ms = st.last_append_ms.max(d.append_ms);
+        st.batches += 1;
+        st.samples += appended;
+    }
+
+    fn record_counts(&self, c: &AppendStats) {
         let m = &self.metrics;
         m.samples_appended.inc_by(c.appended);
         m.samples_duplicate.inc_by(c.duplicate);
@@ -355,49 +371,34 @@ impl Shared {
         self.metrics.head_samples.set(head.sample_count() as i64);
     }
 
-    /// Replays one WAL record body.
-    fn replay_record(&self, head: &mut Head, body: &[u8], now: i64) {
-        let rec = match WalRecord::decode(body) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipping undecodable WAL record");
-                return;
-            }
-        };
+    /// Applies one decoded WAL record.
+    fn replay_record(&self, head: &mut Head, rec: Replayed, now: i64) {
         match rec {
-            WalRecord::AgentBatch {
+            Replayed::Agent {
                 agent,
                 stream_id,
                 seq,
                 append_ms,
-                payload,
+                batch,
             } => {
-                let batch = ParsedBatch::decode(payload).unwrap_or_else(|e| {
-                    // Validated before it was written, so this means a codec change: keep the
-                    // dedupe state so the agent is not asked to resend data we cannot read.
-                    tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
-                    ParsedBatch::default()
-                });
+                let c = self.apply_agent_batch(head, &agent, &batch, now);
                 let d = Delivery {
-                    agent,
+                    agent: &agent,
                     stream_id,
                     seq,
                     append_ms,
                 };
-                self.apply_agent_batch(head, d, &batch, now);
+                self.record_delivery(d, c.appended);
             }
-            WalRecord::Series { payload } => match ParsedBatch::decode(payload) {
-                Ok(batch) => {
-                    let mut counts = SampleCounts::default();
-                    head.append_parsed(
-                        &batch,
-                        self.ooo_window_ms(),
-                        self.min_valid_t(now),
-                        &mut counts,
-                    );
-                }
-                Err(e) => tracing::warn!(error = %e, "WAL series payload is undecodable"),
-            },
+            Replayed::Series(batch) => {
+                let mut counts = AppendStats::default();
+                head.append_parsed(
+                    &batch,
+                    self.ooo_window_ms(),
+                    self.min_valid_t(now),
+                    &mut counts,
+                );
+            }
         }
     }
 
@@ -417,6 +418,62 @@ impl Shared {
             .collect();
         out.sort_by(|a, b| (&a.agent, a.stream_id).cmp(&(&b.agent, b.stream_id)));
         out
+    }
+}
+
+/// A WAL record decoded for replay (on the reader thread).
+#[derive(Debug)]
+enum Replayed {
+    Agent {
+        agent: String,
+        stream_id: u64,
+        seq: u64,
+        append_ms: i64,
+        batch: ParsedBatch,
+    },
+    Series(ParsedBatch),
+}
+
+impl Replayed {
+    /// Decodes a record body; `None` (logged) when it cannot be used at all.
+    fn decode(body: &[u8]) -> Option<Replayed> {
+        let rec = match WalRecord::decode(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping undecodable WAL record");
+                return None;
+            }
+        };
+        match rec {
+            WalRecord::AgentBatch {
+                agent,
+                stream_id,
+                seq,
+                append_ms,
+                payload,
+            } => {
+                let batch = ParsedBatch::decode(payload).unwrap_or_else(|e| {
+                    // Validated before it was written, so this means a codec change: keep the
+                    // dedupe state so the agent is not asked to resend data we cannot read.
+                    tracing::warn!(agent, stream_id, seq, error = %e, "WAL batch payload is undecodable");
+                    ParsedBatch::default()
+                });
+                Some(Replayed::Agent {
+                    agent: agent.to_string(),
+                    stream_id,
+                    seq,
+                    append_ms,
+                    batch,
+                })
+            }
+            WalRecord::Series { payload } => match ParsedBatch::decode(payload) {
+                Ok(batch) => Some(Replayed::Series(batch)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "WAL series payload is undecodable");
+                    None
+                }
+            },
+        }
     }
 }
 
@@ -497,6 +554,9 @@ pub struct Storage {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
+    /// One permit per KiB of payload queued or being written.
+    queue_bytes: tokio::sync::Semaphore,
+    queue_permits: u32,
     tx: Option<mpsc::Sender<Request>>,
     writer: Option<std::thread::JoinHandle<()>>,
     wal_stats: Arc<WalStats>,
@@ -521,27 +581,28 @@ struct WalStats {
     checkpoints: std::sync::atomic::AtomicU64,
 }
 
-/// Applies an accepted group to the head and dedupe state, returning each caller's answer.
+/// A copy of an error for a second caller waiting on the same outcome.
+fn copy_error(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Io { context, source } => StorageError::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StorageError::Failed(m) => StorageError::Failed(m.clone()),
+        other => StorageError::Failed(other.to_string()),
+    }
+}
+
+/// Applies an accepted group's samples and events to the head, returning each caller's
+/// answer. Dedupe state is recorded separately, once the group is durable.
 fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendReply> {
     let m = &shared.metrics;
     let mut results = Vec::with_capacity(accepted.len());
     let mut head = write(&shared.head);
     for a in accepted {
         let r = match &a.op {
-            AppendOp::Agent {
-                agent,
-                stream_id,
-                seq,
-                batch,
-                ..
-            } => {
-                let d = Delivery {
-                    agent,
-                    stream_id: *stream_id,
-                    seq: *seq,
-                    append_ms: a.append_ms,
-                };
-                let c = shared.apply_agent_batch(&mut head, d, batch, now);
+            AppendOp::Agent { agent, batch, .. } => {
+                let c = shared.apply_agent_batch(&mut head, agent, batch, now);
                 m.batches_appended.inc();
                 shared.record_counts(&c);
                 AppendReply::Agent(AppendOutcome::Stored {
@@ -605,6 +666,7 @@ fn open_blocks(
     blocks_dir: &Path,
     listed: &[String],
     keep_unlisted: bool,
+    interner: &intern::Interner,
 ) -> Result<Vec<Arc<Block>>, StorageError> {
     let on_disk = block::list(blocks_dir)
         .map_err(|e| StorageError::io(format!("listing {}", blocks_dir.display()), e))?;
@@ -617,7 +679,7 @@ fn open_blocks(
             }
             continue;
         }
-        match Block::open(blocks_dir, name) {
+        match Block::open(blocks_dir, name, interner) {
             Ok(b) => out.push(Arc::new(b)),
             Err(e) => tracing::warn!(block = %name, error = %e, "skipping unreadable block"),
         }
@@ -660,9 +722,14 @@ impl Storage {
                 .map_err(|e| StorageError::io(format!("creating {}", d.display()), e))?;
         }
         let lock_file = lock_dir(dir)?;
+        let interner = Arc::new(intern::Interner::default());
         let shared = Arc::new(Shared {
             blocks: RwLock::new(Vec::new()),
-            head: RwLock::new(Head::new(opts.block_duration.as_millis() as i64)),
+            head: RwLock::new(Head::new(
+                opts.block_duration.as_millis() as i64,
+                interner.clone(),
+            )),
+            interner,
             streams: Mutex::new(HashMap::new()),
             events: Mutex::new(VecDeque::new()),
             metrics: StorageMetrics::new(),
@@ -695,10 +762,29 @@ impl Storage {
                 "loaded checkpoint"
             );
         }
-        let blocks = open_blocks(&blocks_dir, &listed_blocks, skipped_checkpoint)?;
+        let blocks = open_blocks(
+            &blocks_dir,
+            &listed_blocks,
+            skipped_checkpoint,
+            &shared.interner,
+        )?;
         let started = Instant::now();
-        let report = wal::replay(&wal_dir, from_segment, |_, body| {
-            shared.replay_record(&mut head, body, now);
+        // One thread reads and decodes records while this one applies them, in order.
+        let report = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Replayed>(256);
+            let reader = scope.spawn(|| {
+                wal::replay(&wal_dir, from_segment, move |_, body| {
+                    if let Some(rec) = Replayed::decode(body) {
+                        let _ = tx.send(rec);
+                    }
+                })
+            });
+            for rec in rx {
+                shared.replay_record(&mut head, rec, now);
+            }
+            reader
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("WAL reader thread panicked")))
         })
         .map_err(|e| StorageError::io(format!("replaying WAL in {}", wal_dir.display()), e))?;
         shared
@@ -733,6 +819,9 @@ impl Storage {
         })?;
         let wal_stats = Arc::new(WalStats::default());
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let queue_permits = u32::try_from(opts.queue_bytes / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS as u32);
         let writer = Writer {
             shared: shared.clone(),
             wal,
@@ -750,6 +839,7 @@ impl Storage {
             compacted_before,
             next_block,
             compaction_backoff: None,
+            checkpoint_backoff: None,
             pending_delete: Vec::new(),
         };
         writer.publish_wal_stats();
@@ -761,6 +851,8 @@ impl Storage {
         Ok(Storage {
             inner: Arc::new(Inner {
                 shared,
+                queue_bytes: tokio::sync::Semaphore::new(queue_permits as usize),
+                queue_permits,
                 tx: Some(tx),
                 writer: Some(handle),
                 wal_stats,
@@ -770,7 +862,31 @@ impl Storage {
     }
 
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StorageError> {
+        self.request_sized(0, make).await
+    }
+
+    /// Sends a request carrying `bytes` of payload, first waiting until the queued payload
+    /// bytes allow it (the permit is held until the answer arrives).
+    async fn request_sized<T>(
+        &self,
+        bytes: usize,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, StorageError> {
         let tx = self.inner.tx.as_ref().ok_or(StorageError::Closed)?;
+        let _permit = if bytes > 0 {
+            let want = u32::try_from(bytes / 1024)
+                .unwrap_or(u32::MAX)
+                .clamp(1, self.inner.queue_permits);
+            Some(
+                self.inner
+                    .queue_bytes
+                    .acquire_many(want)
+                    .await
+                    .map_err(|_| StorageError::Closed)?,
+            )
+        } else {
+            None
+        };
         let (reply, rx) = oneshot::channel();
         tx.send(make(reply))
             .await
@@ -802,6 +918,7 @@ impl Storage {
         if batch.has_empty_series() {
             return Err(StorageError::Malformed("series with no labels".into()));
         }
+        let size = payload.len();
         let op = AppendOp::Agent {
             agent: agent.to_string(),
             stream_id,
@@ -809,7 +926,10 @@ impl Storage {
             payload,
             batch,
         };
-        match self.request(|reply| Request::Append { op, reply }).await? {
+        match self
+            .request_sized(size, |reply| Request::Append { op, reply })
+            .await?
+        {
             AppendReply::Agent(o) => Ok(o),
             AppendReply::Series(_) => Err(StorageError::Failed(
                 "writer answered the wrong request".into(),
@@ -832,11 +952,15 @@ impl Storage {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(StorageError::TooLarge(payload.len()));
         }
+        let size = payload.len();
         let op = AppendOp::Series {
             payload,
             series: batch.series,
         };
-        match self.request(|reply| Request::Append { op, reply }).await? {
+        match self
+            .request_sized(size, |reply| Request::Append { op, reply })
+            .await?
+        {
             AppendReply::Series(s) => Ok(s),
             AppendReply::Agent(_) => Err(StorageError::Failed(
                 "writer answered the wrong request".into(),
@@ -939,6 +1063,21 @@ impl Storage {
             labels.extend(b.labels_in_range(matchers, start_ms, end_ms));
         }
         labels
+    }
+
+    /// Label sets of the series matching `matchers` with points in `[start_ms, end_ms]`,
+    /// sorted, without reading any samples (for `/api/v1/series`). A series is included
+    /// when a chunk holding it overlaps the range.
+    pub fn series(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let mut labels = self.series_labels(matchers, start_ms, end_ms);
+        labels.sort();
+        labels.dedup();
+        Ok(labels.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     /// Sorted label names of the series matching `matchers` with points in the range.
@@ -1096,6 +1235,8 @@ struct Writer {
     next_block: u64,
     /// No automatic compaction before this instant (backoff after a failure).
     compaction_backoff: Option<Instant>,
+    /// No automatic checkpoint before this instant (backoff after a failure).
+    checkpoint_backoff: Option<Instant>,
     /// Expired block files to delete once a checkpoint no longer lists them.
     pending_delete: Vec<String>,
 }
@@ -1169,7 +1310,10 @@ impl Writer {
                 Request::Close { reply } => close = Some(reply),
             }
         }
-        let mut pending_seqs: HashSet<(&str, u64, u64)> = HashSet::new();
+        // Sequences accepted earlier in this group, and later requests repeating them: those
+        // are answered only once the first is durable, with its outcome.
+        let mut pending_seqs: HashMap<(&str, u64, u64), usize> = HashMap::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
         let mut pending_new: HashSet<Labels> = HashSet::new();
         let head = read(&shared.head);
         let mut keep = vec![false; appends.len()];
@@ -1186,13 +1330,16 @@ impl Writer {
                 ..
             } = op
             {
-                if shared.is_seen(agent, *stream_id, *seq)
-                    || !pending_seqs.insert((agent.as_str(), *stream_id, *seq))
-                {
+                if shared.is_seen(agent, *stream_id, *seq) {
                     shared.metrics.batches_duplicate.inc();
                     early.push((i, Ok(AppendReply::Agent(AppendOutcome::Duplicate))));
                     continue;
                 }
+                if let Some(&first) = pending_seqs.get(&(agent.as_str(), *stream_id, *seq)) {
+                    repeats.push((i, first));
+                    continue;
+                }
+                pending_seqs.insert((agent.as_str(), *stream_id, *seq), i);
             }
             let limit = shared.opts.max_series;
             if limit > 0 {
@@ -1255,9 +1402,11 @@ impl Writer {
                 let _ = reply.send(r);
             }
         }
+        let mut accepted_index = Vec::new();
         for (i, op) in ops.into_iter().enumerate() {
             if keep[i] {
                 if let Some(reply) = replies[i].take() {
+                    accepted_index.push(i);
                     accepted.push(Accepted {
                         op,
                         reply,
@@ -1267,7 +1416,33 @@ impl Writer {
             }
         }
         if !accepted.is_empty() {
-            self.commit(buf, accepted, now);
+            let results = self.commit(&buf, &accepted, now);
+            let mut outcome: HashMap<usize, Result<(), StorageError>> = HashMap::new();
+            for ((a, r), i) in accepted.into_iter().zip(results).zip(accepted_index) {
+                outcome.insert(
+                    i,
+                    match &r {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(copy_error(e)),
+                    },
+                );
+                let _ = a.reply.send(r);
+            }
+            for (i, first) in repeats {
+                let r = match outcome.get(&first) {
+                    Some(Ok(())) => {
+                        shared.metrics.batches_duplicate.inc();
+                        Ok(AppendReply::Agent(AppendOutcome::Duplicate))
+                    }
+                    Some(Err(e)) => Err(copy_error(e)),
+                    None => Err(StorageError::Failed(
+                        "lost track of a repeated batch".into(),
+                    )),
+                };
+                if let Some(reply) = replies[i].take() {
+                    let _ = reply.send(r);
+                }
+            }
         }
         for reply in compactions {
             let r = self.retention().and_then(|()| self.compact(true));
@@ -1294,40 +1469,47 @@ impl Writer {
     /// a moment before it is durable; if the sync fails the storage is poisoned (every later
     /// append fails), so nothing is ever acknowledged, as stored or as a duplicate, without
     /// being durable.
-    fn commit(&mut self, buf: Vec<u8>, accepted: Vec<Accepted>, now: i64) {
+    fn commit(
+        &mut self,
+        buf: &[u8],
+        accepted: &[Accepted],
+        now: i64,
+    ) -> Vec<Result<AppendReply, StorageError>> {
         let shared = self.shared.clone();
         let m = &shared.metrics;
-        if let Err(e) = self.wal.write_group(&buf) {
+        if let Err(e) = self.wal.write_group(buf) {
             m.wal_write_failures.inc();
             let msg = format!("writing WAL segment {}: {e}", self.wal.index());
             tracing::error!(error = %msg, "WAL write failed");
             if e.fatal {
                 self.poison(msg.clone());
             }
-            for a in accepted {
-                let _ = a.reply.send(Err(if e.fatal {
-                    StorageError::Failed(msg.clone())
-                } else {
-                    StorageError::io(
-                        format!("writing WAL segment {}", self.wal.index()),
-                        std::io::Error::new(e.source.kind(), e.source.to_string()),
-                    )
-                }));
-            }
             self.publish_wal_stats();
-            return;
+            return accepted
+                .iter()
+                .map(|_| {
+                    Err(if e.fatal {
+                        StorageError::Failed(msg.clone())
+                    } else {
+                        StorageError::io(
+                            format!("writing WAL segment {}", self.wal.index()),
+                            std::io::Error::new(e.source.kind(), e.source.to_string()),
+                        )
+                    })
+                })
+                .collect();
         }
         let started = Instant::now();
         let wal = &self.wal;
         let (synced, results) = std::thread::scope(|scope| {
             let sync = scope.spawn(move || wal.sync().map(|()| started.elapsed()));
-            let results = apply_group(&shared, &accepted, now);
+            let results = apply_group(&shared, accepted, now);
             let synced = sync
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
             (synced, results)
         });
-        match synced {
+        let out = match synced {
             Ok(elapsed) => {
                 m.wal_fsyncs.inc();
                 m.wal_fsync_seconds.observe(elapsed.as_secs_f64());
@@ -1335,21 +1517,42 @@ impl Writer {
                 m.wal_records.inc_by(accepted.len() as u64);
                 m.group_commit_records.observe(accepted.len() as f64);
                 self.bytes_since_checkpoint += buf.len() as u64;
-                for (a, r) in accepted.into_iter().zip(results) {
-                    let _ = a.reply.send(Ok(r));
+                // Durable now: only from here on may a resend be answered as a duplicate.
+                for (a, r) in accepted.iter().zip(&results) {
+                    if let (
+                        AppendOp::Agent {
+                            agent,
+                            stream_id,
+                            seq,
+                            ..
+                        },
+                        AppendReply::Agent(AppendOutcome::Stored { samples }),
+                    ) = (&a.op, r)
+                    {
+                        let d = Delivery {
+                            agent,
+                            stream_id: *stream_id,
+                            seq: *seq,
+                            append_ms: a.append_ms,
+                        };
+                        shared.record_delivery(d, *samples as u64);
+                    }
                 }
+                results.into_iter().map(Ok).collect()
             }
             Err(e) => {
                 m.wal_write_failures.inc();
                 let msg = format!("fdatasync of WAL segment {}: {e}", self.wal.index());
                 tracing::error!(error = %msg, "WAL sync failed; refusing all further writes");
                 self.poison(msg.clone());
-                for a in accepted {
-                    let _ = a.reply.send(Err(StorageError::Failed(msg.clone())));
-                }
+                accepted
+                    .iter()
+                    .map(|_| Err(StorageError::Failed(msg.clone())))
+                    .collect()
             }
-        }
+        };
         self.publish_wal_stats();
+        out
     }
 
     fn poison(&mut self, msg: String) {
@@ -1396,9 +1599,14 @@ impl Writer {
                 .max(self.last_checkpoint_bytes)
             || (self.bytes_since_checkpoint > 0
                 && self.last_checkpoint.elapsed() >= self.shared.opts.checkpoint_interval);
-        if due {
-            if let Err(e) = self.checkpoint() {
-                tracing::error!(error = %e, "checkpoint failed; WAL segments are kept");
+        let backing_off = matches!(self.checkpoint_backoff, Some(t) if Instant::now() < t);
+        if due && !backing_off {
+            match self.checkpoint() {
+                Ok(()) => self.checkpoint_backoff = None,
+                Err(e) => {
+                    tracing::error!(error = %e, "checkpoint failed; WAL segments are kept, retrying in a minute");
+                    self.checkpoint_backoff = Some(Instant::now() + RETENTION_INTERVAL);
+                }
             }
         }
     }
@@ -1418,6 +1626,7 @@ impl Writer {
     /// Drops head data and whole blocks older than the retention period.
     fn retention(&mut self) -> Result<(), StorageError> {
         self.last_retention = Some(Instant::now());
+        self.shared.interner.purge();
         let cutoff = self.shared.min_valid_t(now_ms());
         let expired: Vec<Arc<Block>> = {
             let mut blocks = write(&self.shared.blocks);
@@ -1447,20 +1656,115 @@ impl Writer {
         self.checkpoint()
     }
 
-    /// Moves head data older than the cutoff into new blocks, then checkpoints (the commit
-    /// point: blocks not listed by a checkpoint are discarded on the next open).
+    /// Moves head data older than the cutoff into new blocks and merges finished windows of
+    /// small blocks, then checkpoints (the commit point: blocks not listed by a checkpoint are
+    /// discarded on the next open).
     fn compact(&mut self, forced: bool) -> Result<(), StorageError> {
+        let moved = self.compact_head(forced)?;
+        let merged = self.merge_blocks().inspect_err(|_| {
+            self.shared.metrics.compaction_failures.inc();
+        })?;
+        if moved || merged {
+            self.checkpoint()?;
+            self.shared.interner.purge();
+        }
+        Ok(())
+    }
+
+    /// How long a merged block may span: 12 block durations (a day by default), at most a
+    /// tenth of the retention, as a multiple of the block duration.
+    fn merge_range_ms(&self) -> i64 {
+        let range = self.block_range_ms();
+        let retention = self.shared.opts.retention;
+        let cap = if retention.is_zero() {
+            i64::MAX
+        } else {
+            (retention.as_millis() as i64 / 10).max(range)
+        };
+        (range.saturating_mul(12)).min(cap) / range * range
+    }
+
+    /// Merges the blocks of every merge window the head can no longer add to into one block,
+    /// so the number of blocks (and their in-memory indexes) stays small. Returns whether
+    /// anything was merged.
+    fn merge_blocks(&mut self) -> Result<bool, StorageError> {
+        let range = self.merge_range_ms();
+        if range <= self.block_range_ms() {
+            return Ok(false);
+        }
+        let blocks: Vec<Arc<Block>> = read(&self.shared.blocks).clone();
+        let mut windows: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+        for b in blocks {
+            windows
+                .entry(b.mint().div_euclid(range))
+                .or_default()
+                .push(b);
+        }
+        let mut merged_any = false;
+        for (w, group) in windows {
+            if group.len() < 2 || (w + 1).saturating_mul(range) > self.compacted_before {
+                continue;
+            }
+            let started = Instant::now();
+            let name = format!("{:010}", self.next_block);
+            self.next_block += 1;
+            let mut by_labels: BTreeMap<Arc<Labels>, Vec<(usize, u32)>> = BTreeMap::new();
+            for (bi, b) in group.iter().enumerate() {
+                for (si, l) in b.series_labels() {
+                    by_labels.entry(l.clone()).or_default().push((bi, si));
+                }
+            }
+            let source = by_labels.into_iter().map(|(labels, refs)| {
+                let mut chunks = Vec::new();
+                for (bi, si) in refs {
+                    chunks.extend(group[bi].read_chunks(si)?);
+                }
+                Ok(block::SeriesChunks { labels, chunks })
+            });
+            block::write_sorted(&self.blocks_dir, &name, source)?;
+            let merged = match Block::open(&self.blocks_dir, &name, &self.shared.interner) {
+                Ok(b) => Arc::new(b),
+                Err(e) => {
+                    let _ = std::fs::remove_file(block::path(&self.blocks_dir, &name));
+                    return Err(e);
+                }
+            };
+            {
+                let mut blocks = write(&self.shared.blocks);
+                blocks.retain(|b| !group.iter().any(|g| Arc::ptr_eq(g, b)));
+                blocks.push(merged);
+                blocks.sort_by_key(|b| (b.mint(), b.maxt()));
+            }
+            for b in &group {
+                self.pending_delete.push(b.name().to_string());
+            }
+            merged_any = true;
+            tracing::info!(
+                block = %name,
+                merged = group.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "merged blocks"
+            );
+        }
+        if merged_any {
+            self.publish_block_stats();
+        }
+        Ok(merged_any)
+    }
+
+    /// Moves head data older than the cutoff into new blocks; returns whether it made any.
+    fn compact_head(&mut self, forced: bool) -> Result<bool, StorageError> {
         let range = self.block_range_ms();
         let cutoff = self.compaction_cutoff();
         if !forced && cutoff <= self.compacted_before {
-            return Ok(());
+            return Ok(false);
         }
         let started = Instant::now();
         write(&self.shared.head).seal_before(cutoff);
         let groups = read(&self.shared.head).collect_before(cutoff, range);
         if groups.is_empty() {
             self.compacted_before = self.compacted_before.max(cutoff);
-            return Ok(());
+            return Ok(false);
         }
         let mut new_blocks: Vec<Arc<Block>> = Vec::new();
         let mut result = Ok(());
@@ -1468,13 +1772,7 @@ impl Writer {
             let name = format!("{:010}", self.next_block);
             self.next_block += 1;
             let written = block::write(&self.blocks_dir, &name, series)
-                .map_err(|e| {
-                    StorageError::io(
-                        format!("writing block {name} in {}", self.blocks_dir.display()),
-                        e,
-                    )
-                })
-                .and_then(|_| Block::open(&self.blocks_dir, &name));
+                .and_then(|_| Block::open(&self.blocks_dir, &name, &self.shared.interner));
             match written {
                 Ok(b) => new_blocks.push(Arc::new(b)),
                 Err(e) => {
@@ -1507,7 +1805,7 @@ impl Writer {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "compacted head into blocks"
         );
-        self.checkpoint()
+        Ok(true)
     }
 
     fn publish_block_stats(&self) {
@@ -1552,7 +1850,7 @@ impl Writer {
             .rotate()
             .map_err(|e| StorageError::io("rotating the WAL for a checkpoint", e))?;
         let cutoff = self.shared.min_valid_t(now_ms());
-        let bytes = {
+        let size = {
             let blocks_guard = read(&self.shared.blocks);
             let blocks: Vec<String> = blocks_guard.iter().map(|b| b.name().to_string()).collect();
             let mut head = write(&self.shared.head);
@@ -1562,21 +1860,21 @@ impl Writer {
             let head = read(&self.shared.head);
             let streams = self.shared.stream_records();
             let events: Vec<(String, Event)> = lock(&self.shared.events).iter().cloned().collect();
-            checkpoint::encode(
-                next,
-                self.compacted_before,
-                &blocks,
-                &streams,
-                &events,
-                &head,
-            )
+            let parts = checkpoint::Parts {
+                next_segment: next,
+                compacted_before: self.compacted_before,
+                blocks: &blocks,
+                streams: &streams,
+                events: &events,
+                head: &head,
+            };
+            checkpoint::write(&self.dir, &parts).map_err(|e| {
+                StorageError::io(format!("writing checkpoint in {}", self.dir.display()), e)
+            })?
         };
-        checkpoint::write(&self.dir, next, &bytes).map_err(|e| {
-            StorageError::io(format!("writing checkpoint in {}", self.dir.display()), e)
-        })?;
         self.checkpoint_segment = next;
         self.bytes_since_checkpoint = 0;
-        self.last_checkpoint_bytes = bytes.len() as u64;
+        self.last_checkpoint_bytes = size;
         for name in std::mem::take(&mut self.pending_delete) {
             if let Err(e) = std::fs::remove_file(block::path(&self.blocks_dir, &name)) {
                 tracing::warn!(block = %name, error = %e, "cannot delete expired block");

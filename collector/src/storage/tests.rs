@@ -393,6 +393,14 @@ async fn select_uses_matchers_ranges_and_sorts_by_labels() {
         st.label_values("job", &[], t, t + 100).unwrap(),
         ["api", "node"]
     );
+    let ls = st.series(&up, t + 10, t + 100).unwrap();
+    assert_eq!(
+        ls,
+        vec![
+            Labels::metric("up", &[("job", "api"), ("instance", "c"), ("env", "prod")]),
+            Labels::metric("up", &[("job", "node"), ("instance", "b")]),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -965,4 +973,193 @@ async fn a_full_queue_makes_appenders_wait_until_the_writer_catches_up() {
         assert_eq!(task.await.unwrap().unwrap().appended, 1);
     }
     assert_eq!(all(&st).len(), 6);
+}
+
+#[tokio::test]
+async fn finished_windows_of_small_blocks_are_merged_into_one() {
+    let tmp = TempDir::new("merge");
+    let o = StorageOptions {
+        block_duration: Duration::from_secs(60),
+        ..opts()
+    };
+    let t = now() - 40 * 60_000;
+    let pts: Vec<(i64, f64)> = (0..456).map(|i| (t + i * 5_000, i as f64)).collect();
+    let st = Storage::open(tmp.path(), o.clone()).unwrap();
+    st.append_series(vec![
+        series("a", &[], &pts),
+        series("b", &[], &pts[..100]),
+        series("c", &[], &pts[300..]),
+    ])
+    .await
+    .unwrap();
+    let before = bits(&all(&st));
+    st.compact().await.unwrap();
+    let stats = st.stats();
+    // 38 one-minute blocks of data; the finished 12-minute windows (at least two) are
+    // merged into one block each, leaving at most 2 + 12 + 1 blocks.
+    assert!(stats.blocks <= 15, "{stats:?}");
+    assert_eq!(bits(&all(&st)), before);
+    assert_eq!(block_files(tmp.path()).len(), stats.blocks);
+    let mid = st
+        .select(&[Matcher::equal("__name__", "b")], t, t + 10 * 5_000)
+        .unwrap();
+    assert_eq!(mid[0].points.len(), 11);
+    drop(st);
+    let st = Storage::open(tmp.path(), o).unwrap();
+    assert_eq!(bits(&all(&st)), before);
+    assert_eq!(st.stats().blocks, stats.blocks);
+}
+
+/// Every decoder of stored bytes must turn garbage into an error, never a panic.
+#[test]
+fn decoders_reject_random_bytes_without_panicking() {
+    let mut x = 0x0123_4567_89ab_cdefu64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let tmp = TempDir::new("garbage-decoders");
+    for round in 0..200 {
+        let len = (rnd() % 300) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        // Give some inputs plausible headers so decoding gets past the first check.
+        match round % 4 {
+            0 if len >= 8 => bytes[..8].copy_from_slice(b"VGCKPT02"),
+            1 if len >= 2 => bytes[0] = 0,
+            _ => {}
+        }
+        let _ = checkpoint::decode(&bytes);
+        let _ = WalRecord::decode(&bytes);
+        let _ = payload::ParsedBatch::decode(&bytes);
+        if let Ok(it) = chunk::ChunkIter::new(&bytes) {
+            let _ = it.collect::<Vec<_>>();
+        }
+        let _ = chunk::ChunkAppender::from_bytes(&bytes);
+        std::fs::write(tmp.path().join("x.blk"), &bytes).unwrap();
+        let _ = Block::open(tmp.path(), "x", &intern::Interner::default());
+        // And a WAL segment of garbage replays to a truncation, not a panic.
+        let wal_dir = tmp.path().join(format!("wal{round}"));
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        std::fs::write(wal_dir.join("0000000001"), &bytes).unwrap();
+        wal::replay(&wal_dir, 0, |_, body| {
+            let _ = WalRecord::decode(body);
+        })
+        .unwrap();
+    }
+}
+
+/// Regression: a resend arriving while the first copy was still being synced was answered
+/// "duplicate" before the first copy was durable.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // stalls the writer on purpose
+async fn concurrent_resends_of_one_batch_are_stored_once_and_acked_after_it_is_durable() {
+    let tmp = TempDir::new("resend");
+    let st = Storage::open(tmp.path(), opts()).unwrap();
+    let p = payload(vec![series("m", &[], &[(now(), 1.0)])], vec![]);
+    let guard = write(&st.inner.shared.head);
+    // Occupy the writer with another batch so the ten copies queue up as one group.
+    let other = {
+        let st = st.clone();
+        let p = payload(vec![series("other", &[], &[(now(), 1.0)])], vec![]);
+        tokio::spawn(async move { st.append_agent_batch("h", 1, 1, p).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let st = st.clone();
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            st.append_agent_batch("h", 1, 7, p).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tasks.iter().all(|t| !t.is_finished()));
+    drop(guard);
+    let mut stored = 0;
+    let mut dups = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            AppendOutcome::Stored { samples } => {
+                assert_eq!(samples, 1);
+                stored += 1;
+            }
+            AppendOutcome::Duplicate => dups += 1,
+        }
+    }
+    assert_eq!((stored, dups), (1, 9));
+    assert!(matches!(
+        other.await.unwrap().unwrap(),
+        AppendOutcome::Stored { .. }
+    ));
+    assert_eq!(st.agent_streams()[0].batches, 2);
+    assert_eq!(st.metrics().group_commit_records.get_sample_count(), 2);
+    assert_eq!(all(&st).len(), 2);
+}
+
+#[tokio::test]
+async fn zero_retention_keeps_everything() {
+    let tmp = TempDir::new("no-retention");
+    let st = Storage::open(
+        tmp.path(),
+        StorageOptions {
+            retention: Duration::ZERO,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let s = st
+        .append_series(vec![series("m", &[], &[(0, 1.0), (now(), 2.0)])])
+        .await
+        .unwrap();
+    assert_eq!((s.appended, s.too_old), (2, 0));
+    st.compact().await.unwrap();
+    assert_eq!(all(&st)[0].points.len(), 2);
+}
+
+#[tokio::test]
+#[allow(clippy::await_holding_lock)] // stalls the writer on purpose
+async fn queued_payload_bytes_are_bounded() {
+    let tmp = TempDir::new("queue-bytes");
+    let st = Storage::open(
+        tmp.path(),
+        StorageOptions {
+            queue_bytes: 1024,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let t = now();
+    // With a single KiB allowed, only one append is in flight at a time.
+    let big = |i: usize| {
+        let s: Vec<Series> = (0..200)
+            .map(|k| series("m", &[("k", &format!("{i}-{k}"))], &[(t, 1.0)]))
+            .collect();
+        payload(s, vec![])
+    };
+    let guard = write(&st.inner.shared.head);
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let st = st.clone();
+        let p = big(i);
+        tasks.push(tokio::spawn(async move {
+            st.append_agent_batch("h", 1, i as u64, p).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(st.inner.queue_bytes.available_permits(), 0);
+    // Only the request holding the permits reached the queue or the writer.
+    assert_eq!(
+        st.inner.tx.as_ref().unwrap().capacity(),
+        st.inner.tx.as_ref().unwrap().max_capacity()
+    );
+    drop(guard);
+    for task in tasks {
+        assert!(matches!(
+            task.await.unwrap().unwrap(),
+            AppendOutcome::Stored { samples: 200 }
+        ));
+    }
+    assert_eq!(st.inner.queue_bytes.available_permits(), 1);
 }
