@@ -23,7 +23,10 @@ pub struct CollectorConfig {
     pub retention: Option<NonZeroDuration>,
     /// Active-series limit; 0 means unlimited. Default 0.
     pub max_series: Option<usize>,
-    /// How far behind a series' newest sample a sample may arrive and still be stored. Default 0s.
+    /// How far behind a series' newest sample a sample may arrive and still be stored.
+    /// Default: the retention period, so an agent's backlog is stored however long the
+    /// outage was, even though live data overtakes it. Set it lower (Prometheus uses 0) to
+    /// refuse late remote_write samples.
     pub out_of_order_window: Option<PromDuration>,
     /// Grace period for draining on shutdown. Default 10s.
     pub shutdown_grace: Option<NonZeroDuration>,
@@ -113,6 +116,10 @@ impl CollectorConfig {
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
+        let retention = self
+            .retention
+            .map(|d| d.get())
+            .unwrap_or(Duration::from_secs(15 * 86400));
         Ok(Settings {
             data_dir: self
                 .data_dir
@@ -120,12 +127,9 @@ impl CollectorConfig {
             certs_dir,
             quic_listen,
             http_listen,
-            retention: self
-                .retention
-                .map(|d| d.get())
-                .unwrap_or(Duration::from_secs(15 * 86400)),
+            retention,
             max_series: self.max_series.unwrap_or(0),
-            out_of_order_window: self.out_of_order_window.map(|d| d.0).unwrap_or_default(),
+            out_of_order_window: self.out_of_order_window.map(|d| d.0).unwrap_or(retention),
             shutdown_grace: self
                 .shutdown_grace
                 .map(|d| d.get())
@@ -151,6 +155,23 @@ mod tests {
             err.contains("line 1") && err.contains("greater than zero"),
             "{err}"
         );
+    }
+
+    /// Regression: agents send live data ahead of their backlog, so after an outage the
+    /// backlog arrives older than each series' newest sample. With Prometheus's window of 0
+    /// it was acknowledged but dropped as out of order.
+    #[test]
+    fn out_of_order_window_defaults_to_retention_so_an_agent_backlog_is_kept() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-{}", std::process::id()));
+        crate::certs_cmd::init(&dir, &[]).unwrap();
+        let cfg = CollectorConfig {
+            certs_dir: Some(dir.clone()),
+            retention: Some("30d".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = cfg.validate().unwrap();
+        assert_eq!(s.out_of_order_window, Duration::from_secs(30 * 86400));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

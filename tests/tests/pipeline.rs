@@ -184,7 +184,11 @@ fn status_fails_when_the_agent_is_not_running_or_cannot_reach_a_collector() {
     let (_, st) = agent.status();
     assert!(st["buffer"]["batches"].as_u64().unwrap() >= 5, "{st}");
     assert_eq!(st["collector"]["collector"], dead.as_str(), "{st}");
-    wait_for(Duration::from_secs(20), || agent.status().1["collector"]["last_error"].is_string(), "the connect failure in status");
+    wait_for(
+        Duration::from_secs(20),
+        || agent.status().1["collector"]["last_error"].is_string(),
+        "the connect failure in status",
+    );
 }
 
 #[test]

@@ -11,13 +11,15 @@
 //! - the Prometheus query API, merged from [`crate::query`].
 
 pub mod remote_write;
-pub mod selector;
 
 use crate::ingest::AgentRegistry;
+use crate::query::api::Params;
+use crate::query::plan::parse_series_selector;
+use crate::query::timeparse::parse_time;
 use crate::storage::{Matcher, Storage};
 use crate::telemetry::CollectorMetrics;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -70,118 +72,22 @@ fn error(code: StatusCode, error_type: &str, msg: impl std::fmt::Display) -> Res
         .into_response()
 }
 
-/// Query-string pairs, with `+` and percent escapes decoded, in order.
-pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    let decode = |s: &str| -> String {
-        let s = s.replace('+', " ");
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    raw.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
+fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+    let groups: Vec<Vec<Matcher>> = params
+        .all("match[]")
+        .into_iter()
+        .map(|m| {
+            parse_series_selector(m).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_data", e))
         })
-        .collect()
-}
-
-fn selectors(pairs: &[(String, String)]) -> Result<Vec<Vec<Matcher>>, Response> {
-    let mut out = Vec::new();
-    for (k, v) in pairs {
-        if k == "match[]" {
-            out.extend(
-                selector::parse(v).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_data", e))?,
-            );
-        }
-    }
-    if out.is_empty() {
+        .collect::<Result<_, _>>()?;
+    if groups.is_empty() {
         return Err(error(
             StatusCode::BAD_REQUEST,
             "bad_data",
             "no match[] parameter provided",
         ));
     }
-    Ok(out)
-}
-
-/// Parses a Prometheus API time: RFC 3339 or Unix seconds with an optional fraction.
-pub fn parse_time_ms(s: &str) -> Result<i64, String> {
-    if let Ok(f) = s.parse::<f64>() {
-        if f.is_finite() {
-            return Ok((f * 1000.0).round() as i64);
-        }
-    }
-    parse_rfc3339_ms(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
-}
-
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    // YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    let mut i = 19;
-    let mut frac_ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = s.get(start..i)?;
-        let padded = format!("{:0<3}", &digits[..digits.len().min(3)]);
-        frac_ms = padded.parse().ok()?;
-    }
-    let offset_s = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let sign = if tz.starts_with('-') { -1 } else { 1 };
-            sign * (tz.get(1..3)?.parse::<i64>().ok()? * 3600
-                + tz.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = if yy >= 0 { yy } else { yy - 399 } / 400;
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset_s) * 1000 + frac_ms)
+    Ok(groups)
 }
 
 fn select_union(
@@ -221,13 +127,12 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
-async fn federate(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Response {
+async fn federate(State(s): State<ApiState>, params: Params) -> Response {
     s.metrics
         .http_requests
         .with_label_values(&["federate"])
         .inc();
-    let pairs = query_pairs(q.as_deref());
-    let groups = match selectors(&pairs) {
+    let groups = match selectors(&params) {
         Ok(g) => g,
         Err(r) => return r,
     };
@@ -294,24 +199,17 @@ pub fn export_line(s: &Series, out: &mut String) {
     out.push_str("]}\n");
 }
 
-async fn export(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Response {
+async fn export(State(s): State<ApiState>, params: Params) -> Response {
     s.metrics.http_requests.with_label_values(&["export"]).inc();
-    let pairs = query_pairs(q.as_deref());
-    let groups = match selectors(&pairs) {
+    let groups = match selectors(&params) {
         Ok(g) => g,
         Err(r) => return r,
     };
-    let param = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let start = match param("start").map(parse_time_ms).transpose() {
+    let start = match params.get("start").map(parse_time).transpose() {
         Ok(v) => v.unwrap_or(0),
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("start: {e}")),
     };
-    let end = match param("end").map(parse_time_ms).transpose() {
+    let end = match params.get("end").map(parse_time).transpose() {
         Ok(v) => v.unwrap_or_else(|| (s.now_ms)()),
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("end: {e}")),
     };
@@ -394,28 +292,6 @@ async fn ready(State(s): State<ApiState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_parse_like_prometheus() {
-        assert_eq!(parse_time_ms("1700000000.5").unwrap(), 1_700_000_000_500);
-        assert_eq!(
-            parse_time_ms("2023-11-14T22:13:20Z").unwrap(),
-            1_700_000_000_000
-        );
-        assert_eq!(
-            parse_time_ms("2023-11-14T23:13:20.25+01:00").unwrap(),
-            1_700_000_000_250
-        );
-        assert!(parse_time_ms("yesterday").is_err());
-    }
-
-    #[test]
-    fn query_strings_decode_escapes_and_repeats() {
-        let p = query_pairs(Some("match%5B%5D=up%7Bjob%3D%22a%22%7D&match[]=b+c&x"));
-        assert_eq!(p[0], ("match[]".into(), "up{job=\"a\"}".into()));
-        assert_eq!(p[1], ("match[]".into(), "b c".into()));
-        assert_eq!(p[2], ("x".into(), "".into()));
-    }
 
     #[test]
     fn export_lines_match_victoriametrics_shape() {

@@ -90,10 +90,11 @@ impl QueryEngine {
 }
 
 /// Request parameters from the URL query and, for POST, the form body (body wins).
-struct Params(Vec<(String, String)>);
+pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn get(&self, name: &str) -> Option<&str> {
+    /// The last value of parameter `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -101,7 +102,8 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    fn all(&self, name: &str) -> Vec<&str> {
+    /// Every value of parameter `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
