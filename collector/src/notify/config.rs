@@ -1557,7 +1557,7 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let ok = i + 2 < bytes.len() + 0
+            let ok = i + 2 < bytes.len()
                 && bytes[i + 1].is_ascii_hexdigit()
                 && bytes[i + 2].is_ascii_hexdigit();
             if !ok {

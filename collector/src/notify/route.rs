@@ -332,7 +332,7 @@ pub fn routes_test_tree(config: &Config, labels: &[(String, String)]) -> String 
             route_slug(r, false, is_leaf)
         );
         let children: Vec<&Route> = r.routes.iter().filter(|c| on_path(c, matched)).collect();
-        let child_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
+        let child_prefix = format!("{prefix}{}", if last { "    " } else { TREE_CONTINUE });
         for (i, c) in children.iter().enumerate() {
             render(c, matched, &child_prefix, i + 1 == children.len(), out);
         }
@@ -341,6 +341,9 @@ pub fn routes_test_tree(config: &Config, labels: &[(String, String)]) -> String 
     out.push_str("\n\n");
     out
 }
+
+/// treeprint's continuation prefix: a vertical bar, two no-break spaces and a space.
+const TREE_CONTINUE: &str = "│\u{a0}\u{a0} ";
 
 fn route_slug(r: &Route, show_continue: bool, show_receiver: bool) -> String {
     let mut s = if r.matchers.is_empty() {
@@ -367,7 +370,7 @@ pub fn routes_show(config: &Config) -> String {
             if last { "└──" } else { "├──" },
             route_slug(r, true, true)
         );
-        let child_prefix = format!("{prefix}{}", if last { "    " } else { "│   " });
+        let child_prefix = format!("{prefix}{}", if last { "    " } else { TREE_CONTINUE });
         for (i, c) in r.routes.iter().enumerate() {
             render(c, &child_prefix, i + 1 == r.routes.len(), out);
         }
@@ -486,7 +489,7 @@ receivers: [{name: default}, {name: pager}, {name: db-pager}, {name: web-pager},
         let out = routes_show(&c);
         assert!(out.starts_with("Routing tree:\n.\n└── default-route  receiver: default\n"));
         assert!(out.contains("    ├── {severity=\"critical\"}  continue: true  receiver: pager\n"));
-        assert!(out.contains("    │   └── {team=~\"web|api\"}  receiver: web-pager\n"));
+        assert!(out.contains("    │\u{a0}\u{a0} └── {team=~\"web|api\"}  receiver: web-pager\n"));
         assert!(out.ends_with("    └── {team=\"db\"}  receiver: db\n\n"));
     }
 
