@@ -774,4 +774,357 @@ mod tests {
         v.sort_by(alert_order);
         assert_eq!(v, vec![b, a, c, d]);
     }
+
+    // -----------------------------------------------------------------------------------
+    // End-to-end over loopback: a local HTTP receiver records what the pipeline POSTs.
+    // -----------------------------------------------------------------------------------
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Sink {
+        url: String,
+        rx: mpsc::Receiver<serde_json::Value>,
+        attempts: Arc<AtomicUsize>,
+    }
+
+    #[derive(Clone)]
+    struct SinkState {
+        tx: mpsc::Sender<serde_json::Value>,
+        fail_first: Arc<AtomicUsize>,
+        fail_status: u16,
+        attempts: Arc<AtomicUsize>,
+    }
+
+    async fn hook(State(st): State<SinkState>, body: axum::body::Bytes) -> StatusCode {
+        st.attempts.fetch_add(1, Ordering::SeqCst);
+        let failing = st
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return StatusCode::from_u16(st.fail_status).unwrap_or(StatusCode::BAD_GATEWAY);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let _ = st.tx.try_send(v);
+        StatusCode::OK
+    }
+
+    /// A webhook receiver on 127.0.0.1:0 that answers `fail_status` to the first
+    /// `fail_first` requests and 200 afterwards.
+    async fn sink(fail_first: usize, fail_status: u16) -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = mpsc::channel(64);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(SinkState {
+                tx,
+                fail_first: Arc::new(AtomicUsize::new(fail_first)),
+                fail_status,
+                attempts: attempts.clone(),
+            });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Sink {
+            url: format!("http://{addr}/hook"),
+            rx,
+            attempts,
+        }
+    }
+
+    fn fast_opts() -> DispatchOptions {
+        DispatchOptions {
+            queue_capacity: 16,
+            external_url: "http://vigil.test:9093".into(),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+            min_notify_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(2),
+            maintenance_interval: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    fn start(yaml: &str) -> (DispatcherHandle, CancellationToken) {
+        let cfg = Config::load_str(yaml, "t.yml").unwrap_or_else(|e| panic!("{e}"));
+        let (handle, d) = dispatcher(Arc::new(cfg), fast_opts());
+        let cancel = CancellationToken::new();
+        tokio::spawn(d.run(cancel.clone()));
+        (handle, cancel)
+    }
+
+    async fn next(sink: &mut Sink, within: Duration) -> Option<serde_json::Value> {
+        tokio::time::timeout(within, sink.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn alert(pairs: &[(&str, &str)]) -> Alert {
+        Alert::firing(pairs)
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn groups_alerts_and_posts_a_version_4_message() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_by: [alertname], group_wait: 200ms, group_interval: 400ms, repeat_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        ));
+        h.send(alert(&[("alertname", "HighCPU"), ("instance", "b")]))
+            .await
+            .unwrap();
+        h.send(alert(&[("alertname", "HighCPU"), ("instance", "a")]))
+            .await
+            .unwrap();
+        let m = next(&mut s, WAIT).await.expect("a notification");
+        assert_eq!(m["version"], "4");
+        assert_eq!(m["receiver"], "ops");
+        assert_eq!(m["status"], "firing");
+        assert_eq!(m["groupKey"], "{}:{alertname=\"HighCPU\"}");
+        assert_eq!(
+            m["groupLabels"],
+            serde_json::json!({"alertname": "HighCPU"})
+        );
+        assert_eq!(
+            m["commonLabels"],
+            serde_json::json!({"alertname": "HighCPU"})
+        );
+        assert_eq!(m["externalURL"], "http://vigil.test:9093");
+        assert_eq!(m["truncatedAlerts"], 0);
+        let alerts = m["alerts"].as_array().expect("alerts");
+        assert_eq!(alerts.len(), 2, "both alerts in one notification: {m}");
+        assert_eq!(alerts[0]["labels"]["instance"], "a", "sorted by instance");
+        assert_eq!(alerts[0]["endsAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(alerts[0]["fingerprint"].as_str().map(str::len), Some(16));
+        // Nothing changed: later group_interval flushes stay quiet until repeat_interval.
+        assert!(next(&mut s, Duration::from_millis(1200)).await.is_none());
+        assert_eq!(h.stats().notifications_sent.load(Ordering::Relaxed), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn resolved_alerts_are_sent_with_send_resolved_and_the_group_goes_away() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_by: [alertname], group_wait: 100ms, group_interval: 300ms}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down")]);
+        h.send(a.clone()).await.unwrap();
+        assert_eq!(
+            next(&mut s, WAIT).await.expect("firing")["status"],
+            "firing"
+        );
+        let mut r = a.clone();
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("resolved");
+        assert_eq!(m["status"], "resolved");
+        assert_ne!(m["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(h.stats().groups_removed.load(Ordering::Relaxed), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn without_send_resolved_resolutions_are_not_sent() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_by: [alertname], group_wait: 100ms, group_interval: 300ms}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}', send_resolved: false}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down")]);
+        h.send(a.clone()).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some());
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        assert!(next(&mut s, Duration::from_millis(1000)).await.is_none());
+        // The group was still flushed and cleaned up.
+        assert_eq!(h.stats().groups_removed.load(Ordering::Relaxed), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_with_backoff() {
+        let mut s = sink(2, 503).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_wait: 50ms}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        ));
+        h.send(alert(&[("alertname", "X")])).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some());
+        assert_eq!(s.attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(h.stats().notification_retries.load(Ordering::Relaxed), 2);
+        assert_eq!(h.stats().notifications_failed.load(Ordering::Relaxed), 0);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_not_retried() {
+        let s = sink(usize::MAX, 400).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_wait: 50ms, group_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        ));
+        h.send(alert(&[("alertname", "X")])).await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        while h.stats().notifications_failed.load(Ordering::Relaxed) == 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(h.stats().notifications_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(s.attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(h.stats().notification_retries.load(Ordering::Relaxed), 0);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn unchanged_groups_repeat_after_repeat_interval() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_wait: 50ms, group_interval: 200ms, repeat_interval: 1s}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        ));
+        h.send(alert(&[("alertname", "X")])).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some());
+        let first = Instant::now();
+        assert!(next(&mut s, WAIT).await.is_some(), "repeat notification");
+        let gap = first.elapsed();
+        assert!(gap >= Duration::from_millis(700), "repeated after {gap:?}");
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn inhibited_alerts_are_not_notified() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: ops, group_by: [alertname], group_wait: 200ms, group_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]
+inhibit_rules:
+  - source_matchers: [severity=critical]
+    target_matchers: [severity=warning]
+    equal: [instance]",
+            s.url
+        ));
+        h.send(alert(&[
+            ("alertname", "NodeDown"),
+            ("severity", "critical"),
+            ("instance", "a"),
+        ]))
+        .await
+        .unwrap();
+        h.send(alert(&[
+            ("alertname", "DiskFull"),
+            ("severity", "warning"),
+            ("instance", "a"),
+        ]))
+        .await
+        .unwrap();
+        h.send(alert(&[
+            ("alertname", "DiskFull"),
+            ("severity", "warning"),
+            ("instance", "b"),
+        ]))
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = next(&mut s, Duration::from_millis(1500)).await {
+            got.push(m);
+        }
+        assert_eq!(got.len(), 2, "{got:?}");
+        let disk = got
+            .iter()
+            .find(|m| m["groupLabels"]["alertname"] == "DiskFull")
+            .expect("DiskFull group");
+        let alerts = disk["alerts"].as_array().expect("alerts");
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0]["labels"]["instance"], "b");
+        assert_eq!(h.stats().alerts_inhibited.load(Ordering::Relaxed), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn continue_routes_notify_every_matching_receiver() {
+        let mut a = sink(0, 500).await;
+        let mut b = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route:
+  receiver: none
+  group_wait: 50ms
+  routes:
+    - {{matchers: [team=db], receiver: first, continue: true}}
+    - {{matchers: [severity=critical], receiver: second}}
+receivers:
+  - {{name: none}}
+  - {{name: first, webhook_configs: [{{url: '{}'}}]}}
+  - {{name: second, webhook_configs: [{{url: '{}', max_alerts: 1}}]}}",
+            a.url, b.url
+        ));
+        h.send(alert(&[
+            ("team", "db"),
+            ("severity", "critical"),
+            ("i", "1"),
+        ]))
+        .await
+        .unwrap();
+        h.send(alert(&[
+            ("team", "db"),
+            ("severity", "critical"),
+            ("i", "2"),
+        ]))
+        .await
+        .unwrap();
+        let ma = next(&mut a, WAIT).await.expect("first receiver");
+        let mb = next(&mut b, WAIT).await.expect("second receiver");
+        assert_eq!(ma["receiver"], "first");
+        assert_eq!(ma["groupKey"], "{}/{team=\"db\"}:{}");
+        assert_eq!(mb["groupKey"], "{}/{severity=\"critical\"}:{}");
+        assert_eq!(mb["alerts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(mb["truncatedAlerts"], 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn send_waits_while_the_queue_is_full() {
+        let cfg = Config::load_str("route: {receiver: a}\nreceivers: [{name: a}]", "t.yml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (h, d) = dispatcher(
+            Arc::new(cfg),
+            DispatchOptions {
+                queue_capacity: 1,
+                ..fast_opts()
+            },
+        );
+        h.send(alert(&[("a", "1")])).await.unwrap();
+        let h2 = h.clone();
+        let blocked = tokio::spawn(async move { h2.send(alert(&[("a", "2")])).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !blocked.is_finished(),
+            "send must wait for room in the queue"
+        );
+        let cancel = CancellationToken::new();
+        tokio::spawn(d.run(cancel.clone()));
+        let r = tokio::time::timeout(WAIT, blocked).await;
+        assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
+        assert_eq!(h.stats().alerts_received.load(Ordering::Relaxed), 2);
+        cancel.cancel();
+    }
 }
