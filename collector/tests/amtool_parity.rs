@@ -296,3 +296,280 @@ fn routing_parity_regex() {
     sets.push(l(&[("service", "foo1"), ("service", "nope")]));
     assert!(assert_routing_parity("routing-regex.yml", &sets) >= 30);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Webhook payload parity with a real Alertmanager (`/usr/bin/prometheus-alertmanager`).
+// ---------------------------------------------------------------------------------------------
+
+mod webhook_parity {
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+    use vigil_collector::notify::alert::{parse_rfc3339, rfc3339};
+    use vigil_collector::notify::config::HttpConfig;
+    use vigil_collector::notify::webhook::post_json;
+    use vigil_collector::notify::{dispatcher, Alert, Config, DispatchOptions};
+
+    const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+    async fn hook(
+        State(tx): State<mpsc::Sender<serde_json::Value>>,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let v = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let _ = tx.try_send(v);
+        StatusCode::OK
+    }
+
+    async fn sink() -> (String, mpsc::Receiver<serde_json::Value>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = mpsc::channel(16);
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(tx);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}/hook"), rx)
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    }
+
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn config_yaml(url: &str) -> String {
+        format!(
+            "route:
+  receiver: fallback
+  group_by: [alertname, cluster]
+  group_wait: 1s
+  group_interval: 1h
+  routes:
+    - matchers: ['team=~\"db|storage\"']
+      receiver: team.ops
+receivers:
+  - name: fallback
+  - name: team.ops
+    webhook_configs: [{{url: '{url}', max_alerts: 3}}]
+"
+        )
+    }
+
+    /// The alerts both systems get: three firing (one with odd characters), one already
+    /// resolved, one in another group, all with explicit times.
+    fn alerts(now: SystemTime) -> Vec<Alert> {
+        let t = |offset: i64| {
+            let secs = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+                + offset;
+            parse_rfc3339(&rfc3339(Some(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(secs as u64),
+            )))
+            .expect("time round-trips")
+        };
+        let mk = |labels: &[(&str, &str)], ann: &[(&str, &str)], start: i64, end: i64| Alert {
+            labels: labels
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            annotations: ann
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            starts_at: t(start),
+            ends_at: Some(t(end)),
+            generator_url: "http://prometheus:9090/graph?g0.expr=up".into(),
+        };
+        vec![
+            mk(
+                &[
+                    ("alertname", "DiskFull"),
+                    ("cluster", "eu"),
+                    ("team", "db"),
+                    ("instance", "db-2:9100"),
+                    ("job", "node"),
+                ],
+                &[("summary", "disk full"), ("runbook", "r1")],
+                -600,
+                3600,
+            ),
+            mk(
+                &[
+                    ("alertname", "DiskFull"),
+                    ("cluster", "eu"),
+                    ("team", "db"),
+                    ("instance", "db-1:9100"),
+                    ("job", "node"),
+                ],
+                &[("summary", "disk full"), ("runbook", "r2")],
+                -300,
+                3600,
+            ),
+            mk(
+                &[
+                    ("alertname", "DiskFull"),
+                    ("cluster", "eu"),
+                    ("team", "storage"),
+                    ("mount", "/var/\"lib\" é"),
+                ],
+                &[("summary", "disk full")],
+                -120,
+                3600,
+            ),
+            mk(
+                &[
+                    ("alertname", "DiskFull"),
+                    ("cluster", "eu"),
+                    ("team", "db"),
+                    ("instance", "db-0:9100"),
+                    ("job", "node"),
+                ],
+                &[("summary", "was full")],
+                -900,
+                -60,
+            ),
+            mk(
+                &[("alertname", "DiskFull"), ("cluster", "us"), ("team", "db")],
+                &[],
+                -60,
+                3600,
+            ),
+        ]
+    }
+
+    fn to_api_json(alerts: &[Alert]) -> String {
+        let v: Vec<serde_json::Value> = alerts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "startsAt": rfc3339(Some(a.starts_at)),
+                    "endsAt": rfc3339(a.ends_at),
+                    "generatorURL": a.generator_url,
+                })
+            })
+            .collect();
+        serde_json::to_string(&v).expect("json")
+    }
+
+    async fn collect(
+        rx: &mut mpsc::Receiver<serde_json::Value>,
+        n: usize,
+    ) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
+                Ok(Some(v)) => out.push(v),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|m| m["groupKey"].to_string());
+        out
+    }
+
+    #[tokio::test]
+    async fn webhook_messages_match_alertmanager() {
+        assert!(
+            Path::new(ALERTMANAGER).exists(),
+            "{ALERTMANAGER} is missing: install Debian's prometheus-alertmanager package"
+        );
+        let dir = std::env::temp_dir().join(format!("vigil-am-parity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let now = SystemTime::now();
+        let input = alerts(now);
+
+        // Real Alertmanager.
+        let (am_url, mut am_rx) = sink().await;
+        let am_cfg = dir.join("alertmanager.yml");
+        std::fs::write(&am_cfg, config_yaml(&am_url)).expect("write config");
+        let port = free_port();
+        let external = format!("http://127.0.0.1:{port}");
+        let _am = KillOnDrop(
+            Command::new(ALERTMANAGER)
+                .arg(format!("--config.file={}", am_cfg.display()))
+                .arg(format!("--storage.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg(format!("--web.external-url={external}"))
+                .arg("--cluster.listen-address=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting alertmanager"),
+        );
+        let body = to_api_json(&input);
+        let mut posted = false;
+        for _ in 0..100 {
+            let sent = post_json(
+                &format!("{external}/api/v2/alerts"),
+                &HttpConfig::default(),
+                bytes::Bytes::from(body.clone()),
+                Duration::from_secs(2),
+            )
+            .await;
+            if sent.is_ok() {
+                posted = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            posted,
+            "could not post alerts to alertmanager on {external}"
+        );
+
+        // Vigil with the same config and alerts.
+        let (vigil_url, mut vigil_rx) = sink().await;
+        let cfg = Config::load_str(&config_yaml(&vigil_url), "parity.yml").expect("config");
+        let (handle, d) = dispatcher(
+            Arc::new(cfg),
+            DispatchOptions {
+                external_url: external.clone(),
+                ..DispatchOptions::default()
+            },
+        );
+        let cancel = CancellationToken::new();
+        tokio::spawn(d.run(cancel.clone()));
+        for a in input {
+            handle.send(a).await.expect("queue");
+        }
+
+        let theirs = collect(&mut am_rx, 2).await;
+        let mut ours = collect(&mut vigil_rx, 2).await;
+        cancel.cancel();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(theirs.len(), 2, "alertmanager sent {theirs:?}");
+        for m in &mut ours {
+            m["externalURL"] = serde_json::Value::String(external.clone());
+        }
+        if std::env::var_os("VIGIL_SHOW_PARITY").is_some() {
+            eprintln!("{}", serde_json::to_string_pretty(&theirs).expect("json"));
+        }
+        assert_eq!(
+            serde_json::to_string_pretty(&ours).expect("json"),
+            serde_json::to_string_pretty(&theirs).expect("json")
+        );
+    }
+}
