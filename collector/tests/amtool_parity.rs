@@ -362,7 +362,7 @@ mod webhook_parity {
             "route:
   receiver: fallback
   group_by: [alertname, cluster]
-  group_wait: 1s
+  group_wait: 3s
   group_interval: 1h
   routes:
     - matchers: ['team=~\"db|storage\"']
@@ -375,8 +375,8 @@ receivers:
         )
     }
 
-    /// The alerts both systems get: three firing (one with odd characters), one already
-    /// resolved, one in another group, all with explicit times.
+    /// The alerts both systems get: three firing (one with odd characters), one in another
+    /// group, one already resolved, all with explicit whole-second times.
     fn alerts(now: SystemTime) -> Vec<Alert> {
         let t = |offset: i64| {
             let secs = now
@@ -402,6 +402,9 @@ receivers:
             ends_at: Some(t(end)),
             generator_url: "http://prometheus:9090/graph?g0.expr=up".into(),
         };
+        // Every alert starts within group_wait of now, so both systems wait group_wait and
+        // flush each group once with all of its alerts (an older start flushes at once,
+        // possibly before the rest of the batch is in). The resolved alert comes last.
         vec![
             mk(
                 &[
@@ -412,7 +415,7 @@ receivers:
                     ("job", "node"),
                 ],
                 &[("summary", "disk full"), ("runbook", "r1")],
-                -600,
+                0,
                 3600,
             ),
             mk(
@@ -424,7 +427,7 @@ receivers:
                     ("job", "node"),
                 ],
                 &[("summary", "disk full"), ("runbook", "r2")],
-                -300,
+                -1,
                 3600,
             ),
             mk(
@@ -435,7 +438,13 @@ receivers:
                     ("mount", "/var/\"lib\" é"),
                 ],
                 &[("summary", "disk full")],
-                -120,
+                0,
+                3600,
+            ),
+            mk(
+                &[("alertname", "DiskFull"), ("cluster", "us"), ("team", "db")],
+                &[],
+                -1,
                 3600,
             ),
             mk(
@@ -447,14 +456,8 @@ receivers:
                     ("job", "node"),
                 ],
                 &[("summary", "was full")],
-                -900,
-                -60,
-            ),
-            mk(
-                &[("alertname", "DiskFull"), ("cluster", "us"), ("team", "db")],
-                &[],
-                -60,
-                3600,
+                -1,
+                0,
             ),
         ]
     }
@@ -498,9 +501,6 @@ receivers:
         );
         let dir = std::env::temp_dir().join(format!("vigil-am-parity-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let now = SystemTime::now();
-        let input = alerts(now);
-
         // Real Alertmanager.
         let (am_url, mut am_rx) = sink().await;
         let am_cfg = dir.join("alertmanager.yml");
@@ -519,26 +519,26 @@ receivers:
                 .spawn()
                 .expect("starting alertmanager"),
         );
-        let body = to_api_json(&input);
-        let mut posted = false;
+        // Wait until it accepts alerts (an empty batch), then send the real ones.
+        let api = format!("{external}/api/v2/alerts");
+        let mut ready = false;
         for _ in 0..100 {
-            let sent = post_json(
-                &format!("{external}/api/v2/alerts"),
-                &HttpConfig::default(),
-                bytes::Bytes::from(body.clone()),
-                Duration::from_secs(2),
-            )
-            .await;
-            if sent.is_ok() {
-                posted = true;
+            let empty = bytes::Bytes::from_static(b"[]");
+            if post_json(&api, &HttpConfig::default(), empty, Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
+                ready = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            posted,
-            "could not post alerts to alertmanager on {external}"
-        );
+        assert!(ready, "alertmanager on {external} did not come up");
+        let input = alerts(SystemTime::now());
+        let body = bytes::Bytes::from(to_api_json(&input));
+        post_json(&api, &HttpConfig::default(), body, Duration::from_secs(2))
+            .await
+            .expect("posting alerts to alertmanager");
 
         // Vigil with the same config and alerts.
         let (vigil_url, mut vigil_rx) = sink().await;

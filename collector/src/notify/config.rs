@@ -300,6 +300,36 @@ struct RawGlobal {
     slack_api_url_file: Option<Scalar>,
     #[serde(default)]
     pagerduty_url: Option<Scalar>,
+    // Settings of integrations Vigil does not send to. Accepted so that configs written for
+    // Alertmanager load; their URLs are still checked as Alertmanager does.
+    #[serde(default)]
+    opsgenie_api_url: Option<Scalar>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    opsgenie_api_key: Option<Scalar>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    opsgenie_api_key_file: Option<Scalar>,
+    #[serde(default)]
+    wechat_api_url: Option<Scalar>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    wechat_api_secret: Option<Scalar>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    wechat_api_corp_id: Option<Scalar>,
+    #[serde(default)]
+    victorops_api_url: Option<Scalar>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    victorops_api_key: Option<Scalar>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    victorops_api_key_file: Option<Scalar>,
+    #[serde(default)]
+    telegram_api_url: Option<Scalar>,
+    #[serde(default)]
+    webex_api_url: Option<Scalar>,
 }
 
 /// Global settings after defaults.
@@ -1129,6 +1159,17 @@ fn resolve_global(g: RawGlobal, p: &mut Problems) -> GlobalConfig {
         }
         None => DEFAULT_PAGERDUTY_URL.to_string(),
     };
+    for (field, url) in [
+        ("opsgenie_api_url", &g.opsgenie_api_url),
+        ("wechat_api_url", &g.wechat_api_url),
+        ("victorops_api_url", &g.victorops_api_url),
+        ("telegram_api_url", &g.telegram_api_url),
+        ("webex_api_url", &g.webex_api_url),
+    ] {
+        if let Some(u) = url {
+            check_url(u.as_str(), &format!("global.{field}"), p);
+        }
+    }
     let smtp_tls_config = g.smtp_tls_config.unwrap_or_default();
     GlobalConfig {
         resolve_timeout,
@@ -1995,6 +2036,19 @@ receivers: [{name: a}]",
             "{e:?}"
         );
         assert!(has(&e, "global.http_config.proxy_url"), "{e:?}");
+    }
+
+    #[test]
+    fn globals_of_other_integrations_are_accepted_and_urls_checked() {
+        load("global: {opsgenie_api_key: k, opsgenie_api_url: 'https://api.opsgenie.com/'}\nroute: {receiver: a}\nreceivers: [{name: a}]")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = errors(
+            "global: {victorops_api_url: 'nope'}\nroute: {receiver: a}\nreceivers: [{name: a}]",
+        );
+        assert!(
+            has(&e, "global.victorops_api_url: unsupported scheme"),
+            "{e:?}"
+        );
     }
 
     #[test]
