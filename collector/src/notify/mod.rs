@@ -19,4 +19,7 @@ pub use dispatch::{
 };
 pub use inhibit::{is_inhibited, InhibitRule};
 pub use matcher::{parse_matcher, parse_matchers, MatchType, Matcher, MatcherError, Matchers};
-pub use route::{parse_label_arg, routes_show, routes_test, routes_test_tree, Route, RouteOpts};
+pub use route::{
+    parse_label_arg, routes_show, routes_test, routes_test_command, routes_test_tree, Route,
+    RouteOpts, RoutesTestError,
+};

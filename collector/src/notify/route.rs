@@ -315,6 +315,38 @@ pub fn routes_test(config: &Config, labels: &[(String, String)]) -> String {
     format!("{}\n", receivers.join(","))
 }
 
+/// `routes test` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutesTestError {
+    /// The config file did not load.
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    /// A `label=value` argument is malformed.
+    #[error("{0}")]
+    Label(#[from] LabelArgError),
+}
+
+/// The whole of `vigil-collector routes test --config FILE [--tree] label=value…`: loads the
+/// config, parses the label arguments as amtool does and returns what amtool prints on
+/// stdout. A bad config or label is an error (exit 64 in the CLI).
+pub fn routes_test_command(
+    config_file: &std::path::Path,
+    label_args: &[String],
+    tree: bool,
+) -> Result<String, RoutesTestError> {
+    let config = Config::load_file(config_file)?;
+    let labels = label_args
+        .iter()
+        .map(|a| parse_label_arg(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = String::new();
+    if tree {
+        out.push_str(&routes_test_tree(&config, &labels));
+    }
+    out.push_str(&routes_test(&config, &labels));
+    Ok(out)
+}
+
 /// What `amtool config routes test --tree` prints before the receivers: the matching routes
 /// as a tree.
 pub fn routes_test_tree(config: &Config, labels: &[(String, String)]) -> String {
@@ -505,6 +537,32 @@ receivers: [{name: default}, {name: pager}, {name: db-pager}, {name: web-pager},
         );
         assert_eq!(parse_label_arg("a=~b"), Err(LabelArgError::NotEquality));
         assert!(matches!(parse_label_arg("a"), Err(LabelArgError::Parse(_))));
+    }
+
+    #[test]
+    fn command_loads_parses_and_prints() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/notify/seed.alertmanager.loopback.yml");
+        let args = vec![
+            "severity=critical".to_string(),
+            "escalate=\"slack\"".to_string(),
+        ];
+        let out = routes_test_command(&fixture, &args, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out, "slack-critical\n");
+        let out = routes_test_command(&fixture, &args, true).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.starts_with("Matching routes:\n.\n└── default-route\n"),
+            "{out}"
+        );
+        assert!(matches!(
+            routes_test_command(&fixture, &["severity".to_string()], false),
+            Err(RoutesTestError::Label(_))
+        ));
+        let seed = fixture.with_file_name("seed.alertmanager.yml");
+        assert!(matches!(
+            routes_test_command(&seed, &[], false),
+            Err(RoutesTestError::Config(_))
+        ));
     }
 
     #[test]
