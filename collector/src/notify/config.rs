@@ -2094,6 +2094,49 @@ templates:",
         assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
+    /// Bad input gets an error, never a panic: mutate valid configs and matcher strings at
+    /// random (deterministic xorshift) and load them all.
+    #[test]
+    fn random_mutations_never_panic() {
+        let seed_text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/notify/routing-regex.yml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let alphabet: Vec<char> = " \n\t:{}[],'\"\\=~!|.*-_/%@#é0a1".chars().collect();
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rand = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..600 {
+            let mut chars: Vec<char> = seed_text.chars().collect();
+            for _ in 0..1 + rand(6) {
+                let at = rand(chars.len() + 1);
+                match rand(3) {
+                    0 if at < chars.len() => {
+                        chars.remove(at);
+                    }
+                    1 if at < chars.len() => chars[at] = alphabet[rand(alphabet.len())],
+                    _ => chars.insert(at, alphabet[rand(alphabet.len())]),
+                }
+            }
+            let text: String = chars.into_iter().collect();
+            let _ = Config::load_str(&text, "fuzz.yml");
+            let snippet: String = text
+                .chars()
+                .skip(rand(text.chars().count()))
+                .take(rand(24))
+                .collect();
+            let _ = super::super::matcher::parse_matchers(&snippet);
+            let _ = check_url_str(&snippet);
+            let _ = parse_duration(&snippet);
+            let mut p = Problems::default();
+            check_host_port(&snippet, "x", &mut p);
+        }
+    }
+
     #[test]
     fn header_canonicalisation() {
         assert_eq!(canonical_mime_header_key("subject"), "Subject");
