@@ -9,7 +9,8 @@
 //! Errors come in two kinds. A YAML problem (syntax, an unknown field, a wrong type) stops the
 //! parse and is reported as `FILE:LINE:COLUMN: path: message` naming the field. Everything
 //! else is validated afterwards and *all* problems are reported together, each naming its
-//! place in the file (`receivers[5] "email-finance".email_configs[0].subject: …`). Validation
+//! line and place in the file (`line 132: receivers[5] "email-finance".email_configs[0].subject:
+//! …`; the line comes from [`super::locate`]). Validation
 //! follows Alertmanager: the root route needs a receiver and no matchers, referenced receivers
 //! must exist, receiver names are unique, URLs are absolute `http`/`https` URLs, and so on.
 //! Mute and active time intervals are parsed but not supported: a route that uses one is an
@@ -69,12 +70,17 @@ fn list_errors(errors: &[ValidationError]) -> String {
 pub struct ValidationError {
     /// Where in the file: `route.routes[1].matchers[0]`, `receivers[2] "ops".webhook_configs[0].url`.
     pub path: String,
+    /// 1-based line of the node at `path`, when it is in the file.
+    pub line: Option<usize>,
     /// What is wrong, and where useful how to fix it.
     pub message: String,
 }
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
         if self.path.is_empty() {
             f.write_str(&self.message)
         } else {
@@ -91,6 +97,7 @@ impl Problems {
     pub(crate) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ValidationError {
             path: path.into(),
+            line: None,
             message: message.into(),
         });
     }
@@ -139,10 +146,16 @@ impl Config {
         let cfg = resolve(raw, file, &mut problems);
         match cfg {
             Some(cfg) if problems.0.is_empty() => Ok(cfg),
-            _ => Err(ConfigError::Invalid {
-                file: file.to_string(),
-                errors: problems.0,
-            }),
+            _ => {
+                let mut errors = problems.0;
+                for e in &mut errors {
+                    e.line = super::locate::locate(text, &e.path).map(|(line, _)| line);
+                }
+                Err(ConfigError::Invalid {
+                    file: file.to_string(),
+                    errors,
+                })
+            }
         }
     }
 
@@ -2155,6 +2168,18 @@ templates:",
         assert!(has(&e, "global.slack_api_url: unsupported scheme"), "{e:?}");
         assert!(has(&e, "email-finance\".email_configs[0].subject"), "{e:?}");
         assert!(has(&e, "email-team\".email_configs[0].subject"), "{e:?}");
+        // Validation errors name the line too.
+        assert!(
+            has(&e, "line 4: global.slack_api_url: unsupported scheme"),
+            "{e:?}"
+        );
+        assert!(
+            has(
+                &e,
+                "line 132: receivers[5] \"email-finance\".email_configs[0].subject"
+            ),
+            "{e:?}"
+        );
     }
 
     #[test]

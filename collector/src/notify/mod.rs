@@ -8,6 +8,7 @@ pub mod alert;
 pub mod config;
 pub mod dispatch;
 pub mod inhibit;
+mod locate;
 pub mod matcher;
 pub mod route;
 pub mod webhook;
