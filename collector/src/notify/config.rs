@@ -10,7 +10,7 @@
 //! parse and is reported as `FILE:LINE:COLUMN: path: message` naming the field. Everything
 //! else is validated afterwards and *all* problems are reported together, each naming its
 //! line and place in the file (`line 132: receivers[5] "email-finance".email_configs[0].subject:
-//! …`; the line comes from [`super::locate`]). Validation
+//! …`; the line is found by re-reading the text with a probe). Validation
 //! follows Alertmanager: the root route needs a receiver and no matchers, referenced receivers
 //! must exist, receiver names are unique, URLs are absolute `http`/`https` URLs, and so on.
 //! Mute and active time intervals are parsed but not supported: a route that uses one is an

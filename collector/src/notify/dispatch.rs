@@ -4,7 +4,7 @@
 //! - Alerts arrive on a bounded channel ([`DispatcherHandle::send`] waits when it is full, so
 //!   backpressure reaches the rules engine; [`DispatcherHandle::try_send`] fails with
 //!   [`DispatchError::Full`] and counts the drop).
-//! - Each alert is routed ([`Route::match_routes`]) into one aggregation group per matching
+//! - Each alert is routed ([`super::route::Route::match_routes`]) into one aggregation group per matching
 //!   route, keyed by Alertmanager's group key. A new group waits `group_wait` (or flushes at
 //!   once when its first alert started more than `group_wait` ago), then flushes every
 //!   `group_interval`.
