@@ -2,8 +2,9 @@
 //! the integration's `http_config` credentials.
 //!
 //! A 2xx answer is success; 5xx answers and connection failures are worth retrying; anything
-//! else is a permanent failure, as in Alertmanager's webhook notifier. Only `http://` URLs
-//! are sent for now: an `https://` URL fails with [`SendError::Unsupported`].
+//! else is a permanent failure, as in Alertmanager's webhook notifier. `https://` URLs use
+//! rustls (ring) with the integration's `tls_config`; `proxy_url` is not supported yet and
+//! fails with [`SendError::Unsupported`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -16,8 +17,14 @@ use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::TlsConnector;
+
 use super::alert::{rfc3339, Alert};
-use super::config::HttpConfig;
+use super::config::{HttpConfig, TlsConfig};
 
 /// One alert in the webhook message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,14 +253,15 @@ async fn post_json_inner(url: &str, http: &HttpConfig, body: Bytes) -> Result<()
     let uri: Uri = url
         .parse()
         .map_err(|e| SendError::Unsupported(format!("URL {url:?}: {e}")))?;
-    if !uri
-        .scheme_str()
-        .is_some_and(|s| s.eq_ignore_ascii_case("http"))
-    {
-        return Err(SendError::Unsupported(format!(
-            "only http:// webhook URLs are supported, got {url:?}"
-        )));
-    }
+    let https = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(SendError::Unsupported(format!(
+                "only http:// and https:// URLs can be sent to, got {url:?}"
+            )))
+        }
+    };
     if http.proxy_url.as_ref().is_some_and(|p| !p.is_empty()) {
         return Err(SendError::Unsupported("proxy_url".to_string()));
     }
@@ -264,21 +272,9 @@ async fn post_json_inner(url: &str, http: &HttpConfig, body: Bytes) -> Result<()
     let host = authority
         .host()
         .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    let auth = authorization_header(http)?;
-
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(|e| SendError::Transport(format!("connecting to {host}:{port}: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| SendError::Transport(format!("HTTP handshake: {e}")))?;
-    let conn_task = tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "webhook connection closed with an error");
-        }
-    });
+        .trim_end_matches(']')
+        .to_string();
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let path = uri
         .path_and_query()
         .map_or("/".to_string(), |p| p.as_str().to_string());
@@ -289,12 +285,54 @@ async fn post_json_inner(url: &str, http: &HttpConfig, body: Bytes) -> Result<()
             USER_AGENT,
             concat!("vigil-collector/", env!("CARGO_PKG_VERSION")),
         );
-    if let Some(a) = auth {
+    if let Some(a) = authorization_header(http)? {
         req = req.header(AUTHORIZATION, a);
     }
     let req = req
         .body(Full::new(body))
         .map_err(|e| SendError::Unsupported(format!("building request: {e}")))?;
+
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| SendError::Transport(format!("connecting to {host}:{port}: {e}")))?;
+    let code = if https {
+        let connector = tls_connector(http.tls_config.as_ref())?;
+        let name = http
+            .tls_config
+            .as_ref()
+            .and_then(|t| t.server_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| host.clone());
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| SendError::Unsupported(format!("TLS server name {name:?}: {e}")))?;
+        let tls = connector
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| SendError::Transport(format!("TLS handshake with {host}:{port}: {e}")))?;
+        exchange(tls, req).await?
+    } else {
+        exchange(tcp, req).await?
+    };
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        Err(SendError::Status { code })
+    }
+}
+
+/// Sends one request over a fresh connection and returns the status code.
+async fn exchange<IO>(io: IO, req: Request<Full<Bytes>>) -> Result<u16, SendError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| SendError::Transport(format!("HTTP handshake: {e}")))?;
+    let conn_task = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "webhook connection closed with an error");
+        }
+    });
     let resp = sender
         .send_request(req)
         .await
@@ -303,10 +341,129 @@ async fn post_json_inner(url: &str, http: &HttpConfig, body: Bytes) -> Result<()
     // Drain the body so the connection closes cleanly; its content is not used.
     let _ = resp.into_body().collect().await;
     conn_task.abort();
-    if (200..300).contains(&code) {
-        Ok(())
+    Ok(code)
+}
+
+/// A TLS client for an integration's `tls_config`, with Prometheus common's semantics:
+/// `ca_file` replaces the default roots (Mozilla's), `cert_file`/`key_file` add a client
+/// certificate, `insecure_skip_verify` skips the certificate check (handshake signatures are
+/// still verified), `min_version` is `TLS12` or `TLS13`.
+pub fn tls_connector(tls: Option<&TlsConfig>) -> Result<TlsConnector, SendError> {
+    let default = TlsConfig::default();
+    let tls = tls.unwrap_or(&default);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match tls.min_version.as_deref() {
+        None | Some("") | Some("TLS12") => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        Some("TLS13") => &[&rustls::version::TLS13],
+        Some(other) => {
+            return Err(SendError::Unsupported(format!(
+                "tls_config.min_version {other:?} (use TLS12 or TLS13)"
+            )))
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| SendError::Unsupported(format!("TLS settings: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    match tls.ca_file.as_deref().filter(|f| !f.is_empty()) {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, e))? {
+                let cert = cert.map_err(|e| pem_error(path, e))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| SendError::Unsupported(format!("CA in {path}: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = if tls.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(SkipCertificateCheck(provider)))
     } else {
-        Err(SendError::Status { code })
+        builder.with_root_certificates(roots)
+    };
+    let config = match (
+        tls.cert_file.as_deref().filter(|f| !f.is_empty()),
+        tls.key_file.as_deref().filter(|f| !f.is_empty()),
+    ) {
+        (Some(cert_path), Some(key_path)) => {
+            let certs = CertificateDer::pem_file_iter(cert_path)
+                .map_err(|e| pem_error(cert_path, e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem_error(cert_path, e))?;
+            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| pem_error(key_path, e))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| SendError::Unsupported(format!("client certificate: {e}")))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => {
+            return Err(SendError::Unsupported(
+                "tls_config needs both cert_file and key_file for a client certificate".into(),
+            ))
+        }
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn pem_error(path: &str, e: rustls_pki_types::pem::Error) -> SendError {
+    match e {
+        rustls_pki_types::pem::Error::Io(source) => SendError::Credentials {
+            path: path.to_string(),
+            source,
+        },
+        other => SendError::Unsupported(format!("reading PEM from {path}: {other}")),
+    }
+}
+
+/// `insecure_skip_verify`: accepts any server certificate but still checks that the server
+/// holds its key.
+#[derive(Debug)]
+struct SkipCertificateCheck(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for SkipCertificateCheck {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -392,5 +549,128 @@ mod tests {
         assert!(!SendError::Status { code: 404 }.is_retryable());
         assert!(SendError::Transport("x".into()).is_retryable());
         assert!(!SendError::Unsupported("https".into()).is_retryable());
+    }
+
+    /// A TLS webhook receiver on 127.0.0.1:0 with a certificate for `localhost` issued by a
+    /// fresh CA; returns the port, the CA's PEM and the bodies it receives.
+    async fn tls_sink() -> (u16, String, tokio::sync::mpsc::Receiver<Bytes>) {
+        use hyper::service::service_fn;
+        let ca_key = rcgen::KeyPair::generate().expect("ca key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("server params")
+            .signed_by(&key, &ca, &ca_key)
+            .expect("server cert");
+        let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.try_send(body);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                Bytes::new(),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        (port, ca.pem(), rx)
+    }
+
+    #[tokio::test]
+    async fn https_webhooks_use_tls_config() {
+        let (port, ca_pem, mut rx) = tls_sink().await;
+        let dir = std::env::temp_dir().join(format!("vigil-webhook-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).expect("write ca");
+        let url = format!("https://localhost:{port}/hook");
+        let t = Duration::from_secs(5);
+        let with = |tls: TlsConfig| HttpConfig {
+            tls_config: Some(tls),
+            ..HttpConfig::default()
+        };
+
+        // Trusted through ca_file.
+        let ca = TlsConfig {
+            ca_file: Some(ca_file.display().to_string()),
+            ..TlsConfig::default()
+        };
+        post_json(&url, &with(ca.clone()), Bytes::from_static(b"{\"a\":1}"), t)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rx.recv().await.as_deref(), Some(&b"{\"a\":1}"[..]));
+
+        // Not trusted by the default roots.
+        let e = post_json(&url, &HttpConfig::default(), Bytes::new(), t)
+            .await
+            .expect_err("unknown CA must fail");
+        assert!(e.to_string().contains("TLS handshake"), "{e}");
+
+        // The name checked is server_name when set.
+        let wrong_name = TlsConfig {
+            server_name: Some("other.example".into()),
+            ..ca
+        };
+        assert!(post_json(&url, &with(wrong_name), Bytes::new(), t)
+            .await
+            .is_err());
+
+        // insecure_skip_verify accepts it.
+        let skip = TlsConfig {
+            insecure_skip_verify: true,
+            ..TlsConfig::default()
+        };
+        post_json(&url, &with(skip), Bytes::from_static(b"{}"), t)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rx.recv().await.as_deref(), Some(&b"{}"[..]));
+
+        // A missing CA file is a credentials error, not retried.
+        let missing = TlsConfig {
+            ca_file: Some(dir.join("nope.pem").display().to_string()),
+            ..TlsConfig::default()
+        };
+        let e = post_json(&url, &with(missing), Bytes::new(), t)
+            .await
+            .expect_err("missing CA file");
+        assert!(!e.is_retryable(), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
