@@ -21,7 +21,8 @@
 //! a flush skips them with a warning and counts them in
 //! [`DispatchStats::notifications_unsupported`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -224,6 +225,8 @@ pub struct Dispatcher {
     nflog: HashMap<NflogKey, NflogEntry>,
     done_tx: mpsc::Sender<FlushDone>,
     done_rx: mpsc::Receiver<FlushDone>,
+    /// Flush times, earliest first; see [`Dispatcher::flush_due`] for stale entries.
+    timers: BinaryHeap<Reverse<(Instant, GroupId)>>,
     tracker: TaskTracker,
 }
 
@@ -257,6 +260,7 @@ pub fn dispatcher(config: Arc<Config>, opts: DispatchOptions) -> (DispatcherHand
             nflog: HashMap::new(),
             done_tx,
             done_rx,
+            timers: BinaryHeap::new(),
             tracker: TaskTracker::new(),
         },
     )
@@ -269,12 +273,7 @@ impl Dispatcher {
         let mut maintenance = tokio::time::interval(self.opts.maintenance_interval);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = self
-                .groups
-                .values()
-                .filter(|g| !g.in_flight)
-                .map(|g| g.next_flush)
-                .min();
+            let next = self.timers.peek().map(|t| t.0 .0);
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -330,42 +329,58 @@ impl Dispatcher {
                     in_flight: false,
                 }
             });
+            let mut reschedule = group.alerts.is_empty();
             // An alert that started longer than group_wait ago need not wait.
             if !group.has_flushed && alert.starts_at + group.opts.group_wait < now_wall {
                 group.next_flush = now;
+                reschedule = true;
             }
             group.alerts.insert(fp, alert.clone());
+            if reschedule {
+                let at = group.next_flush;
+                self.timers
+                    .push(Reverse((at, (route.position.clone(), group.key.clone()))));
+            }
         }
     }
 
+    /// Flushes every group whose timer is due. Timer entries are never removed in place: an
+    /// entry is stale (and skipped) when its group is gone, in flight, or was rescheduled.
     fn flush_due(&mut self, cancel: &CancellationToken) {
         let now = Instant::now();
-        let due: Vec<GroupId> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| !g.in_flight && g.next_flush <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            self.flush(id, cancel);
+        while self.timers.peek().is_some_and(|t| t.0 .0 <= now) {
+            let Some(Reverse((at, id))) = self.timers.pop() else {
+                break;
+            };
+            let current = self
+                .groups
+                .get(&id)
+                .is_some_and(|g| !g.in_flight && g.next_flush == at);
+            if current {
+                self.flush(id, cancel);
+            }
         }
     }
 
     fn flush(&mut self, id: GroupId, cancel: &CancellationToken) {
         let now = Instant::now();
         let now_wall = SystemTime::now();
-        let firing_sources: Vec<&std::collections::BTreeMap<String, String>> = self
-            .alerts
-            .values()
-            .filter(|a| !a.is_resolved_at(now_wall))
-            .map(|a| &a.labels)
-            .collect();
         let rules: &[InhibitRule] = &self.config.inhibit_rules;
+        let firing_sources: Vec<&std::collections::BTreeMap<String, String>> = if rules.is_empty() {
+            Vec::new()
+        } else {
+            self.alerts
+                .values()
+                .filter(|a| !a.is_resolved_at(now_wall))
+                .map(|a| &a.labels)
+                .collect()
+        };
         let Some(group) = self.groups.get_mut(&id) else {
             return;
         };
         group.next_flush = now + group.opts.group_interval;
         group.has_flushed = true;
+        self.timers.push(Reverse((group.next_flush, id.clone())));
 
         let mut alerts: Vec<Alert> = group.alerts.values().cloned().collect();
         alerts.sort_by(alert_order);
@@ -532,7 +547,12 @@ impl Dispatcher {
         let Some(group) = self.groups.get_mut(&done.group) else {
             return;
         };
-        group.in_flight = false;
+        if group.in_flight {
+            group.in_flight = false;
+            // Its timer entry was skipped while in flight; put it back (it may be due).
+            self.timers
+                .push(Reverse((group.next_flush, done.group.clone())));
+        }
         let mut all_ok = true;
         for (idx, firing, resolved, ok) in done.results {
             if ok {
