@@ -246,8 +246,11 @@ impl Scalar {
     }
 }
 
-/// A `match`/`match_re` map: label name to value or regex.
+/// A `match` map: label name to value.
 pub type ScalarMap = BTreeMap<Scalar, Scalar>;
+
+/// A `match_re` map: label name to regex; a null regex is an error, as in Alertmanager.
+pub type RegexMap = BTreeMap<Scalar, Option<Scalar>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,7 +508,7 @@ pub struct RouteConfig {
     pub match_eq: ScalarMap,
     /// Deprecated regex matchers.
     #[serde(default, deserialize_with = "nullable")]
-    pub match_re: ScalarMap,
+    pub match_re: RegexMap,
     /// Matchers in the string syntax, e.g. `severity=~"critical|page"`.
     #[serde(default, deserialize_with = "nullable")]
     pub matchers: Vec<Scalar>,
@@ -541,7 +544,7 @@ pub struct InhibitRuleConfig {
     pub source_match: ScalarMap,
     /// Deprecated regex matchers for the source alert.
     #[serde(default, deserialize_with = "nullable")]
-    pub source_match_re: ScalarMap,
+    pub source_match_re: RegexMap,
     /// Matchers for the source alert.
     #[serde(default, deserialize_with = "nullable")]
     pub source_matchers: Vec<Scalar>,
@@ -550,7 +553,7 @@ pub struct InhibitRuleConfig {
     pub target_match: ScalarMap,
     /// Deprecated regex matchers for the target alert.
     #[serde(default, deserialize_with = "nullable")]
-    pub target_match_re: ScalarMap,
+    pub target_match_re: RegexMap,
     /// Matchers for the target alert.
     #[serde(default, deserialize_with = "nullable")]
     pub target_matchers: Vec<Scalar>,
@@ -1594,11 +1597,10 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
             ));
         }
     }
+    // Go allows unreserved characters, sub-delims, ':', '[', ']', '<', '>', '"' and
+    // non-ASCII in a host; '%' is an escape, checked below.
     if let Some(c) = hostname.chars().find(|c| {
-        matches!(
-            c,
-            ' ' | '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}'
-        )
+        c.is_ascii() && !c.is_ascii_alphanumeric() && !"-._~!$&'()*+,;=:[]<>\"%".contains(*c)
     }) {
         return Err(format!(
             "parse {}: invalid character {} in host name",
@@ -1755,7 +1757,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// Validates label names in a `match`/`match_re` map; shared by routes and inhibit rules.
-pub(crate) fn check_label_names(map: &ScalarMap, path: &str, p: &mut Problems) {
+pub(crate) fn check_label_names<V>(map: &BTreeMap<Scalar, V>, path: &str, p: &mut Problems) {
     for k in map.keys() {
         if !is_valid_label_name(k.as_str()) {
             p.add(
@@ -1922,6 +1924,9 @@ receivers:
         assert!(check_url_str("HTTP://x/").is_ok());
         assert!(check_url_str("https://user:pw@127.0.0.1:9093/a?b#c").is_ok());
         assert!(check_url_str("http://[::1]:9093/").is_ok());
+        // Found by differential testing: Go accepts '"', '<' and '>' in host names.
+        assert!(check_url_str("http://127.0.0.\":19093/slack").is_ok());
+        assert!(check_url_str("http://a|b/").is_err());
     }
 
     #[test]
@@ -1999,6 +2004,18 @@ receivers: [{name: a}]
             assert!(has(&e, needle), "{needle}: {e:?}");
         }
         assert!(e.len() >= 10, "{e:?}");
+    }
+
+    #[test]
+    fn null_regex_in_match_re_is_an_error() {
+        // Found by differential testing against amtool: `{ale,tname: x}` is two keys, the
+        // first with a null value.
+        let e = errors(
+            "route: {receiver: a, routes: [{match_re: {ale,tname: 'x'}}]}\nreceivers: [{name: a}]",
+        );
+        assert!(has(&e, "invalid regexp value for \"ale\""), "{e:?}");
+        let e = errors("route: {receiver: a}\nreceivers: [{name: a}]\ninhibit_rules: [{target_match_re: {x: }}]");
+        assert!(has(&e, "invalid regexp value for \"x\""), "{e:?}");
     }
 
     #[test]

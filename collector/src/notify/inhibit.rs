@@ -29,7 +29,7 @@ impl InhibitRule {
     /// Compiles a rule from its config; problems go to `p`.
     pub(crate) fn build(cfg: &InhibitRuleConfig, path: &str, p: &mut Problems) -> InhibitRule {
         let side = |eq: &super::config::ScalarMap,
-                    re: &super::config::ScalarMap,
+                    re: &super::config::RegexMap,
                     list: &[super::config::Scalar],
                     prefix: &str,
                     p: &mut Problems| {
@@ -42,6 +42,13 @@ impl InhibitRule {
             }
             check_label_names(re, &format!("{path}.{prefix}_match_re"), p);
             for (k, v) in re {
+                let Some(v) = v else {
+                    p.add(
+                        format!("{path}.{prefix}_match_re"),
+                        format!("invalid regexp value for {}", go_quote(&k.0)),
+                    );
+                    continue;
+                };
                 match Matcher::new(MatchType::Regex, &k.0, &format!("^(?:{})$", v.0)) {
                     Ok(m) => ms.push(m),
                     Err(e) => p.add(format!("{path}.{prefix}_match_re"), e.to_string()),

@@ -157,6 +157,13 @@ impl Route {
         }
         check_label_names(&cfg.match_re, &format!("{path}.match_re"), p);
         for (k, v) in &cfg.match_re {
+            let Some(v) = v else {
+                p.add(
+                    format!("{path}.match_re"),
+                    format!("invalid regexp value for {}", go_quote(&k.0)),
+                );
+                continue;
+            };
             // Alertmanager 0.25 keeps the anchored form of `match_re` values in the matcher,
             // which shows in route keys and `amtool config routes`.
             match Matcher::new(MatchType::Regex, &k.0, &format!("^(?:{})$", v.0)) {
