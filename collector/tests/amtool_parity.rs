@@ -297,6 +297,41 @@ fn routing_parity_regex() {
     assert!(assert_routing_parity("routing-regex.yml", &sets) >= 30);
 }
 
+#[test]
+fn routing_parity_go_regex_dialect() {
+    let one = |n: &str, v: &str| vec![(n.to_string(), v.to_string())];
+    let sets = vec![
+        one("code", "123"),
+        one("code", "١٢٣"),
+        one("code", "12"),
+        one("code", "1234"),
+        one("word", "é"),
+        one("word", "abc_1"),
+        one("word", "a-b"),
+        one("instance", "host{:9100"),
+        one("instance", "host:9100"),
+        one("path", "/api/v1.0/x"),
+        one("path", "/api/v1x0/x"),
+        one("letter", "A"),
+        one("letter", "B"),
+        one("letter", "C"),
+        one("set", "&&&"),
+        one("set", "[y"),
+        one("set", "ab"),
+        one("msg", "an ERROR here"),
+        one("msg", "errors"),
+        one("msg", "é error é"),
+        one("space", "a b"),
+        one("space", "a\u{a0}b"),
+        one("space", "a\tb"),
+        one("lazy", "aabb"),
+        one("lazy", "ab"),
+        one("lazy", "abbb"),
+        vec![],
+    ];
+    assert!(assert_routing_parity("routing-go-regex.yml", &sets) >= 27);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Webhook payload parity with a real Alertmanager (`/usr/bin/prometheus-alertmanager`).
 // ---------------------------------------------------------------------------------------------

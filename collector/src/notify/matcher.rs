@@ -87,13 +87,18 @@ impl Matcher {
     /// Builds a matcher, compiling the regex anchored as `^(?:value)$` for `=~` and `!~`.
     pub fn new(kind: MatchType, name: &str, value: &str) -> Result<Self, MatcherError> {
         let re = match kind {
-            MatchType::Regex | MatchType::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$")).map_err(|e| MatcherError::BadRegex {
+            MatchType::Regex | MatchType::NotRegex => {
+                let bad = |message: String| MatcherError::BadRegex {
                     name: name.to_string(),
                     pattern: value.to_string(),
-                    message: regex_error_message(&e),
-                })?,
-            ),
+                    message,
+                };
+                let translated = translate_go_regex(value).map_err(bad)?;
+                Some(
+                    Regex::new(&format!("^(?:{translated})$"))
+                        .map_err(|e| bad(regex_error_message(&e)))?,
+                )
+            }
             _ => None,
         };
         Ok(Matcher {
@@ -399,6 +404,243 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
+/// Rewrites a Go (RE2) regular expression into the `regex` crate's dialect with the same
+/// meaning, or gives Go's error for it:
+///
+/// - `\d`, `\w`, `\s`, `\b` are ASCII-only in Go (Unicode in `regex`);
+/// - a `{` that does not start a repetition is a literal in Go;
+/// - repetition counts above 1000 and nested repetitions (`a**`) are errors in Go;
+/// - `\Q…\E` quotes literal text and `\0`, `\101` are octal escapes in Go;
+/// - inside a character class, `[` and doubled `&&`, `--`, `~~` are literals in Go;
+/// - `(?<name>…)` is not supported by the Go of Alertmanager 0.25.
+pub fn translate_go_regex(re: &str) -> Result<String, String> {
+    let chars: Vec<char> = re.chars().collect();
+    let mut out = String::with_capacity(re.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    // After a repetition operator: whether a lazy `?` was already taken.
+    let mut after_repeat: Option<bool> = None;
+    let err = |what: &str, from: usize, to: usize, chars: &[char]| -> String {
+        let frag: String = chars[from..to.min(chars.len())].iter().collect();
+        format!("error parsing regexp: {what}: `{frag}`")
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            let Some(&n) = chars.get(i + 1) else {
+                return Err(
+                    "error parsing regexp: trailing backslash at end of expression: ``".to_string(),
+                );
+            };
+            match n {
+                'Q' if !in_class => {
+                    let mut j = i + 2;
+                    while j < chars.len() && !(chars[j] == '\\' && chars.get(j + 1) == Some(&'E')) {
+                        out.push_str(&regex::escape(&chars[j].to_string()));
+                        j += 1;
+                    }
+                    i = if j < chars.len() { j + 2 } else { j };
+                    after_repeat = None;
+                    continue;
+                }
+                'd' | 'D' | 'w' | 'W' | 's' | 'S' => {
+                    let set = match n.to_ascii_lowercase() {
+                        'd' => "0-9",
+                        'w' => "0-9A-Za-z_",
+                        _ => "\\t\\n\\x0C\\r ",
+                    };
+                    if in_class {
+                        if n.is_ascii_lowercase() {
+                            out.push_str(set);
+                        } else {
+                            out.push('\\');
+                            out.push(n);
+                        }
+                    } else if n.is_ascii_lowercase() {
+                        out.push_str(&format!("[{set}]"));
+                    } else {
+                        out.push_str(&format!("[^{set}]"));
+                    }
+                    i += 2;
+                }
+                'b' | 'B' if !in_class => {
+                    out.push_str(&format!("(?-u:\\{n})"));
+                    i += 2;
+                }
+                '0'..='7' => {
+                    // Octal: `\0`, or two or three octal digits; a lone `\1`-`\7` would be a
+                    // backreference, which Go rejects.
+                    let next_is_octal = chars.get(i + 2).is_some_and(|d| ('0'..='7').contains(d));
+                    if n != '0' && !next_is_octal {
+                        return Err(err("invalid escape sequence", i, i + 2, &chars));
+                    }
+                    let mut j = i + 1;
+                    let mut v: u32 = 0;
+                    while j < chars.len() && j < i + 4 && ('0'..='7').contains(&chars[j]) {
+                        v = v * 8 + (chars[j] as u32 - '0' as u32);
+                        j += 1;
+                    }
+                    out.push_str(&format!("\\x{{{v:X}}}"));
+                    i = j;
+                }
+                'C' => return Err(err("invalid escape sequence", i, i + 2, &chars)),
+                'p' | 'P' | 'x' if chars.get(i + 2) == Some(&'{') => {
+                    let end = chars[i + 2..]
+                        .iter()
+                        .position(|&d| d == '}')
+                        .map_or(chars.len(), |p| i + 2 + p + 1);
+                    out.extend(&chars[i..end]);
+                    i = end;
+                }
+                _ => {
+                    out.push('\\');
+                    out.push(n);
+                    i += 2;
+                }
+            }
+            if !in_class {
+                after_repeat = None;
+            }
+            continue;
+        }
+        if in_class {
+            match c {
+                ']' => {
+                    in_class = false;
+                    out.push(']');
+                }
+                '[' => {
+                    // `[:alpha:]` is a named class; any other `[` is a literal.
+                    let named = chars.get(i + 1) == Some(&':')
+                        && chars[i + 2..]
+                            .windows(2)
+                            .position(|w| w == [':', ']'])
+                            .is_some();
+                    if named {
+                        let end = i
+                            + 2
+                            + chars[i + 2..]
+                                .windows(2)
+                                .position(|w| w == [':', ']'])
+                                .unwrap_or(0)
+                            + 2;
+                        out.extend(&chars[i..end]);
+                        i = end;
+                        continue;
+                    }
+                    out.push_str("\\[");
+                }
+                '&' | '~' | '-' if chars.get(i + 1) == Some(&c) => {
+                    out.push('\\');
+                    out.push(c);
+                    if c == '-' {
+                        // `a--` is a range ending in `-`; keep the second `-` as the range end.
+                        out.push('-');
+                        i += 2;
+                        continue;
+                    }
+                }
+                '&' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                _ => out.push(c),
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '[' => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+                after_repeat = None;
+                continue;
+            }
+            '{' => {
+                // A repetition `{n}`, `{n,}` or `{n,m}`; anything else is a literal brace.
+                let close = chars[i..].iter().position(|&d| d == '}').map(|p| i + p);
+                let counts = close.and_then(|end| {
+                    let body: String = chars[i + 1..end].iter().collect();
+                    let (lo, hi) = match body.split_once(',') {
+                        Some((lo, hi)) => (lo.to_string(), Some(hi.to_string())),
+                        None => (body.clone(), None),
+                    };
+                    let digits = |s: &str| !s.is_empty() && s.chars().all(|d| d.is_ascii_digit());
+                    let ok = digits(&lo) && hi.as_deref().is_none_or(|h| h.is_empty() || digits(h));
+                    ok.then(|| {
+                        let lo: u64 = lo.parse().unwrap_or(u64::MAX);
+                        let hi: Option<u64> = hi
+                            .filter(|h| !h.is_empty())
+                            .map(|h| h.parse().unwrap_or(u64::MAX));
+                        (end, lo, hi)
+                    })
+                });
+                match counts {
+                    Some((end, lo, hi)) => {
+                        if lo > 1000 || hi.is_some_and(|h| h > 1000 || h < lo) {
+                            return Err(err("invalid repeat count", i, end + 1, &chars));
+                        }
+                        if after_repeat.is_some() {
+                            return Err(err(
+                                "invalid nested repetition operator",
+                                i.saturating_sub(1),
+                                end + 1,
+                                &chars,
+                            ));
+                        }
+                        out.extend(&chars[i..=end]);
+                        after_repeat = Some(false);
+                        i = end + 1;
+                    }
+                    None => {
+                        out.push_str("\\{");
+                        after_repeat = None;
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            '*' | '+' | '?' => {
+                match after_repeat {
+                    Some(false) if c == '?' => after_repeat = Some(true),
+                    Some(_) => {
+                        return Err(err(
+                            "invalid nested repetition operator",
+                            i.saturating_sub(1),
+                            i + 1,
+                            &chars,
+                        ))
+                    }
+                    None => after_repeat = Some(false),
+                }
+                out.push(c);
+            }
+            '(' => {
+                if chars.get(i + 1) == Some(&'?') && chars.get(i + 2) == Some(&'<') {
+                    return Err(err("invalid or unsupported Perl syntax", i, i + 3, &chars));
+                }
+                out.push('(');
+                after_repeat = None;
+            }
+            _ => {
+                out.push(c);
+                after_repeat = None;
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
 /// The regex crate's error text is multi-line; keep the last, most specific line.
 fn regex_error_message(e: &regex::Error) -> String {
     let text = e.to_string();
@@ -522,6 +764,45 @@ mod tests {
     fn go_quote_matches_strconv_quote() {
         assert_eq!(go_quote("a\"b\\c\n\té"), "\"a\\\"b\\\\c\\n\\té\"");
         assert_eq!(go_quote("\x01"), "\"\\x01\"");
+    }
+
+    #[test]
+    fn go_regex_dialect() {
+        let m = |re: &str, v: &str| {
+            Matcher::new(MatchType::Regex, "x", re)
+                .unwrap_or_else(|e| panic!("{re}: {e}"))
+                .matches_value(v)
+        };
+        // ASCII classes.
+        assert!(m(r"\d+", "123"));
+        assert!(!m(r"\d+", "١٢٣"));
+        assert!(!m(r"\w+", "é"));
+        assert!(m(r"[\w.]+", "a.b"));
+        assert!(!m(r"\s", "\u{a0}"));
+        assert!(m(r"a\b.*", "a b"));
+        // Literal braces, quoting, octal, class literals.
+        assert!(m("a{", "a{"));
+        assert!(m("a{1,x}", "a{1,x}"));
+        assert!(m(".*{:9100", "host{:9100"));
+        assert!(m("x{2}", "xx"));
+        assert!(m(r"\Qa.b\E", "a.b"));
+        assert!(!m(r"\Qa.b\E", "axb"));
+        assert!(m(r"\101", "A"));
+        assert!(m("[a&&b]", "&"));
+        assert!(m("[a[b]", "["));
+        assert!(m("[[:alpha:]]+", "abc"));
+        assert!(m("[]a]", "]"));
+        assert!(m("a*?b", "aab"));
+        // Go's errors.
+        for bad in [
+            "a**", "a+*", "a*??", "x{2}{3}", "a{1001}", "a{2,1}", r"\1", r"\C", "(?<n>a)", "(",
+            r"a\",
+        ] {
+            assert!(
+                Matcher::new(MatchType::Regex, "x", bad).is_err(),
+                "{bad} must be rejected"
+            );
+        }
     }
 
     #[test]
