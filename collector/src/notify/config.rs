@@ -1484,37 +1484,11 @@ fn check_host_port(s: &str, path: &str, p: &mut Problems) {
     if s.is_empty() {
         return;
     }
-    let (host_end, port) = if let Some(rest) = s.strip_prefix('[') {
-        match rest.find(']') {
-            None => {
-                p.add(path, format!("address {s}: missing ']' in address"));
-                return;
-            }
-            Some(i) => match rest[i + 1..].strip_prefix(':') {
-                Some(port) => (i + 1, port),
-                None => {
-                    p.add(path, format!("address {s}: missing port in address"));
-                    return;
-                }
-            },
-        }
-    } else {
-        match s.rfind(':') {
-            None => {
-                p.add(path, format!("address {s}: missing port in address"));
-                return;
-            }
-            Some(i) => {
-                if s[..i].contains(':') {
-                    p.add(path, format!("address {s}: too many colons in address"));
-                    return;
-                }
-                (i, &s[i + 1..])
-            }
-        }
-    };
-    let _ = host_end;
-    if port.is_empty() {
+    if let Err(why) = split_host_port(s) {
+        p.add(path, format!("address {s}: {why}"));
+        return;
+    }
+    if s.ends_with(':') {
         p.add(
             path,
             format!(
@@ -1523,6 +1497,41 @@ fn check_host_port(s: &str, path: &str, p: &mut Problems) {
             ),
         );
     }
+}
+
+/// Go's `net.SplitHostPort` error rules.
+fn split_host_port(s: &str) -> Result<(), &'static str> {
+    let Some(i) = s.rfind(':') else {
+        return Err("missing port in address");
+    };
+    let (j, k) = if s.starts_with('[') {
+        let Some(end) = s.find(']') else {
+            return Err("missing ']' in address");
+        };
+        if end + 1 == s.len() {
+            return Err("missing port in address");
+        }
+        if end + 1 != i {
+            return Err(if s.as_bytes()[end + 1] == b':' {
+                "too many colons in address"
+            } else {
+                "missing port in address"
+            });
+        }
+        (1, end + 1)
+    } else {
+        if s[..i].contains(':') {
+            return Err("too many colons in address");
+        }
+        (0, 0)
+    };
+    if s[j..].contains('[') {
+        return Err("unexpected '[' in address");
+    }
+    if s[k..].contains(']') {
+        return Err("unexpected ']' in address");
+    }
+    Ok(())
 }
 
 /// Validates an absolute `http`/`https` URL the way Alertmanager does (Go's `url.Parse`, then
@@ -2089,6 +2098,18 @@ receivers: [{name: a}]",
         let e =
             errors("global: {smtp_smarthost: 'h:'}\nroute: {receiver: a}\nreceivers: [{name: a}]");
         assert!(has(&e, "port cannot be empty"), "{e:?}");
+        // Found by differential testing against amtool.
+        for (addr, why) in [
+            ("127.0.0.[:2525", "unexpected '[' in address"),
+            ("a]:25", "unexpected ']' in address"),
+            ("a:b:25", "too many colons in address"),
+            ("[::1", "missing ']' in address"),
+            ("[::1]", "missing port in address"),
+            ("[::1]x:25", "missing port in address"),
+        ] {
+            assert_eq!(split_host_port(addr), Err(why), "{addr}");
+        }
+        assert_eq!(split_host_port("[::1]:25"), Ok(()));
     }
 
     #[test]
