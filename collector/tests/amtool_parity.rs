@@ -14,7 +14,7 @@ use std::process::Command;
 
 use vigil_collector::notify::matcher::openmetrics_escape;
 use vigil_collector::notify::{
-    parse_label_arg, routes_show, routes_test, routes_test_tree, Config,
+    parse_label_arg, routes_show, routes_test, routes_test_tree, Config, ConfigError,
 };
 
 const AMTOOL: &str = "/usr/bin/amtool";
@@ -159,6 +159,80 @@ fn check_config_accepts_and_rejects_like_amtool() {
         accepted >= 5 && rejected >= 15,
         "{accepted} accepted, {rejected} rejected"
     );
+}
+
+/// Differential test: random one- and two-character edits of the accepted fixtures, each
+/// checked by amtool and by Vigil. (This found three differences, now fixed: null `match_re`
+/// values, Go's host-name characters and `SplitHostPort` rules.) One known dialect
+/// difference is tolerated and reported: libyaml rejects some plain scalars containing ':'
+/// inside flow collections (`{env: prod:}`) that Go's yaml.v2 accepts.
+#[test]
+fn check_config_agrees_with_amtool_on_mutated_configs() {
+    let sources: Vec<(PathBuf, String)> = all_fixtures()
+        .into_iter()
+        .filter(|p| Config::load_file(p).is_ok())
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("fixture");
+            (p, text)
+        })
+        .collect();
+    assert!(sources.len() >= 8, "{sources:?}");
+    let alphabet: Vec<char> = " \n:{}[],'\"=~!|.*-_/@#0a1".chars().collect();
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rand = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let dir = std::env::temp_dir().join(format!("vigil-mutants-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (mut agreed, mut dialect, mut differences) = (0, 0, Vec::new());
+    for i in 0..250 {
+        let (from, text) = &sources[rand(sources.len())];
+        let mut chars: Vec<char> = text.chars().collect();
+        for _ in 0..1 + rand(2) {
+            let at = rand(chars.len());
+            match rand(3) {
+                0 => {
+                    chars.remove(at);
+                }
+                1 => chars[at] = alphabet[rand(alphabet.len())],
+                _ => chars.insert(at, alphabet[rand(alphabet.len())]),
+            }
+        }
+        let mutant: String = chars.into_iter().collect();
+        let path = dir.join(format!("mutant-{i}.yml"));
+        std::fs::write(&path, &mutant).expect("write mutant");
+        let amtool_ok = amtool()
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .expect("running amtool")
+            .status
+            .success();
+        let ours = Config::load_file(&path);
+        match (&ours, amtool_ok) {
+            (Ok(_), true) | (Err(_), false) => agreed += 1,
+            (Err(ConfigError::Parse { message, .. }), true)
+                if message.contains("while scanning a plain scalar") =>
+            {
+                dialect += 1
+            }
+            _ => differences.push(format!(
+                "mutant of {} (amtool {}, vigil {}):\n{}\n{:?}",
+                from.display(),
+                if amtool_ok { "accepts" } else { "rejects" },
+                if ours.is_ok() { "accepts" } else { "rejects" },
+                mutant,
+                ours.err().map(|e| e.to_string())
+            )),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(differences.is_empty(), "{}", differences.join("\n\n"));
+    assert!(dialect <= 5, "{dialect} YAML dialect differences");
+    assert!(agreed >= 245, "{agreed} agreed");
 }
 
 #[test]
