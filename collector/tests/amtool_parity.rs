@@ -472,7 +472,7 @@ mod webhook_parity {
   receiver: fallback
   group_by: [alertname, cluster]
   group_wait: 3s
-  group_interval: 1h
+  group_interval: 2s
   routes:
     - matchers: ['team=~\"db|storage\"']
       receiver: team.ops
@@ -480,12 +480,17 @@ receivers:
   - name: fallback
   - name: team.ops
     webhook_configs: [{{url: '{url}', max_alerts: 3}}]
+inhibit_rules:
+  - source_matchers: [severity=critical]
+    target_matchers: [severity=warning]
+    equal: [cluster]
 "
         )
     }
 
-    /// The alerts both systems get: three firing (one with odd characters), one in another
-    /// group, one already resolved, all with explicit whole-second times.
+    /// The alerts both systems get: three firing (one with odd characters), a warning in
+    /// another cluster inhibited by a critical alert there, one already resolved, all with
+    /// explicit whole-second times.
     fn alerts(now: SystemTime) -> Vec<Alert> {
         let t = |offset: i64| {
             let secs = now
@@ -551,9 +556,25 @@ receivers:
                 3600,
             ),
             mk(
-                &[("alertname", "DiskFull"), ("cluster", "us"), ("team", "db")],
+                &[
+                    ("alertname", "DiskFull"),
+                    ("cluster", "us"),
+                    ("team", "db"),
+                    ("severity", "warning"),
+                ],
                 &[],
                 -1,
+                3600,
+            ),
+            mk(
+                &[
+                    ("alertname", "NodeDown"),
+                    ("cluster", "us"),
+                    ("team", "db"),
+                    ("severity", "critical"),
+                ],
+                &[],
+                0,
                 3600,
             ),
             mk(
@@ -661,24 +682,50 @@ receivers:
         );
         let cancel = CancellationToken::new();
         tokio::spawn(d.run(cancel.clone()));
-        for a in input {
+        for a in input.clone() {
             handle.send(a).await.expect("queue");
         }
+        let same = |theirs: Vec<serde_json::Value>, mut ours: Vec<serde_json::Value>| {
+            for m in &mut ours {
+                m["externalURL"] = serde_json::Value::String(external.clone());
+            }
+            if std::env::var_os("VIGIL_SHOW_PARITY").is_some() {
+                eprintln!("{}", serde_json::to_string_pretty(&theirs).expect("json"));
+            }
+            assert_eq!(
+                serde_json::to_string_pretty(&ours).expect("json"),
+                serde_json::to_string_pretty(&theirs).expect("json")
+            );
+        };
 
+        // First flush: the eu DiskFull group and the us NodeDown group; the us DiskFull
+        // warning is inhibited, so its group sends nothing.
         let theirs = collect(&mut am_rx, 2).await;
-        let mut ours = collect(&mut vigil_rx, 2).await;
+        assert_eq!(theirs.len(), 2, "alertmanager sent {theirs:?}");
+        same(theirs, collect(&mut vigil_rx, 2).await);
+
+        // Resolve one firing alert: the next group_interval flush reports it resolved.
+        let mut resolved = input[0].clone();
+        // Whole seconds, so both systems see exactly the same end time.
+        let now_secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        resolved.ends_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs));
+        let body = bytes::Bytes::from(to_api_json(std::slice::from_ref(&resolved)));
+        post_json(&api, &HttpConfig::default(), body, Duration::from_secs(2))
+            .await
+            .expect("posting the resolution to alertmanager");
+        handle.send(resolved).await.expect("queue");
+        let theirs = collect(&mut am_rx, 1).await;
+        assert_eq!(theirs.len(), 1, "alertmanager sent {theirs:?}");
+        same(theirs, collect(&mut vigil_rx, 1).await);
+
+        // Nothing changes afterwards: both stay quiet through more group_interval flushes.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(am_rx.try_recv().is_err(), "alertmanager sent more");
+        assert!(vigil_rx.try_recv().is_err(), "vigil sent more");
         cancel.cancel();
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(theirs.len(), 2, "alertmanager sent {theirs:?}");
-        for m in &mut ours {
-            m["externalURL"] = serde_json::Value::String(external.clone());
-        }
-        if std::env::var_os("VIGIL_SHOW_PARITY").is_some() {
-            eprintln!("{}", serde_json::to_string_pretty(&theirs).expect("json"));
-        }
-        assert_eq!(
-            serde_json::to_string_pretty(&ours).expect("json"),
-            serde_json::to_string_pretty(&theirs).expect("json")
-        );
     }
 }
