@@ -14,7 +14,8 @@ use std::process::Command;
 
 use vigil_collector::notify::matcher::openmetrics_escape;
 use vigil_collector::notify::{
-    parse_label_arg, routes_show, routes_test, routes_test_tree, Config, ConfigError,
+    parse_label_arg, routes_show, routes_test, routes_test_tree, verify_receivers, Config,
+    ConfigError,
 };
 
 const AMTOOL: &str = "/usr/bin/amtool";
@@ -369,6 +370,45 @@ fn routing_parity_regex() {
     // Repeated labels: the last one wins in both.
     sets.push(l(&[("service", "foo1"), ("service", "nope")]));
     assert!(assert_routing_parity("routing-regex.yml", &sets) >= 30);
+}
+
+#[test]
+fn verify_receivers_matches_amtool() {
+    let path = fixture("routing-continue.yml");
+    let config = Config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    for (labels, expected) in [
+        ("severity=critical", "audit,pager,chat"),
+        ("severity=critical", "audit,pager"),
+        ("team=db", "db-tickets,root"),
+        ("team=db", "db-tickets"),
+        ("", "root"),
+        ("", "nope"),
+    ] {
+        let args: Vec<String> = labels.split_whitespace().map(String::from).collect();
+        let parsed: Vec<(String, String)> = args
+            .iter()
+            .map(|a| parse_label_arg(a).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let printed = routes_test(&config, &parsed);
+        let warning = verify_receivers(&printed, expected);
+        let out = amtool()
+            .args(["config", "routes", "test"])
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!("--verify.receivers={expected}"))
+            .args(&args)
+            .output()
+            .expect("running amtool");
+        assert_eq!(
+            format!("{printed}{}", warning.unwrap_or("")),
+            String::from_utf8_lossy(&out.stdout),
+            "{labels} / {expected}"
+        );
+        assert_eq!(
+            out.status.success(),
+            warning.is_none(),
+            "{labels} / {expected}"
+        );
+    }
 }
 
 #[test]

@@ -21,6 +21,6 @@ pub use dispatch::{
 pub use inhibit::{is_inhibited, InhibitRule};
 pub use matcher::{parse_matcher, parse_matchers, MatchType, Matcher, MatcherError, Matchers};
 pub use route::{
-    parse_label_arg, routes_show, routes_test, routes_test_command, routes_test_tree, Route,
-    RouteOpts, RoutesTestError,
+    parse_label_arg, routes_show, routes_test, routes_test_command, routes_test_tree,
+    verify_receivers, Route, RouteOpts, RoutesTestError,
 };

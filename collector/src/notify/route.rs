@@ -354,6 +354,17 @@ pub fn routes_test_command(
     Ok(out)
 }
 
+/// amtool's `--verify.receivers=EXPECTED` check: `None` when the printed receivers (the
+/// output of [`routes_test`]) equal `expected`, else the warning amtool prints to stdout
+/// before exiting with status 1.
+pub fn verify_receivers(routes_test_output: &str, expected: &str) -> Option<&'static str> {
+    if expected.is_empty() || routes_test_output.trim_end_matches('\n') == expected {
+        None
+    } else {
+        Some("WARNING: Expected receivers did not match resolved receivers.\n")
+    }
+}
+
 /// What `amtool config routes test --tree` prints before the receivers: the matching routes
 /// as a tree.
 pub fn routes_test_tree(config: &Config, labels: &[(String, String)]) -> String {
@@ -570,6 +581,19 @@ receivers: [{name: default}, {name: pager}, {name: db-pager}, {name: web-pager},
             routes_test_command(&seed, &[], false),
             Err(RoutesTestError::Config(_))
         ));
+    }
+
+    #[test]
+    fn verify_receivers_like_amtool() {
+        assert_eq!(
+            verify_receivers("audit,pager,chat\n", "audit,pager,chat"),
+            None
+        );
+        assert_eq!(verify_receivers("audit,pager,chat\n", ""), None);
+        assert_eq!(
+            verify_receivers("audit,pager,chat\n", "audit,pager"),
+            Some("WARNING: Expected receivers did not match resolved receivers.\n")
+        );
     }
 
     #[test]
