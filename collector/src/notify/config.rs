@@ -6,11 +6,11 @@
 //! (`http_config`, `smtp_*`, `slack_api_url`, `pagerduty_url`), and each route inherits its
 //! parent's receiver, grouping and timers (see [`super::route`]).
 //!
-//! Errors come in two kinds. A YAML problem (syntax, an unknown field, a wrong type) stops the
-//! parse and is reported as `FILE:LINE:COLUMN: path: message` naming the field. Everything
-//! else is validated afterwards and *all* problems are reported together, each naming its
-//! line and place in the file (`line 132: receivers[5] "email-finance".email_configs[0].subject:
-//! …`; the line is found by re-reading the text with a probe). Validation
+//! Errors come in two kinds. A YAML syntax or type problem stops the parse and is reported
+//! as `FILE:LINE:COLUMN: path: message`. Everything else, unknown fields included, is
+//! collected and *all* problems are reported together, each naming its line, its place in
+//! the file and the field (`line 132: receivers[5] "email-finance".email_configs[0].subject:
+//! …`; lines are found by re-reading the text with a probe, see `locate.rs`). Validation
 //! follows Alertmanager: the root route needs a receiver and no matchers, referenced receivers
 //! must exist, receiver names are unique, URLs are absolute `http`/`https` URLs, and so on.
 //! Mute and active time intervals are parsed but not supported: a route that uses one is an
@@ -141,8 +141,11 @@ impl Config {
 
     /// Parses and validates config text; `file` is used in error messages.
     pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let raw = parse_raw(text, file)?;
+        let (raw, unknown) = parse_raw(text, file)?;
         let mut problems = Problems::default();
+        for u in unknown {
+            problems.add(u.path(), u.message());
+        }
         let cfg = resolve(raw, file, &mut problems);
         match cfg {
             Some(cfg) if problems.0.is_empty() => Ok(cfg),
@@ -165,7 +168,13 @@ impl Config {
     }
 }
 
-fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
+/// Parses the YAML into the raw config shapes. When the strict parse stops at an unknown
+/// field, every unknown field is collected and removed and the rest parsed, so they are all
+/// reported together with the validation errors; any other parse error is reported as is.
+fn parse_raw(
+    text: &str,
+    file: &str,
+) -> Result<(RawConfig, Vec<super::unknown::UnknownField>), ConfigError> {
     let to_parse_error = |e: serde_yaml_ng::Error| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let mut message = e.to_string();
@@ -181,11 +190,24 @@ fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
         }
     };
     // An empty document (or only comments) is an empty config, as in Alertmanager.
-    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(to_parse_error)?;
+    let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(to_parse_error)?;
     if value.is_null() {
-        return Ok(RawConfig::default());
+        return Ok((RawConfig::default(), Vec::new()));
     }
-    serde_yaml_ng::from_str(text).map_err(to_parse_error)
+    match serde_yaml_ng::from_str(text) {
+        Ok(raw) => Ok((raw, Vec::new())),
+        Err(e) => {
+            let original = to_parse_error(e);
+            let unknown = super::unknown::remove_unknown_fields(&mut value);
+            if unknown.is_empty() {
+                return Err(original);
+            }
+            match RawConfig::deserialize(value) {
+                Ok(raw) => Ok((raw, unknown)),
+                Err(_) => Err(original),
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,7 +276,7 @@ pub type RegexMap = BTreeMap<Scalar, Option<Scalar>>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub(crate) struct RawConfig {
     #[serde(default)]
     global: Option<RawGlobal>,
     #[serde(default)]
@@ -275,7 +297,7 @@ struct RawConfig {
 /// time-based muting is not supported.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TimeIntervalConfig {
+pub(crate) struct TimeIntervalConfig {
     #[serde(default, deserialize_with = "nullable")]
     name: Scalar,
     #[serde(default)]
@@ -285,7 +307,7 @@ struct TimeIntervalConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawGlobal {
+pub(crate) struct RawGlobal {
     #[serde(default)]
     resolve_timeout: Option<Scalar>,
     #[serde(default)]
@@ -1869,16 +1891,51 @@ receivers:
         let e = load("route:\n  receiver: a\n  recevier: b\nreceivers: [{name: a}]\n")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("test.yml:3:"), "{e}");
-        assert!(e.contains("recevier"), "{e}");
+        assert!(e.starts_with("test.yml: "), "{e}");
+        assert!(
+            e.contains("line 3: route.recevier: unknown field `recevier`"),
+            "{e}"
+        );
         let e = load("route: {receiver: a}\nreceivers:\n- name: a\n  webhook_configs:\n  - url: 'http://x/'\n    timeout: 3s\n")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("test.yml:6:"), "{e}");
         assert!(
-            e.contains("timeout") && e.contains("webhook_configs"),
+            e.contains("line 6: receivers[0].webhook_configs[0].timeout: unknown field `timeout`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn all_unknown_fields_are_reported_with_the_other_errors() {
+        let e = errors(
+            "global: {slack_api_url: 'YOUR_URL'}
+route:
+  receiver: a
+  group_wiat: 10s
+  routes:
+    - {receiver: missing, contnue: true}
+receivers:
+  - name: a
+    webhook_configs: [{url: 'http://127.0.0.1/', timeout: 3s}]
+",
+        );
+        for needle in [
+            "line 1: global.slack_api_url: unsupported scheme",
+            "line 4: route.group_wiat: unknown field `group_wiat`",
+            "line 6: route.routes[0].contnue: unknown field `contnue`",
+            "line 6: route.routes[0].receiver: undefined receiver \"missing\"",
+            "line 9: receivers[0].webhook_configs[0].timeout: unknown field `timeout`",
+        ] {
+            assert!(has(&e, needle), "{needle}: {e:?}");
+        }
+        assert_eq!(e.len(), 5, "{e:?}");
+    }
+
+    #[test]
+    fn a_type_error_is_still_reported_by_the_parser() {
+        let e =
+            load("route: {receiver: a, routes: 5, typo: 1}\nreceivers: [{name: a}]").unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod inhibit;
 mod locate;
 pub mod matcher;
 pub mod route;
+mod unknown;
 pub mod webhook;
 
 pub use alert::Alert;
