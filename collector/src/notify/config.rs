@@ -154,6 +154,8 @@ impl Config {
                 for e in &mut errors {
                     e.line = super::locate::locate(text, &e.path).map(|(line, _)| line);
                 }
+                // In file order; problems without a line (a missing section) last.
+                errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
                 Err(ConfigError::Invalid {
                     file: file.to_string(),
                     errors,
