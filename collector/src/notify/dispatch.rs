@@ -653,7 +653,7 @@ async fn deliver(
                         return false;
                     }
                 }
-                backoff = (backoff * 2).min(opts.retry_max);
+                backoff = backoff.saturating_mul(2).min(opts.retry_max);
             }
             Err(e) => {
                 DispatchStats::inc(&stats.notifications_failed);
