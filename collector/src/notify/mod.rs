@@ -1,1 +1,27 @@
-//! Alertmanager-format notification routing.
+//! Alertmanager-format notification routing: loading `alertmanager.yml` ([`config`]), the
+//! label matchers it uses ([`matcher`]), the routing tree and group keys ([`route`]), and
+//! inhibition ([`inhibit`]), and the notification pipeline ([`dispatch`]: aggregation groups,
+//! timers, dedup, retries) with the webhook integration ([`webhook`]). `routes_test` prints
+//! what `amtool config routes test` prints.
+
+pub mod alert;
+pub mod config;
+pub mod dispatch;
+pub mod inhibit;
+mod locate;
+pub mod matcher;
+pub mod route;
+mod unknown;
+pub mod webhook;
+
+pub use alert::Alert;
+pub use config::{Config, ConfigError, ValidationError};
+pub use dispatch::{
+    dispatcher, DispatchError, DispatchOptions, DispatchStats, Dispatcher, DispatcherHandle,
+};
+pub use inhibit::{is_inhibited, InhibitRule};
+pub use matcher::{parse_matcher, parse_matchers, MatchType, Matcher, MatcherError, Matchers};
+pub use route::{
+    parse_label_arg, routes_show, routes_test, routes_test_command, routes_test_tree,
+    verify_receivers, Route, RouteOpts, RoutesTestError,
+};
