@@ -28,6 +28,27 @@ enum Command {
     /// Create and issue certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Alertmanager-format routing tools.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print the receivers a label set reaches, exactly as `amtool config routes test` does.
+    Test {
+        /// Alertmanager configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Also print the matching part of the routing tree.
+        #[arg(long)]
+        tree: bool,
+        /// Exit 1 unless the receivers equal this comma-separated list.
+        #[arg(long = "verify.receivers", default_value = "")]
+        verify_receivers: String,
+        /// Labels of the alert, `name=value`.
+        labels: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -143,6 +164,27 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Routes(RoutesCommand::Test {
+            config,
+            tree,
+            verify_receivers,
+            labels,
+        }) => match vigil_collector::notify::routes_test_command(&config, &labels, tree) {
+            Ok(out) => {
+                print!("{out}");
+                match vigil_collector::notify::verify_receivers(&out, &verify_receivers) {
+                    Some(warning) => {
+                        print!("{warning}");
+                        ExitCode::FAILURE
+                    }
+                    None => ExitCode::SUCCESS,
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Command::Run(a) => {
             let flags = CollectorConfig {
                 data_dir: a.data_dir,
