@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the running agent's state; exits 1 when it is not running or not shipping.
     Status {
         #[arg(long, default_value = "/run/vigil-agent/status.sock")]

@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a configuration file and exit (64 when invalid).
     CheckConfig {
         #[arg(long)]

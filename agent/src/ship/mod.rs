@@ -224,8 +224,7 @@ impl Shipper {
         let stream_id = self.buffer.stream_id();
         let mut queue = DrainQueue::default();
         let mut in_flight: HashSet<u64> = HashSet::new();
-        let mut tasks: JoinSet<(u64, Result<(CollectorMessage, Duration, usize), ShipError>)> =
-            JoinSet::new();
+        let mut tasks: JoinSet<(u64, SendOutcome)> = JoinSet::new();
         let mut progressed = false;
         let mut broken = false;
         loop {
@@ -291,11 +290,7 @@ impl Shipper {
         }
     }
 
-    fn settle(
-        &self,
-        seq: u64,
-        result: Result<(CollectorMessage, Duration, usize), ShipError>,
-    ) -> Settled {
+    fn settle(&self, seq: u64, result: SendOutcome) -> Settled {
         match result {
             Ok((CollectorMessage::Ack { duplicate, .. }, took, bytes)) => {
                 if let Err(e) = self.buffer.ack(seq) {
@@ -401,6 +396,9 @@ enum Settled {
     Dropped,
 }
 
+/// A reply with its round-trip time and the payload bytes sent, or why the send failed.
+type SendOutcome = Result<(CollectorMessage, Duration, usize), ShipError>;
+
 /// Largest acknowledgement frame accepted from the collector.
 const MAX_REPLY_BYTES: usize = 64 * 1024;
 
@@ -409,7 +407,7 @@ async fn send_batch(
     stream_id: u64,
     b: BufferedBatch,
     timeout: Duration,
-) -> Result<(CollectorMessage, Duration, usize), ShipError> {
+) -> SendOutcome {
     let started = Instant::now();
     let seq = b.seq;
     let bytes = b.payload.len();

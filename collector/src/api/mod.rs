@@ -7,15 +7,18 @@
 //!   VictoriaMetrics' export format.
 //! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf).
 //! - `GET /api/v1/agents`: agents seen, whether connected, last seen, lag.
+//! - `GET /api/v1/analytics/anomalies?limit=…`: recent anomaly events from agents, newest
+//!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
 //! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
 //! - the Prometheus query API, merged from [`crate::query`].
 
 pub mod remote_write;
 
 use crate::ingest::AgentRegistry;
-use crate::query::api::Params;
+use crate::query::api::{error_response, Params};
 use crate::query::plan::parse_series_selector;
 use crate::query::timeparse::parse_time;
+use crate::query::QueryError;
 use crate::storage::{Matcher, Storage};
 use crate::telemetry::CollectorMetrics;
 use axum::body::Bytes;
@@ -56,6 +59,8 @@ pub fn router(state: ApiState) -> Router {
             post(write).layer(axum::extract::DefaultBodyLimit::max(MAX_WRITE_BODY)),
         )
         .route("/api/v1/agents", get(agents))
+        .route("/api/v1/analytics/anomalies", get(anomalies))
+        .route("/api/v1/events", get(events))
         .route("/health", get(|| async { "OK\n" }))
         .route("/ready", get(ready))
         .with_state(state)
@@ -72,20 +77,14 @@ fn error(code: StatusCode, error_type: &str, msg: impl std::fmt::Display) -> Res
         .into_response()
 }
 
-fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, QueryError> {
     let groups: Vec<Vec<Matcher>> = params
         .all("match[]")
         .into_iter()
-        .map(|m| {
-            parse_series_selector(m).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_data", e))
-        })
+        .map(parse_series_selector)
         .collect::<Result<_, _>>()?;
     if groups.is_empty() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad_data",
-            "no match[] parameter provided",
-        ));
+        return Err(QueryError::BadData("no match[] parameter provided".into()));
     }
     Ok(groups)
 }
@@ -95,12 +94,12 @@ fn select_union(
     groups: &[Vec<Matcher>],
     start: i64,
     end: i64,
-) -> Result<Vec<Series>, Response> {
+) -> Result<Vec<Series>, QueryError> {
     let mut all: Vec<Series> = Vec::new();
     for g in groups {
         let found = storage
             .select(g, start, end)
-            .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e))?;
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
         all.extend(found);
     }
     if groups.len() > 1 {
@@ -132,15 +131,23 @@ async fn federate(State(s): State<ApiState>, params: Params) -> Response {
         .http_requests
         .with_label_values(&["federate"])
         .inc();
-    let groups = match selectors(&params) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
+    match federate_body(&s, &params) {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn federate_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
+    let groups = selectors(params)?;
     let now = (s.now_ms)();
-    let series = match select_union(&s.storage, &groups, now - LOOKBACK_MS, now) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let series = select_union(&s.storage, &groups, now - LOOKBACK_MS, now)?;
     let latest: Vec<(Labels, Point)> = series
         .into_iter()
         .filter_map(|s| {
@@ -148,15 +155,7 @@ async fn federate(State(s): State<ApiState>, params: Params) -> Response {
             (p.value.to_bits() != STALE_NAN_BITS).then_some((s.labels, p))
         })
         .collect();
-    let body = vigil_shared::exposition::render(&latest, true);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    Ok(vigil_shared::exposition::render(&latest, true))
 }
 
 fn json_number(v: f64, out: &mut String) {
@@ -201,34 +200,34 @@ pub fn export_line(s: &Series, out: &mut String) {
 
 async fn export(State(s): State<ApiState>, params: Params) -> Response {
     s.metrics.http_requests.with_label_values(&["export"]).inc();
-    let groups = match selectors(&params) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
-    let start = match params.get("start").map(parse_time).transpose() {
-        Ok(v) => v.unwrap_or(0),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("start: {e}")),
-    };
-    let end = match params.get("end").map(parse_time).transpose() {
-        Ok(v) => v.unwrap_or_else(|| (s.now_ms)()),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("end: {e}")),
-    };
-    if end < start {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_data",
-            "end timestamp must not be before start time",
-        );
+    match export_body(&s, &params) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/stream+json")], body).into_response(),
+        Err(e) => error_response(&e),
     }
-    let series = match select_union(&s.storage, &groups, start, end) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+}
+
+fn export_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
+    let groups = selectors(params)?;
+    let start = params
+        .get("start")
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or(0);
+    let end = params
+        .get("end")
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or_else(|| (s.now_ms)());
+    if end < start {
+        return Err(QueryError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
+    }
     let mut out = String::new();
-    for s in &series {
+    for s in &select_union(&s.storage, &groups, start, end)? {
         export_line(s, &mut out);
     }
-    ([(header::CONTENT_TYPE, "application/stream+json")], out).into_response()
+    Ok(out)
 }
 
 async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
@@ -279,6 +278,46 @@ async fn agents(State(s): State<ApiState>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// Events of `kind` (all kinds when `None`), newest first, as Prometheus-API-style JSON.
+fn events_response(s: &ApiState, params: &Params, kind: Option<&str>) -> Response {
+    let limit = match params.get("limit").map(str::parse::<usize>).transpose() {
+        Ok(l) => l.unwrap_or(100).min(10_000),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("limit: {e}")),
+    };
+    let data: Vec<serde_json::Value> = s
+        .storage
+        .recent_events(usize::MAX)
+        .into_iter()
+        .filter(|(_, e)| kind.is_none_or(|k| e.kind == k))
+        .take(limit)
+        .map(|(agent, e)| {
+            let labels: serde_json::Map<String, serde_json::Value> = e.labels.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+            let fields: serde_json::Map<String, serde_json::Value> = e.fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            serde_json::json!({"agent": agent, "kind": e.kind, "timestamp_ms": e.timestamp_ms, "labels": labels, "fields": fields})
+        })
+        .collect();
+    let body = serde_json::json!({"status": "success", "data": data});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn anomalies(State(s): State<ApiState>, params: Params) -> Response {
+    s.metrics
+        .http_requests
+        .with_label_values(&["anomalies"])
+        .inc();
+    events_response(&s, &params, Some("anomaly"))
+}
+
+async fn events(State(s): State<ApiState>, params: Params) -> Response {
+    s.metrics.http_requests.with_label_values(&["events"]).inc();
+    let kind = params.get("kind").map(str::to_string);
+    events_response(&s, &params, kind.as_deref())
 }
 
 async fn ready(State(s): State<ApiState>) -> Response {

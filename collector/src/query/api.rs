@@ -147,7 +147,8 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn error_response(e: &QueryError) -> Response {
+/// The Prometheus API error document and status code for `e`.
+pub fn error_response(e: &QueryError) -> Response {
     let status = match e {
         QueryError::BadData(_) => StatusCode::BAD_REQUEST,
         QueryError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
