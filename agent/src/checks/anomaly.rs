@@ -25,6 +25,8 @@
 //! 4. **Score.** With `p` the smallest channel probability, the score is `1 - p`. A decaying
 //!    "recent alarm" level then suppresses the repeats of one event: a sample only scores if
 //!    its evidence `-ln p` exceeds the decayed evidence of earlier samples; otherwise it scores 0.
+//!    After a score at or above [`DEFAULT_ANOMALY_THRESHOLD`], the next `alarm_mute` samples
+//!    score 0, so one incident raises one alarm.
 //!
 //! Non-finite inputs are ignored (score 0, state untouched). Finite values are clamped to ±1e30,
 //! and what the levels and the range learn from is winsorized a bounded number of ranges beyond
@@ -68,6 +70,9 @@ pub struct DetectorParams {
     pub range_tol: f64,
     /// Per-sample decay of the recent-alarm evidence.
     pub alarm_decay: f64,
+    /// Samples after a score at or above [`DEFAULT_ANOMALY_THRESHOLD`] during which every
+    /// sample scores 0: one incident raises one alarm.
+    pub alarm_mute: u32,
     /// Samples scored 0 while the detector learns the series.
     pub warmup: u32,
 }
@@ -87,6 +92,7 @@ impl Default for DetectorParams {
             prior_weight: 1.0,
             range_tol: 0.05,
             alarm_decay: 0.997,
+            alarm_mute: 50,
             warmup: 100,
         }
     }
@@ -122,6 +128,7 @@ impl DetectorParams {
             } else {
                 d.alarm_decay
             },
+            alarm_mute: self.alarm_mute,
             warmup: self.warmup,
         }
     }
@@ -272,6 +279,8 @@ pub struct Detector {
     h_surprise: TailHistogram,
     h_short: TailHistogram,
     alarm: f64,
+    /// No sample scores before this sample count (set by an alarm, see `alarm_mute`).
+    mute_until: u64,
 }
 
 impl Detector {
@@ -296,6 +305,7 @@ impl Detector {
             h_surprise: TailHistogram::new(),
             h_short: TailHistogram::new(),
             alarm: 0.0,
+            mute_until: 0,
         }
     }
 
@@ -418,11 +428,16 @@ impl Detector {
         self.last = x;
         self.n += 1;
 
-        let score = if evidence > self.alarm {
+        let mut score = if evidence > self.alarm && self.n > self.mute_until {
             1.0 - (-evidence).exp()
         } else {
             0.0
         };
+        if score >= DEFAULT_ANOMALY_THRESHOLD {
+            self.mute_until = self.n + u64::from(p.alarm_mute);
+        } else if self.n <= self.mute_until {
+            score = 0.0;
+        }
         self.alarm = (self.alarm * p.alarm_decay).max(evidence);
         score
     }
@@ -558,6 +573,7 @@ mod tests {
             prior_weight: -3.0,
             range_tol: f64::NAN,
             alarm_decay: 2.0,
+            alarm_mute: u32::MAX,
             warmup: 0,
         };
         let mut d = Detector::new(&bad);
@@ -635,6 +651,42 @@ mod tests {
             scores[spike_at] >= DEFAULT_ANOMALY_THRESHOLD,
             "spike scored {}",
             scores[spike_at]
+        );
+    }
+
+    #[test]
+    fn an_alarm_mutes_the_next_samples_then_alarms_resume() {
+        let muted = DetectorParams::default();
+        let unmuted = DetectorParams {
+            alarm_mute: 0,
+            ..muted.clone()
+        };
+        let mute = muted.alarm_mute as usize;
+        assert!(mute >= 2, "default mute horizon {mute}");
+        let mut values = noisy(4000, 29, 50.0, 2.0);
+        values[3000] = 150.0;
+        values[3000 + mute / 2] = 400.0;
+        values[3000 + 3 * mute] = 1500.0;
+        let score_all = |params: &DetectorParams| {
+            let mut d = Detector::new(params);
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| d.observe(i as i64 * FIVE_MIN_MS, *v))
+                .collect::<Vec<f64>>()
+        };
+        let (with, without) = (score_all(&muted), score_all(&unmuted));
+        // Without the mute the second, bigger spike alarms again.
+        assert!(without[3000 + mute / 2] >= DEFAULT_ANOMALY_THRESHOLD);
+        assert!(with[3000] >= DEFAULT_ANOMALY_THRESHOLD, "{}", with[3000]);
+        assert!(
+            with[3001..=3000 + mute].iter().all(|s| *s == 0.0),
+            "a sample scored inside the mute horizon"
+        );
+        let later = with[3000 + 3 * mute];
+        assert!(
+            later >= DEFAULT_ANOMALY_THRESHOLD,
+            "after the horizon: {later}"
         );
     }
 
