@@ -26,7 +26,9 @@
 //!    "recent alarm" level then suppresses the repeats of one event: a sample only scores if
 //!    its evidence `-ln p` exceeds the decayed evidence of earlier samples; otherwise it scores 0.
 //!    After a score at or above [`DEFAULT_ANOMALY_THRESHOLD`], the next `alarm_mute` samples
-//!    score 0, so one incident raises one alarm.
+//!    score 0, so one incident raises one alarm. An alarm-level event at a time of day (hour
+//!    bin, or an adjacent one) that already had such events on two recent days is routine
+//!    (a daily job, see [`DetectorParams::recur_days`]) and scores 0.
 //!
 //! Non-finite inputs are ignored (score 0, state untouched). Finite values are clamped to ±1e30,
 //! and what the levels and the range learn from is winsorized a bounded number of ranges beyond
@@ -73,6 +75,10 @@ pub struct DetectorParams {
     /// Samples after a score at or above [`DEFAULT_ANOMALY_THRESHOLD`] during which every
     /// sample scores 0: one incident raises one alarm.
     pub alarm_mute: u32,
+    /// Days within which an alarm-level event at the same time of day (same or adjacent hour)
+    /// counts as recurring: the third such event within twice this span, each at least half
+    /// a day after the previous one, is treated as routine (a daily job) and scores 0.
+    pub recur_days: f64,
     /// Samples scored 0 while the detector learns the series.
     pub warmup: u32,
 }
@@ -93,6 +99,7 @@ impl Default for DetectorParams {
             range_tol: 0.05,
             alarm_decay: 0.997,
             alarm_mute: 50,
+            recur_days: 3.0,
             warmup: 100,
         }
     }
@@ -129,6 +136,11 @@ impl DetectorParams {
                 d.alarm_decay
             },
             alarm_mute: self.alarm_mute,
+            recur_days: if self.recur_days.is_finite() {
+                self.recur_days.max(0.0)
+            } else {
+                d.recur_days
+            },
             warmup: self.warmup,
         }
     }
@@ -139,6 +151,9 @@ const N_PRED: usize = 5;
 /// Seasonal bins per day.
 const DAY_BINS: usize = 24;
 const MS_PER_DAY: i64 = 86_400_000;
+/// Alarm-level events less than this many days apart are one occurrence for the recurrence
+/// rule (see [`DetectorParams::recur_days`]).
+const RECUR_MIN_GAP_DAYS: f64 = 0.5;
 /// Damping of the Holt trend update relative to `fast_alpha`.
 const TREND_GAIN: f64 = 0.2;
 /// The mean absolute change is tracked this much slower than `slow_alpha`.
@@ -257,6 +272,11 @@ impl TailHistogram {
     }
 }
 
+/// Day number of `timestamp_ms` (days since the Unix epoch, fractional).
+fn epoch_days(timestamp_ms: i64) -> f64 {
+    timestamp_ms as f64 / MS_PER_DAY as f64
+}
+
 /// Streaming detector state for one series. See the module documentation for the method.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -281,6 +301,10 @@ pub struct Detector {
     alarm: f64,
     /// No sample scores before this sample count (set by an alarm, see `alarm_mute`).
     mute_until: u64,
+    /// Per hour-of-day bin, the day (since the Unix epoch) of the latest and the previous
+    /// alarm-level event in that bin.
+    recur_last: [f32; DAY_BINS],
+    recur_prev: [f32; DAY_BINS],
 }
 
 impl Detector {
@@ -306,12 +330,34 @@ impl Detector {
             h_short: TailHistogram::new(),
             alarm: 0.0,
             mute_until: 0,
+            recur_last: [f32::MIN; DAY_BINS],
+            recur_prev: [f32::MIN; DAY_BINS],
         }
     }
 
     /// Bytes of state this detector holds: the struct itself, as it owns no heap memory.
     pub fn state_bytes(&self) -> usize {
         std::mem::size_of_val(self)
+    }
+
+    /// Record an alarm-level event at `timestamp_ms` in hour bin `bin`, and say whether it is
+    /// routine: the same or an adjacent hour bin already saw two earlier occurrences, the
+    /// latest at least [`RECUR_MIN_GAP_DAYS`] and at most `recur_days` ago and the one before
+    /// it at most twice `recur_days` ago.
+    fn recurring_event(&mut self, timestamp_ms: i64, bin: usize) -> bool {
+        let now = epoch_days(timestamp_ms);
+        let window = self.params.recur_days;
+        let routine = [DAY_BINS - 1, 0, 1].iter().any(|&offset| {
+            let b = (bin + offset) % DAY_BINS;
+            let last = now - f64::from(self.recur_last[b]);
+            let prev = now - f64::from(self.recur_prev[b]);
+            (RECUR_MIN_GAP_DAYS..=window).contains(&last) && prev <= 2.0 * window
+        });
+        if now - f64::from(self.recur_last[bin]) >= RECUR_MIN_GAP_DAYS {
+            self.recur_prev[bin] = self.recur_last[bin];
+        }
+        self.recur_last[bin] = now.clamp(-F32_LIMIT, F32_LIMIT) as f32;
+        routine
     }
 
     /// Feed one sample and return its anomaly score in [0, 1] (0 for non-finite values, during
@@ -428,17 +474,18 @@ impl Detector {
         self.last = x;
         self.n += 1;
 
-        let mut score = if evidence > self.alarm && self.n > self.mute_until {
+        let (alarm_mute, alarm_decay) = (p.alarm_mute, p.alarm_decay);
+        let routine = evidence >= -(1.0 - DEFAULT_ANOMALY_THRESHOLD).ln()
+            && self.recurring_event(timestamp_ms, b0);
+        let score = if evidence > self.alarm && self.n > self.mute_until && !routine {
             1.0 - (-evidence).exp()
         } else {
             0.0
         };
         if score >= DEFAULT_ANOMALY_THRESHOLD {
-            self.mute_until = self.n + u64::from(p.alarm_mute);
-        } else if self.n <= self.mute_until {
-            score = 0.0;
+            self.mute_until = self.n + u64::from(alarm_mute);
         }
-        self.alarm = (self.alarm * p.alarm_decay).max(evidence);
+        self.alarm = (self.alarm * alarm_decay).max(evidence);
         score
     }
 }
@@ -574,6 +621,7 @@ mod tests {
             range_tol: f64::NAN,
             alarm_decay: 2.0,
             alarm_mute: u32::MAX,
+            recur_days: f64::NAN,
             warmup: 0,
         };
         let mut d = Detector::new(&bad);
@@ -688,6 +736,42 @@ mod tests {
             later >= DEFAULT_ANOMALY_THRESHOLD,
             "after the horizon: {later}"
         );
+    }
+
+    /// A spike every day at 03:00 (a nightly job) alarms on the first two days only, while a
+    /// spike at another hour still alarms.
+    #[test]
+    fn a_daily_recurring_spike_becomes_routine() {
+        let day = 288;
+        let mut values = noisy(day * 16, 31, 50.0, 2.0);
+        let nightly: Vec<usize> = (4..14).map(|d| d * day + 36).collect();
+        for &i in &nightly {
+            values[i] += 60.0;
+        }
+        let odd_hour = 14 * day + 180;
+        values[odd_hour] += 60.0;
+        let score_all = |params: &DetectorParams| {
+            let mut d = Detector::new(params);
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| d.observe(i as i64 * FIVE_MIN_MS, *v))
+                .collect::<Vec<f64>>()
+        };
+        let routine = score_all(&DetectorParams::default());
+        let always = score_all(&DetectorParams {
+            recur_days: 0.0,
+            ..DetectorParams::default()
+        });
+        let alarmed = |scores: &[f64], idx: &[usize]| {
+            idx.iter()
+                .filter(|&&i| scores[i] >= DEFAULT_ANOMALY_THRESHOLD)
+                .count()
+        };
+        assert!(alarmed(&always, &nightly[2..]) >= 4, "{:?}", always);
+        assert_eq!(alarmed(&routine, &nightly[..2]), 2);
+        assert_eq!(alarmed(&routine, &nightly[2..]), 0);
+        assert!(routine[odd_hour] >= DEFAULT_ANOMALY_THRESHOLD);
     }
 
     #[test]
