@@ -96,7 +96,7 @@ impl Default for DetectorParams {
             forget: 1.0 / 20_000.0,
             tail_mass: 0.02,
             prior_weight: 1.0,
-            range_tol: 0.05,
+            range_tol: 0.025,
             alarm_decay: 0.997,
             alarm_mute: 50,
             recur_days: 3.0,
