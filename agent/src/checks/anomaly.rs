@@ -18,7 +18,9 @@
 //!    surprise, and a short average of surprises (HTM-style "anomaly likelihood", for sustained
 //!    changes). A third flags new extremes (the "spatial anomaly" of NAB's HTM detector): a value
 //!    beyond the remembered range by more than `range_tol` of that range gets probability
-//!    `range_tol / (excess · samples seen)`.
+//!    `range_tol / (excess · samples seen)`. A fourth does the same for a smoothed level
+//!    (`level_alpha`), whose range one-sample spikes barely widen, so a sustained shift to
+//!    an unusual level is caught even inside the range that past spikes have stretched.
 //!    The two histogram channels' probabilities are multiplied by `sqrt(n / 10_000)` for `n`
 //!    remembered samples (a partial multiple-comparison correction, so long and short series
 //!    alarm at comparable rates under one global threshold).
@@ -70,6 +72,8 @@ pub struct DetectorParams {
     pub prior_weight: f64,
     /// Excess over the remembered range, as a fraction of it, that counts as a new extreme.
     pub range_tol: f64,
+    /// Smoothing of the level whose new extremes form the sustained-shift channel (per sample).
+    pub level_alpha: f64,
     /// Per-sample decay of the recent-alarm evidence.
     pub alarm_decay: f64,
     /// Samples after a score at or above [`DEFAULT_ANOMALY_THRESHOLD`] during which every
@@ -97,6 +101,7 @@ impl Default for DetectorParams {
             tail_mass: 0.02,
             prior_weight: 1.0,
             range_tol: 0.025,
+            level_alpha: 0.05,
             alarm_decay: 0.997,
             alarm_mute: 50,
             recur_days: 3.0,
@@ -130,6 +135,7 @@ impl DetectorParams {
             tail_mass: rate(self.tail_mass, 0.5),
             prior_weight: positive(self.prior_weight, d.prior_weight),
             range_tol: positive(self.range_tol, d.range_tol),
+            level_alpha: rate(self.level_alpha, 1.0),
             alarm_decay: if self.alarm_decay.is_finite() {
                 self.alarm_decay.clamp(0.0, 1.0)
             } else {
@@ -295,6 +301,10 @@ pub struct Detector {
     abs_change: f64,
     hi: f64,
     lo: f64,
+    /// Smoothed level (`level_alpha`) and its remembered range.
+    level: f64,
+    level_hi: f64,
+    level_lo: f64,
     short: f64,
     h_surprise: TailHistogram,
     h_short: TailHistogram,
@@ -325,6 +335,9 @@ impl Detector {
             abs_change: 0.0,
             hi: 0.0,
             lo: 0.0,
+            level: 0.0,
+            level_hi: 0.0,
+            level_lo: 0.0,
             short: 0.0,
             h_surprise: TailHistogram::new(),
             h_short: TailHistogram::new(),
@@ -376,6 +389,9 @@ impl Detector {
             self.abs_mean = x.abs();
             self.hi = x;
             self.lo = x;
+            self.level = x;
+            self.level_hi = x;
+            self.level_lo = x;
             self.n = 1;
             return 0.0;
         }
@@ -424,7 +440,15 @@ impl Detector {
                 .tail(surprise, p)
                 .min(self.h_short.tail(short, p))
                 * (samples / HISTORY_REF).sqrt();
-            let p_min = p_hist.min(p_range);
+            let level = self.level + p.level_alpha * (x - self.level);
+            let level_span = (self.level_hi - self.level_lo).max(floor);
+            let level_excess = (level - self.level_hi).max(self.level_lo - level) / level_span;
+            let p_level = if level_excess > p.range_tol {
+                p.range_tol / (level_excess * samples)
+            } else {
+                1.0
+            };
+            let p_min = p_hist.min(p_range).min(p_level);
             evidence = -p_min.clamp(MIN_PROBABILITY, 1.0).ln();
         }
 
@@ -469,6 +493,9 @@ impl Detector {
         self.abs_mean += p.slow_alpha * (xw.abs() - self.abs_mean);
         self.abs_change += VOL_RATE * p.slow_alpha * ((xw - self.last).abs() - self.abs_change);
         // The remembered range relaxes towards the slow level but always contains `xw`.
+        self.level += p.level_alpha * (xw - self.level);
+        self.level_hi = (self.level_hi - p.forget * (self.level_hi - self.slow)).max(self.level);
+        self.level_lo = (self.level_lo - p.forget * (self.level_lo - self.slow)).min(self.level);
         self.hi = (self.hi - p.forget * (self.hi - self.slow)).max(xw);
         self.lo = (self.lo - p.forget * (self.lo - self.slow)).min(xw);
         self.last = x;
@@ -619,6 +646,7 @@ mod tests {
             tail_mass: 0.0,
             prior_weight: -3.0,
             range_tol: f64::NAN,
+            level_alpha: f64::INFINITY,
             alarm_decay: 2.0,
             alarm_mute: u32::MAX,
             recur_days: f64::NAN,
@@ -772,6 +800,39 @@ mod tests {
         assert_eq!(alarmed(&routine, &nightly[..2]), 2);
         assert_eq!(alarmed(&routine, &nightly[2..]), 0);
         assert!(routine[odd_hour] >= DEFAULT_ANOMALY_THRESHOLD);
+    }
+
+    /// A slow climb to a level that past one-sample spikes already exceeded is caught by the
+    /// smoothed-level channel; with that channel effectively off, it is missed.
+    #[test]
+    fn a_sustained_shift_inside_a_spike_stretched_range_is_detected() {
+        let mut values = noisy(5000, 37, 10.0, 1.0);
+        for i in (300..3000).step_by(250) {
+            values[i] = 60.0;
+        }
+        for (k, v) in values[3000..].iter_mut().enumerate() {
+            *v += 25.0 * (k as f64 / 200.0).min(1.0);
+        }
+        let score_all = |params: &DetectorParams| {
+            let mut d = Detector::new(params);
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| d.observe(i as i64 * FIVE_MIN_MS, *v))
+                .collect::<Vec<f64>>()
+        };
+        let with = alarms(&score_all(&DetectorParams::default()));
+        let without = alarms(&score_all(&DetectorParams {
+            level_alpha: 1e-9,
+            ..DetectorParams::default()
+        }));
+        let in_shift = |a: &[usize]| a.iter().filter(|&&i| (3000..3400).contains(&i)).count();
+        assert!(in_shift(&with) >= 1, "alarms with the channel: {with:?}");
+        assert_eq!(
+            in_shift(&without),
+            0,
+            "alarms without the channel: {without:?}"
+        );
     }
 
     #[test]
