@@ -39,10 +39,13 @@
 /// Score at or above which a sample is reported as an anomaly event.
 ///
 /// Chosen from the NAB sweep (`scripts/nab-score.sh` on the public half of NAB, default
-/// parameters): the corpus-wide optimal threshold was 0.9990 for all three profiles
-/// (standard, reward_low_FP, reward_low_FN). The optimum is narrow: 0.998 or 0.9995 cost
-/// about 5 NAB points each, so change this together with the parameters, never alone.
-/// 0.999 means an alarm when the corrected evidence is rarer than about 1 in 1000.
+/// parameters): the corpus-wide optimal threshold was 0.99897 for all three profiles
+/// (standard 72.4, reward_low_FP 63.7, reward_low_FN 76.9). The optimum is narrow, partly by
+/// design: an alarm at this level mutes the next `alarm_mute` samples and feeds the
+/// daily-recurrence rule, so lower thresholds let through repeats those rules would have
+/// absorbed (standard 60.0 at 0.998, 57.5 at 0.9995). Change it together with the
+/// parameters, never alone. 0.999 means an alarm when the corrected evidence is rarer than
+/// about 1 in 1000.
 pub const DEFAULT_ANOMALY_THRESHOLD: f64 = 0.999;
 
 /// The detector's constants. [`DetectorParams::default`] is the one parameter set used for every
@@ -178,7 +181,7 @@ const F32_LIMIT: f64 = f32::MAX as f64;
 /// With `n` samples remembered, the probability is multiplied by `sqrt(n / HISTORY_REF)`: a
 /// partial multiple-comparison correction, since a longer history has had more chances to
 /// produce a rare value by luck (a full `n / HISTORY_REF` correction over-penalises short
-/// series: with it, NAB standard dropped from 65.7 to about 62).
+/// series: with it, NAB standard dropped from 65.7 to about 62 when this was introduced).
 const HISTORY_REF: f64 = 10_000.0;
 /// Evidence is capped at `-ln` of this, so one absurd sample cannot silence later alarms for
 /// long through the decaying alarm level (scores saturate at 1.0 well before it anyway).
