@@ -6,9 +6,10 @@
 #            (default: ../shared/nab relative to the repository root)
 #   OUTDIR   where the per-file results go (default: a fresh temporary directory)
 #
-# Every file is run through `run_nab_file` with DetectorParams::default() (one parameter set
-# for all files, streaming, labels never read by the detector); the scorer then sweeps the
-# threshold across the corpus and prints the standard, reward_low_FP and reward_low_FN scores.
+# Every file is run through `vigil-agent detect`, the detector code the agent runs live, with
+# its one default parameter set (streaming, labels never read by the detector); the scorer
+# then sweeps the threshold across the corpus and prints the standard, reward_low_FP and
+# reward_low_FN scores.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +25,11 @@ done
 
 mkdir -p "$out"
 cd "$root"
-cargo run --quiet -p vigil-agent --release --example nab -- "$nab/data" "$out" >"$out/detect.log"
+cargo build --quiet --release -p vigil-agent --bin vigil-agent
+for input in "$nab"/data/*/*.csv; do
+    category="$(basename "$(dirname "$input")")"
+    mkdir -p "$out/$category"
+    ./target/release/vigil-agent detect --input "$input" --output "$out/$category/vigil_$(basename "$input")" >>"$out/detect.log"
+done
 python3 "$nab/nab_score.py" --labels "$nab/labels.json" --results "$out"
 echo "results in $out"

@@ -37,6 +37,14 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Score a NAB-format CSV (`timestamp,value`) with the live anomaly detector, writing
+    /// `timestamp,value,anomaly_score`.
+    Detect {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -97,8 +105,11 @@ fn settings(
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    // One thread runs everything; blocking work (host collection, sled) gets at most two
+    // helper threads, which exit after 10 s idle. This keeps the agent's memory small.
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(2)
         .build()
         .map_err(|e| {
             eprintln!("Error: starting the async runtime: {e}");
@@ -132,6 +143,19 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Detect { input, output } => {
+            let params = vigil_agent::checks::anomaly::DetectorParams::default();
+            match vigil_agent::checks::nab::run_nab_file(&input, &output, &params) {
+                Ok(summary) => {
+                    println!("{}: {} rows, {} alarms", input.display(), summary.rows, summary.alarms);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
         Command::Status {
             status_socket,
             json,

@@ -8,12 +8,12 @@
 //! compared: same result type, same label sets, values equal within 1e-9 relative (NaN equals
 //! NaN), order compared only for `sort`, `sort_desc`, `topk` and `bottomk`.
 //!
-//! The Vigil side is one `async fn` taking the dataset ([`start_vigil`]); by default it serves
-//! `query::router` over a `MemSource` in-process. Set `VIGIL_DIFF_ADDR=127.0.0.1:PORT` to run
-//! the same comparison against a running, empty collector through its `/api/v1/write`.
+//! The Vigil side is one `async fn` taking the dataset ([`start_vigil`]); by default it starts
+//! the real `vigil-collector` binary and remote-writes the dataset to it, so the comparison
+//! covers remote_write, storage and the query API end to end.
 //!
 //! The test fails (never skips) when `/usr/bin/prometheus` is missing. It also checks that
-//! `promtool query instant` can talk to the router.
+//! `promtool query instant` can talk to the collector.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -673,28 +673,88 @@ async fn start_prometheus(ds: &Dataset) -> Prometheus {
     p
 }
 
-/// The Vigil side. By default it serves `query::router` over a `MemSource` holding the
-/// dataset, in-process. With `VIGIL_DIFF_ADDR=127.0.0.1:PORT` set, it instead remote-writes
-/// the dataset to that (fresh, empty) collector's `/api/v1/write` and queries it there, which
-/// runs the same comparison end to end through ingest and storage.
-async fn start_vigil(ds: &Dataset) -> (SocketAddr, Option<tokio::task::JoinHandle<()>>) {
+/// The Vigil side, kept alive for the test's duration.
+enum VigilSide {
+    /// The real `vigil-collector` binary, killed on drop.
+    Collector(std::process::Child, PathBuf),
+    /// `query::router` over a `MemSource`, in-process.
+    InProcess(tokio::task::JoinHandle<()>),
+    /// A collector someone else started (`VIGIL_DIFF_ADDR`).
+    External,
+}
+
+impl Drop for VigilSide {
+    fn drop(&mut self) {
+        match self {
+            VigilSide::Collector(child, dir) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            VigilSide::InProcess(task) => task.abort(),
+            VigilSide::External => {}
+        }
+    }
+}
+
+/// The Vigil side. By default it starts the real `vigil-collector` binary with an empty data
+/// directory, remote-writes the dataset to its `/api/v1/write` exactly as to Prometheus, and
+/// queries it there, so the comparison runs end to end through remote_write, the WAL, the
+/// head and the query API. `VIGIL_DIFF_ADDR=127.0.0.1:PORT` uses a collector started
+/// elsewhere; `VIGIL_DIFF_IN_PROCESS=1` serves `query::router` over a `MemSource` instead
+/// (the engine alone, for debugging).
+async fn start_vigil(ds: &Dataset) -> (SocketAddr, VigilSide) {
     if let Ok(addr) = std::env::var("VIGIL_DIFF_ADDR") {
         let addr: SocketAddr = addr
             .parse()
             .unwrap_or_else(|e| panic!("VIGIL_DIFF_ADDR={addr:?} is not host:port: {e}"));
         remote_write(addr, "/api/v1/write", ds).await;
-        return (addr, None);
+        return (addr, VigilSide::External);
     }
-    let source = Arc::new(MemSource::new(ds.series.clone()));
-    let app = router(source, QueryOptions::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
-    });
-    (addr, Some(task))
+    if std::env::var_os("VIGIL_DIFF_IN_PROCESS").is_some() {
+        let source = Arc::new(MemSource::new(ds.series.clone()));
+        let app = router(source, QueryOptions::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        return (addr, VigilSide::InProcess(task));
+    }
+    let bin = env!("CARGO_BIN_EXE_vigil-collector");
+    let dir = scratch_dir("diff-collector");
+    let certs = dir.join("certs");
+    let status = std::process::Command::new(bin)
+        .args(["certs", "init", "--dir"])
+        .arg(&certs)
+        .output()
+        .expect("run vigil-collector certs init");
+    assert!(status.status.success(), "certs init: {status:?}");
+    let mut child = std::process::Command::new(bin)
+        .args(["run", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--certs-dir")
+        .arg(&certs)
+        .args(["--quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn vigil-collector");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read collector stdout");
+    let addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected collector output {line:?}"));
+    remote_write(addr, "/api/v1/write", ds).await;
+    (addr, VigilSide::Collector(child, dir))
 }
 
 // ---------------------------------------------------------------- comparison
@@ -981,7 +1041,7 @@ async fn promql_corpus_matches_prometheus() {
     let ds = generate(end_ms);
     let samples: usize = ds.series.iter().map(|s| s.points.len()).sum();
     let prom = start_prometheus(&ds).await;
-    let (vigil, _task) = start_vigil(&ds).await;
+    let (vigil, _vigil_side) = start_vigil(&ds).await;
     eprintln!(
         "dataset: {} series, {samples} samples, {}..{}",
         ds.series.len(),
@@ -1198,7 +1258,7 @@ async fn promtool_queries_the_router() {
         .unwrap()
         .as_millis() as i64;
     let ds = generate(now - 30_000);
-    let (addr, _task) = start_vigil(&ds).await;
+    let (addr, _vigil_side) = start_vigil(&ds).await;
     let out = tokio::task::spawn_blocking(move || {
         Command::new(PROMTOOL)
             .args(["query", "instant", &format!("http://{addr}"), "up"])

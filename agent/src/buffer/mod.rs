@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// sled's page cache; its default of 1 GB is far beyond what an edge agent may use.
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+const CACHE_BYTES: u64 = 1024 * 1024;
 const META_TREE: &str = "meta";
 const STREAM_ID_KEY: &[u8] = b"stream_id";
 const NEXT_SEQ_KEY: &[u8] = b"next_seq";
