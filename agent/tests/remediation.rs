@@ -518,11 +518,151 @@ async fn user_runs_the_action_as_that_user_or_needs_root() {
             "no supplementary groups: {out}"
         );
     } else {
-        let mut settings = RemediationSettings::default();
-        settings.audit_log = Some(dir.path("audit.jsonl"));
+        let settings = RemediationSettings {
+            audit_log: Some(dir.path("audit.jsonl")),
+            ..Default::default()
+        };
         let err = Remediator::new(settings, vec![a], &dir.0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("requires the agent to run as root"), "{err}");
     }
+}
+
+#[tokio::test]
+async fn global_concurrency_limit_serialises_runs_and_an_action_runs_once_at_a_time() {
+    let dir = Scratch::new("concurrency");
+    let log = dir.path("log");
+    let body = format!(
+        "echo \"start $VIGIL_ACTION\" >> {l}\nsleep 0.3\necho \"end $VIGIL_ACTION\" >> {l}",
+        l = log.display()
+    );
+    let script = dir.script("slow.sh", &body);
+    let r = remediator(
+        &dir,
+        vec![
+            action("a", &script, "allow_remote = true"),
+            action("b", &script, "allow_remote = true"),
+        ],
+        "max_concurrent = 1",
+    );
+    let (ra, rb, ra2) = tokio::join!(
+        r.handle_remote("a", "t"),
+        r.handle_remote("b", "t"),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            r.handle_remote("a", "t").await
+        }
+    );
+    assert_eq!(ra.unwrap().outcome, Outcome::Ok);
+    assert_eq!(rb.unwrap().outcome, Outcome::Ok);
+    assert_eq!(ra2.unwrap_err().reason, RefusalReason::AlreadyRunning);
+    let l = lines(&log);
+    assert_eq!(l.len(), 4, "{l:?}");
+    // With one slot the runs never overlap: start/end pairs are adjacent.
+    assert!(
+        l[0].starts_with("start") && l[1].starts_with("end"),
+        "{l:?}"
+    );
+    assert_eq!(l[0][6..], l[1][4..], "{l:?}");
+    assert!(
+        l[2].starts_with("start") && l[3].starts_with("end"),
+        "{l:?}"
+    );
+}
+
+#[tokio::test]
+async fn spawned_transitions_run_in_the_background_and_events_drain() {
+    let dir = Scratch::new("spawned");
+    let marker = dir.path("marker");
+    let script = dir.script(
+        "m.sh",
+        &format!("echo $VIGIL_CHECK >> {}", marker.display()),
+    );
+    let r = remediator(&dir, vec![action("a", &script, "")], "");
+    let mut checks = ThresholdChecks::new(&[CheckConfig {
+        name: "hot".into(),
+        select: vec!["node_load1".into()],
+        condition: "value >= 2".into(),
+        for_: None,
+        action: Some("a".into()),
+    }])
+    .unwrap();
+    let transitions = checks.observe(&load(0, 2.0), 0);
+    assert_eq!(transitions.len(), 1);
+    let tracker = tokio_util::task::TaskTracker::new();
+    r.spawn_transitions(&transitions, &tracker);
+    tracker.close();
+    tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .unwrap();
+    assert_eq!(lines(&marker), vec!["hot"]);
+    let events = r.drain_events();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].fields.contains(&("check".into(), "hot".into())));
+    let refused = r.handle_remote("a", "collector").await;
+    let (accepted, detail) = vigil_agent::remediate::action_result(&refused);
+    assert!(!accepted);
+    assert!(detail.contains("not allow-listed"), "{detail}");
+}
+
+/// Run with `--ignored --nocapture` to print the per-cycle cost of the checks.
+#[test]
+#[ignore]
+fn measure_observe_cost() {
+    let n = 20_000;
+    let series: Vec<Series> = (0..n)
+        .map(|i| Series {
+            labels: Labels::metric(
+                if i % 2 == 0 {
+                    "node_filesystem_avail_bytes"
+                } else {
+                    "node_filesystem_size_bytes"
+                },
+                &[("mountpoint", &format!("/m{}", i / 2))],
+            ),
+            points: vec![Point {
+                timestamp_ms: 0,
+                value: 1.0,
+            }],
+        })
+        .collect();
+    let mut checks = ThresholdChecks::new(&[
+        CheckConfig {
+            name: "ratio".into(),
+            select: vec![r#"node_filesystem_avail_bytes{mountpoint=~"/m.*"}"#.into()],
+            condition: "value / node_filesystem_size_bytes < 0.1".into(),
+            for_: None,
+            action: None,
+        },
+        CheckConfig {
+            name: "rate".into(),
+            select: vec!["node_filesystem_size_bytes".into()],
+            condition: "rate over 5m > 1".into(),
+            for_: None,
+            action: None,
+        },
+        CheckConfig {
+            name: "anomaly".into(),
+            select: vec!["node_filesystem_avail_bytes".into()],
+            condition: "anomaly".into(),
+            for_: None,
+            action: None,
+        },
+    ])
+    .unwrap();
+    let cycles = 20;
+    let t0 = Instant::now();
+    for c in 0..cycles {
+        let mut s = series.clone();
+        for x in &mut s {
+            x.points[0].timestamp_ms = c * 10_000;
+        }
+        checks.observe(&s, c * 10_000);
+    }
+    println!(
+        "{n} series, 3 checks ({} label sets tracked): {:?} per cycle (incl. cloning the input)",
+        checks.tracked_series(),
+        t0.elapsed() / cycles as u32
+    );
 }

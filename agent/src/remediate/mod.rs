@@ -192,6 +192,31 @@ impl RunReport {
     }
 }
 
+/// The `(accepted, detail)` pair for the protocol's `AgentMessage::ActionResult`
+/// answering a `CollectorMessage::RunAction`: accepted when the action ran (or was a dry
+/// run), with its outcome, exit code and duration; otherwise the refusal.
+pub fn action_result(result: &Result<RunReport, Refusal>) -> (bool, String) {
+    match result {
+        Ok(r) => {
+            let mut detail = r.outcome.as_str().to_string();
+            if let Outcome::SpawnError(e) = &r.outcome {
+                detail.push_str(&format!(": {e}"));
+            }
+            if let Some(f) = &r.finished {
+                if let Some(c) = f.exit_code {
+                    detail.push_str(&format!(", exit code {c}"));
+                }
+                if let Some(s) = f.signal {
+                    detail.push_str(&format!(", signal {s}"));
+                }
+                detail.push_str(&format!(", {} ms", f.duration.as_millis()));
+            }
+            (true, detail)
+        }
+        Err(e) => (false, e.to_string()),
+    }
+}
+
 /// Why a run was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RefusalReason {
