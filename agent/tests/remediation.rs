@@ -373,10 +373,13 @@ fn validate_names_missing_scripts_and_unknown_actions() {
     let not_exec = dir.path("plain.sh");
     std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&not_exec, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let world_writable = dir.script("ww.sh", "true");
+    std::fs::set_permissions(&world_writable, std::fs::Permissions::from_mode(0o777)).unwrap();
     let actions = vec![
         action("missing", &dir.path("nope.sh"), ""),
         action("plain", &not_exec, ""),
         action("zero", &dir.script("ok.sh", "true"), "timeout = '0'"),
+        action("ww", &world_writable, ""),
     ];
     let checks = vec![CheckConfig {
         name: "c".into(),
@@ -392,6 +395,8 @@ fn validate_names_missing_scripts_and_unknown_actions() {
         "actions[plain].command",
         "not executable",
         "actions[zero].timeout",
+        "actions[ww].command",
+        "world-writable",
         "checks[c].select",
         "checks[c].action: unknown action \"no_such_action\"",
     ] {
@@ -401,7 +406,7 @@ fn validate_names_missing_scripts_and_unknown_actions() {
         );
     }
     let err = Remediator::new(RemediationSettings::default(), actions, &dir.0).unwrap_err();
-    assert!(matches!(err, RemediateError::Invalid(p) if p.len() == 3));
+    assert!(matches!(err, RemediateError::Invalid(p) if p.len() == 4));
 }
 
 #[tokio::test]

@@ -336,6 +336,57 @@ mod tests {
         }
     }
 
+    /// The shape the agent's config file embeds: `[remediation]`, `[[checks]]`, `[[actions]]`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Embedded {
+        #[serde(default)]
+        remediation: RemediationSettings,
+        #[serde(default)]
+        checks: Vec<CheckConfig>,
+        #[serde(default)]
+        actions: Vec<ActionConfig>,
+    }
+
+    #[test]
+    fn a_full_config_parses_and_validates() {
+        let cfg: Embedded = toml::from_str(
+            r#"
+[remediation]
+max_concurrent = 1
+audit_log = "/tmp/audit.jsonl"
+
+[[checks]]
+name = "root_disk_low"
+select = ['node_filesystem_avail_bytes{mountpoint="/"}']
+condition = "value / node_filesystem_size_bytes < 0.10"
+for = "2m"
+action = "clean_tmp"
+
+[[checks]]
+name = "host_anomaly"
+condition = "anomaly"
+
+[[actions]]
+name = "clean_tmp"
+command = "/bin/true"
+args = ["--older-than", "7d"]
+timeout = "30s"
+cooldown = "10m"
+flap_max_runs = 2
+flap_window = "6h"
+allow_remote = true
+env = { TMPDIR = "/tmp" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.checks.len(), 2);
+        assert_eq!(cfg.actions[0].timeout(), Duration::from_secs(30));
+        assert_eq!(cfg.actions[0].flap_window(), Duration::from_secs(6 * 3600));
+        let problems = validate_all(&cfg.remediation, &cfg.checks, &cfg.actions);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
     #[test]
     fn command_checks_name_the_problem() {
         assert!(matches!(
