@@ -317,11 +317,21 @@ async fn a_child_left_holding_stdout_does_not_hold_the_report() {
     assert!(ok, "{out}");
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(out.contains("done"), "{out}");
-    if let Ok(p) = std::fs::read_to_string(&pidfile) {
-        if let Ok(pid) = p.trim().parse::<u32>() {
-            vigil_agent::remediate::exec::kill_group(pid);
-        }
-    }
+    // Clean up the child the script left running.
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !dead(child),
+        "a normal exit leaves the command's children alone"
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
 }
 
 #[tokio::test]

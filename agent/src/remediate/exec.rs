@@ -1,6 +1,8 @@
 //! Runs one action's command: directly (no shell), in its own process group, with a cleared
 //! environment, optionally as another user, capturing at most [`MAX_CAPTURE_BYTES`] of stdout
 //! and of stderr, and killing the whole process group with SIGKILL when the timeout expires.
+//! A command that exits normally keeps the processes it started (a restarted daemon); a
+//! process that escaped the group with `setsid` is out of reach of the timeout kill.
 
 use super::config::RunAs;
 use std::path::Path;
