@@ -5,6 +5,7 @@ pub mod buffer;
 pub mod checks;
 pub mod collect;
 pub mod config;
+pub mod remediate;
 pub mod run;
 pub mod ship;
 pub mod status;
