@@ -1,6 +1,8 @@
 //! The agent's settings: a TOML file whose every field can also be given as a flag (flags
 //! win), validated as a whole so that `check-config` names every problem at once.
 
+use crate::checks::threshold::CheckConfig;
+use crate::remediate::config::{ActionConfig, RemediationSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,15 @@ pub struct AgentConfig {
     /// Application endpoints to scrape.
     #[serde(default)]
     pub scrape: Vec<ScrapeConfig>,
+    /// Local threshold and anomaly checks; default: one anomaly check over key host metrics.
+    #[serde(default)]
+    pub checks: Vec<CheckConfig>,
+    /// Allow-listed remediation actions that checks (or, if allowed, the collector) may run.
+    #[serde(default)]
+    pub actions: Vec<ActionConfig>,
+    /// Settings shared by all actions.
+    #[serde(default)]
+    pub remediation: RemediationSettings,
 }
 
 /// Errors from loading or validating the configuration.
@@ -114,6 +125,9 @@ impl AgentConfig {
         }
         if !other.scrape.is_empty() {
             self.scrape = other.scrape;
+        }
+        if other.remediation != RemediationSettings::default() {
+            self.remediation = other.remediation;
         }
         self
     }
@@ -190,10 +204,22 @@ impl AgentConfig {
                     .map(|s| s.trim().to_string())
             })
             .unwrap_or_else(|| "localhost".into());
+        problems.extend(crate::remediate::config::validate_all(
+            &self.remediation,
+            &self.checks,
+            &self.actions,
+        ));
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
         Ok(Settings {
+            checks: if self.checks.is_empty() {
+                crate::checks::threshold::ThresholdChecks::default_configs()
+            } else {
+                self.checks
+            },
+            actions: self.actions,
+            remediation: self.remediation,
             data_dir: self
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from("/var/lib/vigil-agent")),
@@ -235,6 +261,9 @@ pub struct Settings {
     pub sysfs: PathBuf,
     pub rootfs: PathBuf,
     pub scrapes: Vec<(crate::collect::ScrapeTarget, std::time::Duration)>,
+    pub checks: Vec<CheckConfig>,
+    pub actions: Vec<ActionConfig>,
+    pub remediation: RemediationSettings,
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// List or run the remediation actions of a configuration.
+    #[command(subcommand)]
+    Actions(ActionsCommand),
     /// Score a NAB-format CSV (`timestamp,value`) with the live anomaly detector, writing
     /// `timestamp,value,anomaly_score`.
     Detect {
@@ -44,6 +47,24 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Print the actions the configuration allows.
+    List {
+        #[arg(long, default_value = "/etc/vigil/agent.toml")]
+        config: PathBuf,
+    },
+    /// Run one action now (audited like any other run).
+    Run {
+        #[arg(long, default_value = "/etc/vigil/agent.toml")]
+        config: PathBuf,
+        /// Report what would run without running it.
+        #[arg(long)]
+        dry_run: bool,
+        name: String,
     },
 }
 
@@ -89,6 +110,9 @@ struct RunArgs {
     sysfs: Option<PathBuf>,
     #[arg(long)]
     rootfs: Option<PathBuf>,
+    /// Never execute remediation actions; report and audit what would run.
+    #[arg(long)]
+    remediation_dry_run: bool,
 }
 
 const EXIT_USAGE: u8 = 64;
@@ -143,11 +167,72 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Actions(cmd) => {
+            let config = match &cmd {
+                ActionsCommand::List { config } | ActionsCommand::Run { config, .. } => {
+                    config.clone()
+                }
+            };
+            let settings = match settings(Some(&config), AgentConfig::default()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("Invalid configuration: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            match cmd {
+                ActionsCommand::List { .. } => {
+                    print!(
+                        "{}",
+                        vigil_agent::remediate::cli::actions_table(&settings.actions)
+                    );
+                    ExitCode::SUCCESS
+                }
+                ActionsCommand::Run { name, dry_run, .. } => {
+                    let rt = match runtime() {
+                        Ok(r) => r,
+                        Err(c) => return c,
+                    };
+                    rt.block_on(async {
+                        let r = match vigil_agent::remediate::Remediator::new(
+                            settings.remediation,
+                            settings.actions,
+                            &settings.data_dir,
+                        ) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                eprintln!("Error: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        };
+                        match vigil_agent::remediate::cli::run_action(&r, &name, dry_run).await {
+                            Ok((text, ok)) => {
+                                print!("{text}");
+                                if ok {
+                                    ExitCode::SUCCESS
+                                } else {
+                                    ExitCode::FAILURE
+                                }
+                            }
+                            Err(e) => {
+                                eprintln!("Error: {e}");
+                                ExitCode::FAILURE
+                            }
+                        }
+                    })
+                }
+            }
+        }
         Command::Detect { input, output } => {
             let params = vigil_agent::checks::anomaly::DetectorParams::default();
             match vigil_agent::checks::nab::run_nab_file(&input, &output, &params) {
                 Ok(summary) => {
-                    println!("{}: {} rows, {} alarms", input.display(), summary.rows, summary.alarms);
+                    println!(
+                        "{}: {} rows, {} alarms",
+                        input.display(),
+                        summary.rows,
+                        summary.alarms
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -201,6 +286,12 @@ fn main() -> ExitCode {
                 procfs: a.procfs,
                 sysfs: a.sysfs,
                 rootfs: a.rootfs,
+                remediation: vigil_agent::remediate::config::RemediationSettings {
+                    dry_run: a.remediation_dry_run,
+                    ..Default::default()
+                },
+                checks: Vec::new(),
+                actions: Vec::new(),
                 scrape: a
                     .scrape
                     .into_iter()

@@ -5,12 +5,15 @@
 //! moment to finish in-flight sends, and flush the buffer.
 
 use crate::buffer::{Buffer, OpenOutcome};
+use crate::checks::threshold::{CheckKind, ThresholdChecks};
 use crate::collect::{self, HostCollector};
 use crate::config::Settings;
+use crate::remediate::Remediator;
 use crate::ship::{ConnectionStatus, LiveBatch, ShipConfig, Shipper, LIVE_CHANNEL_CAPACITY};
 use crate::status::{self, AgentStatus, TargetHealth};
 use crate::telemetry::AgentMetrics;
 use anyhow::Context;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -19,7 +22,10 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vigil_shared::certs::{self, files};
 use vigil_shared::codec;
-use vigil_shared::model::{Batch, Series};
+use vigil_shared::model::{Batch, Event, Series};
+
+/// Events kept for `vigil-agent status`.
+const RECENT_EVENTS: usize = 20;
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -91,6 +97,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .collect(),
     ));
     let last_collection: Arc<Mutex<Option<i64>>> = Arc::default();
+    let recent_events: Arc<Mutex<VecDeque<Event>>> = Arc::default();
+    let mut checks = ThresholdChecks::new(&settings.checks).context("setting up checks")?;
+    let remediator = Remediator::new(
+        settings.remediation.clone(),
+        settings.actions.clone(),
+        &settings.data_dir,
+    )
+    .context("setting up remediation")?;
 
     // Status socket.
     if let Some(dir) = settings.status_socket.parent() {
@@ -111,11 +125,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding status socket {}", settings.status_socket.display()))?;
     tracing::info!(path = %settings.status_socket.display(), "status socket listening");
     {
-        let (buffer, conn_status, targets, last_collection) = (
+        let (buffer, conn_status, targets, last_collection, recent_events) = (
             buffer.clone(),
             conn_status.clone(),
             targets.clone(),
             last_collection.clone(),
+            recent_events.clone(),
         );
         let host = settings.host.clone();
         let snapshot = move || {
@@ -137,6 +152,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     .map(|t| (now - t).max(0) as f64 / 1000.0),
                 buffer: b,
                 targets: targets.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                recent_events: recent_events
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect(),
             }
         };
         tracker.spawn(
@@ -257,16 +278,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
         stamp(&mut series, &settings.host, settings.pod.as_deref());
-        let batch = Batch {
-            series,
-            events: vec![],
-        };
+        // Local checks see every sample of this cycle; their transitions and the results of
+        // the actions they trigger travel as events on the priority path.
+        let transitions = checks.observe(&series, now);
+        for t in &transitions {
+            let kind = match t.kind {
+                CheckKind::Threshold => "threshold",
+                CheckKind::Anomaly => "anomaly",
+            };
+            metrics
+                .check_transitions
+                .with_label_values(&[&t.check, kind, t.state.as_str()])
+                .inc();
+        }
+        let mut events: Vec<Event> = transitions.iter().map(|t| t.to_event()).collect();
+        remediator.spawn_transitions(&transitions, &tracker);
+        events.extend(remediator.drain_events());
+        if !events.is_empty() {
+            let mut recent = recent_events.lock().unwrap_or_else(|p| p.into_inner());
+            for e in &events {
+                if recent.len() == RECENT_EVENTS {
+                    recent.pop_front();
+                }
+                recent.push_back(e.clone());
+            }
+        }
+        let priority = !events.is_empty();
+        let batch = Batch { series, events };
         metrics
             .samples_collected
             .inc_by(batch.sample_count() as u64);
         match codec::encode_batch(&batch)
             .map_err(anyhow::Error::from)
-            .and_then(|p| Ok(buffer.push(false, now, &p)?))
+            .and_then(|p| Ok(buffer.push(priority, now, &p)?))
         {
             Ok((seq, evicted)) => {
                 metrics.batches_buffered.inc();
@@ -275,10 +319,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     tracing::warn!(evicted, "buffer full: dropped the oldest batches");
                 }
                 // A full channel only costs this batch its place ahead of the backlog.
-                let _ = live_tx.try_send(LiveBatch {
-                    seq,
-                    priority: false,
-                });
+                let _ = live_tx.try_send(LiveBatch { seq, priority });
             }
             Err(e) => {
                 metrics.buffer_errors.inc();

@@ -24,6 +24,7 @@ pub struct AgentMetrics {
     pub ack_seconds: Histogram,
     pub connects: IntCounterVec,
     pub scrape_errors: IntCounterVec,
+    pub check_transitions: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -140,6 +141,7 @@ impl Default for AgentMetrics {
                 "Failed scrapes, by job.",
                 &["job"],
             ),
+            check_transitions: counter_vec(&r, "vigil_agent_check_transitions_total", "Local check transitions (anomalies and threshold breaches), by check, kind and state.", &["check", "kind", "state"]),
             registry: r,
         }
     }

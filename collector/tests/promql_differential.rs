@@ -737,7 +737,12 @@ async fn start_vigil(ds: &Dataset) -> (SocketAddr, VigilSide) {
         .arg(dir.join("data"))
         .arg("--certs-dir")
         .arg(&certs)
-        .args(["--quic-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "--quic-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

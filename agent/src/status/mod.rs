@@ -35,6 +35,9 @@ pub struct AgentStatus {
     pub buffer: BufferStats,
     pub oldest_unsent_age_seconds: Option<f64>,
     pub targets: Vec<TargetHealth>,
+    /// The latest check transitions (anomalies, threshold breaches) and remediation runs.
+    #[serde(default)]
+    pub recent_events: Vec<vigil_shared::model::Event>,
 }
 
 /// Errors from the status client.
@@ -179,6 +182,18 @@ pub fn render(s: &AgentStatus) -> String {
                 .as_ref()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default()
+        );
+    }
+    for e in &s.recent_events {
+        let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let _ = writeln!(
+            o,
+            "event:      {} {} {{{}}} {}",
+            age(s.now_ms, Some(e.timestamp_ms)),
+            e.kind,
+            labels.join(","),
+            fields.join(" ")
         );
     }
     o

@@ -414,6 +414,8 @@ pub struct CounterTarget {
     pub addr: SocketAddr,
     pub served: Arc<Mutex<Vec<u64>>>,
     pub paused: Arc<AtomicBool>,
+    /// The value served as `test_gauge`.
+    pub gauge: Arc<AtomicU64>,
     counter: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -427,11 +429,13 @@ impl CounterTarget {
         let paused = Arc::new(AtomicBool::new(false));
         let counter = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (s2, p2, c2, st2) = (
+        let gauge = Arc::new(AtomicU64::new(1));
+        let (s2, p2, c2, st2, g2) = (
             served.clone(),
             paused.clone(),
             counter.clone(),
             stop.clone(),
+            gauge.clone(),
         );
         std::thread::spawn(move || {
             while !st2.load(Ordering::SeqCst) {
@@ -446,8 +450,10 @@ impl CounterTarget {
                             continue;
                         }
                         let n = c2.fetch_add(1, Ordering::SeqCst) + 1;
-                        let body =
-                            format!("# TYPE test_scrapes_total counter\ntest_scrapes_total {n}\n");
+                        let g = g2.load(Ordering::SeqCst);
+                        let body = format!(
+                            "# TYPE test_scrapes_total counter\ntest_scrapes_total {n}\n# TYPE test_gauge gauge\ntest_gauge {g}\n"
+                        );
                         let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
                         if conn.write_all(resp.as_bytes()).is_ok() {
                             s2.lock().unwrap().push(n);
@@ -461,6 +467,7 @@ impl CounterTarget {
             addr,
             served,
             paused,
+            gauge,
             counter,
             stop,
         }
