@@ -100,7 +100,8 @@ enum Tok {
     Dot,
     Ident(String),
     Str(String),
-    Num(f64),
+    /// A number constant and whether Go would make it a float64 (it has `.`, `e` or `E`).
+    Num(f64, bool),
     Bool(bool),
     Nil,
     Pipe,
@@ -118,7 +119,8 @@ enum Arg {
     Dot,
     Func(String),
     Str(String),
-    Num(f64),
+    /// A number constant and whether Go would make it a float64 (it has `.`, `e` or `E`).
+    Num(f64, bool),
     Bool(bool),
     Nil,
     Sub(Box<Pipeline>),
@@ -357,7 +359,7 @@ fn lex_action(name: &str, s: &str, line: usize) -> Result<(Vec<Tok>, usize, bool
                         let v: f64 = text.parse().map_err(|_| {
                             perr(name, line, format!("bad number syntax: {text:?}"))
                         })?;
-                        toks.push(Tok::Num(v));
+                        toks.push(Tok::Num(v, true));
                         i = k;
                         continue;
                     }
@@ -401,7 +403,8 @@ fn lex_action(name: &str, s: &str, line: usize) -> Result<(Vec<Tok>, usize, bool
                 let text: String = b[i..k].iter().collect();
                 let v = parse_go_number(&text)
                     .ok_or_else(|| perr(name, line, format!("bad number syntax: {text:?}")))?;
-                toks.push(Tok::Num(v));
+                let hex = text.trim_start_matches(['-', '+']).starts_with("0x");
+                toks.push(Tok::Num(v, !hex && text.contains(['.', 'e', 'E'])));
                 i = k;
             }
             c if c.is_alphabetic() || c == '_' => {
@@ -697,7 +700,7 @@ impl Parser<'_> {
                     cur.push(Arg::Func(id.clone()));
                 }
                 Tok::Str(s) => cur.push(Arg::Str(s.clone())),
-                Tok::Num(n) => cur.push(Arg::Num(*n)),
+                Tok::Num(n, f) => cur.push(Arg::Num(*n, *f)),
                 Tok::Bool(b) => cur.push(Arg::Bool(*b)),
                 Tok::Nil => cur.push(Arg::Nil),
                 Tok::Declare | Tok::Assign | Tok::Comma => {
@@ -911,7 +914,7 @@ impl Exec<'_> {
                 Val::Map(m) => m
                     .get(f)
                     .map(|s| Val::Str(s.clone()))
-                    .unwrap_or(Val::Missing),
+                    .unwrap_or(Val::Str(String::new())),
                 Val::Nil | Val::Missing => {
                     return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
                 }
@@ -948,8 +951,8 @@ impl Exec<'_> {
             Arg::Dot => dot.clone(),
             Arg::Func(f) => self.call(f, Vec::new())?,
             Arg::Str(s) => Val::Str(s.clone()),
-            Arg::Num(n) => {
-                if n.fract() == 0.0 && n.abs() < 9e15 {
+            Arg::Num(n, is_float) => {
+                if !is_float && n.fract() == 0.0 && n.abs() < 9e15 {
                     Val::Int(*n as i64)
                 } else {
                     Val::F64(*n)
@@ -1699,7 +1702,7 @@ mod tests {
             ex("{{ $externalLabels.cluster }} {{ $externalURL }}"),
             "eu1 http://vigil:9090"
         );
-        assert_eq!(ex("{{ $labels.missing }}"), "<no value>");
+        assert_eq!(ex("{{ $labels.missing }}"), "");
         assert_eq!(ex("{{ $labels.instance | toUpper }}"), "HOST:9100");
         assert_eq!(ex("{{ printf \"%.2f\" $value }}"), "0.12");
         assert_eq!(ex("{{ $value | printf \"%.1f\" }}"), "0.1");
