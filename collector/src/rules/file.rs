@@ -252,13 +252,16 @@ fn rule_errors(r: &RuleDef) -> Vec<(Pos, String)> {
     errs
 }
 
+/// A group's position and, per rule, the positions of its `expr` and `record` values.
+type GroupPositions = (
+    Option<(usize, usize)>,
+    Vec<BTreeMap<String, (usize, usize)>>,
+);
+
 /// Line and column of group and rule nodes, found by walking the YAML events. Used only to
 /// decorate error messages, so a failure to find a node just leaves the position out.
 struct NodePositions {
-    groups: Vec<(
-        Option<(usize, usize)>,
-        Vec<BTreeMap<String, (usize, usize)>>,
-    )>,
+    groups: Vec<GroupPositions>,
 }
 
 impl NodePositions {
@@ -276,10 +279,7 @@ impl NodePositions {
     /// A line scanner for block-style rule files (the format everyone writes): finds
     /// `- name:` items under `groups:` and `- ` items under each `rules:`.
     fn scan(text: &str) -> NodePositions {
-        let mut groups: Vec<(
-            Option<(usize, usize)>,
-            Vec<BTreeMap<String, (usize, usize)>>,
-        )> = Vec::new();
+        let mut groups: Vec<GroupPositions> = Vec::new();
         let mut group_indent: Option<usize> = None;
         let mut rules_indent: Option<usize> = None;
         let mut rule_item_indent: Option<usize> = None;
@@ -334,16 +334,7 @@ impl NodePositions {
         NodePositions { groups }
     }
 
-    fn key(
-        groups: &mut [(
-            Option<(usize, usize)>,
-            Vec<BTreeMap<String, (usize, usize)>>,
-        )],
-        text: &str,
-        ln: usize,
-        col: usize,
-        in_rule: bool,
-    ) {
+    fn key(groups: &mut [GroupPositions], text: &str, ln: usize, col: usize, in_rule: bool) {
         if !in_rule {
             return;
         }

@@ -441,7 +441,7 @@ struct Parser<'a> {
     vars: Vec<String>,
 }
 
-enum End {
+enum Stop {
     Eof,
     End,
     Else(Vec<Tok>),
@@ -464,9 +464,9 @@ impl Template {
         };
         let (nodes, end) = p.list()?;
         match end {
-            End::Eof => {}
-            End::End => return Err(perr(name, p.line(), "unexpected {{end}}")),
-            End::Else(_) => return Err(perr(name, p.line(), "unexpected {{else}}")),
+            Stop::Eof => {}
+            Stop::End => return Err(perr(name, p.line(), "unexpected {{end}}")),
+            Stop::Else(_) => return Err(perr(name, p.line(), "unexpected {{else}}")),
         }
         Ok(Template {
             name: name.to_string(),
@@ -517,7 +517,7 @@ impl Parser<'_> {
             .unwrap_or(1)
     }
 
-    fn list(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), TemplateError> {
         let mut nodes = Vec::new();
         while self.pos < self.pieces.len() {
             let idx = self.pos;
@@ -536,10 +536,10 @@ impl Parser<'_> {
                     if toks.len() > 1 {
                         return Err(perr(name, line, "unexpected token in end"));
                     }
-                    return Ok((nodes, End::End));
+                    return Ok((nodes, Stop::End));
                 }
                 Some(Tok::Ident(k)) if k == "else" => {
-                    return Ok((nodes, End::Else(toks[1..].to_vec())));
+                    return Ok((nodes, Stop::Else(toks[1..].to_vec())));
                 }
                 Some(Tok::Ident(k)) if k == "if" || k == "range" || k == "with" => {
                     let kind = k.clone();
@@ -564,7 +564,7 @@ impl Parser<'_> {
                 }
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     fn control(&mut self, kind: &str, toks: &[Tok], line: usize) -> Result<Node, TemplateError> {
@@ -575,16 +575,16 @@ impl Parser<'_> {
         }
         let (body, end) = self.list()?;
         let else_ = match end {
-            End::Eof => return Err(perr(self.name, line, "unexpected EOF")),
-            End::End => Vec::new(),
-            End::Else(rest) => {
+            Stop::Eof => return Err(perr(self.name, line, "unexpected EOF")),
+            Stop::End => Vec::new(),
+            Stop::Else(rest) => {
                 self.vars.truncate(saved);
                 if rest.is_empty() {
                     let (e, end2) = self.list()?;
                     match end2 {
-                        End::End => e,
-                        End::Eof => return Err(perr(self.name, line, "unexpected EOF")),
-                        End::Else(_) => {
+                        Stop::End => e,
+                        Stop::Eof => return Err(perr(self.name, line, "unexpected EOF")),
+                        Stop::Else(_) => {
                             return Err(perr(self.name, line, "expected end; found {{else}}"))
                         }
                     }
@@ -1351,7 +1351,7 @@ pub fn go_float_v(v: f64) -> String {
     let neg = v.is_sign_negative() && v != 0.0;
     let (digits, dp) = decimal_digits(v, None);
     let exp = dp - 1;
-    if digits != "0" && (exp < -4 || exp >= 6) {
+    if digits != "0" && !(-4..6).contains(&exp) {
         fmt_exp(neg, &digits, dp, false)
     } else {
         fmt_fixed(neg, &digits, dp)
@@ -1610,7 +1610,7 @@ fn go_sprintf(fmt: &str, args: &[Val]) -> String {
                             Some(s) => s,
                             None => {
                                 let (d, dp) = decimal_digits(f, None);
-                                if d != "0" && (dp - 1 < -4 || dp - 1 >= 6) {
+                                if d != "0" && !(-4..6).contains(&(dp - 1)) {
                                     fmt_exp(neg, &d, dp, false)
                                 } else {
                                     fmt_fixed(neg, &d, dp)
