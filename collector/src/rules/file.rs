@@ -117,7 +117,7 @@ pub fn load_str(text: &str, file: &str) -> Result<RuleFile, RuleFileErrors> {
         RuleFile::default()
     } else {
         serde_yaml_ng::from_str(text)
-            .map_err(|e| RuleFileErrors(vec![format!("{file}: yaml: {e}")]))?
+            .map_err(|e| RuleFileErrors(vec![format!("{file}: {}", yaml_error(&e))]))?
     };
     let errs = validate(&rf, text, file);
     if errs.is_empty() {
@@ -125,6 +125,28 @@ pub fn load_str(text: &str, file: &str) -> Result<RuleFile, RuleFileErrors> {
     } else {
         Err(RuleFileErrors(errs))
     }
+}
+
+/// Words a YAML error like Go's yaml.v3 where we can (unknown fields), else serde's text.
+fn yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let msg = e.to_string();
+    if let (Some(start), Some(loc)) = (msg.find("unknown field `"), e.location()) {
+        let rest = &msg[start + "unknown field `".len()..];
+        let field = rest.split('`').next().unwrap_or("");
+        let path = &msg[..start];
+        let ty = if path.contains(".rules[") {
+            "rulefmt.RuleNode"
+        } else if path.contains("groups[") {
+            "rulefmt.RuleGroup"
+        } else {
+            "rulefmt.RuleGroups"
+        };
+        return format!(
+            "yaml: unmarshal errors:\n  line {}: field {field} not found in type {ty}",
+            loc.line()
+        );
+    }
+    format!("yaml: {msg}")
 }
 
 /// Validates a parsed rule file like Prometheus's `rulefmt`, returning every problem.
@@ -145,16 +167,22 @@ pub fn validate(rf: &RuleFile, text: &str, file: &str) -> Vec<String> {
         }
         for (ri, r) in g.rules.iter().enumerate() {
             for (pos, msg) in rule_errors(r) {
-                let p = match pos {
-                    Pos::Expr => positions.field(gi, ri, "expr"),
-                    Pos::Record => positions.field(gi, ri, "record"),
-                    Pos::None => None,
+                // Prometheus prints the YAML node's position, 0:0 for an absent node.
+                let find = |k: &str| Some(positions.field(gi, ri, k).unwrap_or((0, 0)));
+                let (p, prefix) = match pos {
+                    Pos::Expr => (find("expr"), String::new()),
+                    Pos::Record => (find("record"), String::new()),
+                    Pos::RecordAndAlert => {
+                        let (l, c) = find("alert").unwrap_or((0, 0));
+                        (find("record"), format!("{l}:{c}: "))
+                    }
+                    Pos::None => (None, String::new()),
                 };
                 errs.push(at(
                     file,
                     p,
                     &format!(
-                        "group \"{}\", rule {}, \"{}\": {msg}",
+                        "{prefix}group \"{}\", rule {}, \"{}\": {msg}",
                         g.name,
                         ri + 1,
                         r.name()
@@ -176,6 +204,8 @@ fn at(file: &str, pos: Option<(usize, usize)>, msg: &str) -> String {
 enum Pos {
     Expr,
     Record,
+    /// Both the record and the alert node (`rec:col: alert:col:`).
+    RecordAndAlert,
     None,
 }
 
@@ -185,13 +215,13 @@ fn rule_errors(r: &RuleDef) -> Vec<(Pos, String)> {
     let alert = r.alert.as_deref().unwrap_or("");
     if !record.is_empty() && !alert.is_empty() {
         errs.push((
-            Pos::None,
+            Pos::RecordAndAlert,
             "only one of 'record' and 'alert' must be set".to_string(),
         ));
     }
     if record.is_empty() && alert.is_empty() {
         errs.push((
-            Pos::None,
+            Pos::Record,
             "one of 'record' or 'alert' must be set".to_string(),
         ));
     }
@@ -203,19 +233,19 @@ fn rule_errors(r: &RuleDef) -> Vec<(Pos, String)> {
     if !record.is_empty() {
         if !r.annotations.is_empty() {
             errs.push((
-                Pos::None,
+                Pos::Record,
                 "invalid field 'annotations' in recording rule".to_string(),
             ));
         }
         if r.for_ms.is_some_and(|f| f != 0) {
             errs.push((
-                Pos::None,
+                Pos::Record,
                 "invalid field 'for' in recording rule".to_string(),
             ));
         }
         if r.keep_firing_for.is_some_and(|f| f != 0) {
             errs.push((
-                Pos::None,
+                Pos::Record,
                 "invalid field 'keep_firing_for' in recording rule".to_string(),
             ));
         }
@@ -342,7 +372,7 @@ impl NodePositions {
             return;
         };
         let k = k.trim();
-        if k != "expr" && k != "record" {
+        if k != "expr" && k != "record" && k != "alert" {
             return;
         }
         let vstart = v.len() - v.trim_start().len();
