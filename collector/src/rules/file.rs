@@ -440,7 +440,10 @@ mod tests {
             "f",
         )
         .unwrap_err();
-        assert!(e.0[0].contains("unknown field `foo`"), "{e}");
+        assert_eq!(
+            e.0[0],
+            "f: yaml: unmarshal errors:\n  line 6: field foo not found in type rulefmt.RuleNode"
+        );
         let e = load_str(
             "groups:\n- name: a\n  rules:\n  - alert: X\n    expr: up\n    for: 5 minutes\n",
             "f",
