@@ -245,6 +245,30 @@ impl Group {
         errs
     }
 
+    /// Takes over alert state, health and last-evaluation series from `old` (the same group
+    /// before a reload) for rules with the same name and kind, as Prometheus's `CopyState`.
+    pub fn carry_state_from(&mut self, old: &Group) {
+        let mut used = vec![false; old.rules.len()];
+        for (i, r) in self.rules.iter_mut().enumerate() {
+            let found = old.rules.iter().enumerate().position(|(j, o)| {
+                !used[j]
+                    && o.name() == r.name()
+                    && matches!(
+                        (o, &*r),
+                        (Rule::Alerting(_), Rule::Alerting(_))
+                            | (Rule::Recording(_), Rule::Recording(_))
+                    )
+            });
+            let Some(j) = found else { continue };
+            used[j] = true;
+            self.previous[i] = old.previous[j].clone();
+            self.health[i] = old.health[j].clone();
+            if let (Rule::Alerting(a), Rule::Alerting(b)) = (r, &old.rules[j]) {
+                a.active = b.active.clone();
+            }
+        }
+    }
+
     /// The alerting rules' alerts that are pending or firing, with their rule names.
     pub fn active_alerts(&self) -> Vec<(&str, &ActiveAlert)> {
         let mut out = Vec::new();

@@ -7,5 +7,6 @@
 
 pub mod eval;
 pub mod file;
+pub mod manager;
 pub mod promtool;
 pub mod template;
