@@ -127,6 +127,10 @@ const TEST_CASES: &[Case] = &[
         exact: true,
     },
     Case {
+        file: "t14-formatting.yml",
+        exact: true,
+    },
+    Case {
         file: "t13-seed.yml",
         exact: true,
     },
@@ -143,6 +147,10 @@ const CHECK_CASES: &[Case] = &[
     },
     Case {
         file: "order-rules.yml",
+        exact: true,
+    },
+    Case {
+        file: "format-rules.yml",
         exact: true,
     },
     Case {

@@ -1421,7 +1421,12 @@ fn humanize_duration(mut v: f64) -> String {
             sign = "-";
             v = -v;
         }
-        let d = v as i64;
+        // Go converts an out-of-range float to the minimum int64 on amd64; match it.
+        let d = if v >= 9.223_372_036_854_776e18 {
+            i64::MIN
+        } else {
+            v as i64
+        };
         let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86400);
         if days != 0 {
             return format!("{sign}{days}d {h}h {m}m {s}s");
