@@ -76,6 +76,10 @@ pub struct ActiveAlert {
     pub fired_at_ms: Option<i64>,
     pub resolved_at_ms: Option<i64>,
     pub keep_firing_since_ms: Option<i64>,
+    /// When the alert was last handed out for sending.
+    pub last_sent_ms: Option<i64>,
+    /// The end time sent with a firing alert (four resend periods ahead).
+    pub valid_until_ms: i64,
 }
 
 /// An alerting rule and its alerts.
@@ -269,6 +273,64 @@ impl Group {
         }
     }
 
+    /// After a successful evaluation of rule `i` at `t_ms`, the alerts to send to the
+    /// notification pipeline, as Prometheus's `sendAlerts`: firing alerts not sent within
+    /// `resend_delay_ms` and alerts resolved since they were last sent. A firing alert ends
+    /// four times max(resend delay, group interval) ahead; a resolved one at its resolve time.
+    /// External labels are added where the alert lacks them, and the generator URL points at
+    /// the rule's expression.
+    pub fn alerts_to_send(
+        &mut self,
+        i: usize,
+        t_ms: i64,
+        resend_delay_ms: i64,
+    ) -> Vec<crate::notify::alert::Alert> {
+        let delta = resend_delay_ms.max(self.interval_ms);
+        let Some(Rule::Alerting(rule)) = self.rules.get_mut(i) else {
+            return Vec::new();
+        };
+        let url = format!(
+            "{}/graph?g0.expr={}&g0.tab=1",
+            self.ctx.external_url,
+            super::template::url_query_escape(&rule.expr)
+        );
+        let at =
+            |ms: i64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        let mut out = Vec::new();
+        for a in rule.active.values_mut() {
+            if a.state == AlertState::Pending {
+                continue;
+            }
+            let resolved_since_sent = match (a.resolved_at_ms, a.last_sent_ms) {
+                (Some(r), Some(s)) => r > s,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            let due = a.last_sent_ms.is_none_or(|s| s + resend_delay_ms < t_ms);
+            if !resolved_since_sent && !due {
+                continue;
+            }
+            a.last_sent_ms = Some(t_ms);
+            a.valid_until_ms = t_ms + 4 * delta;
+            let mut labels: BTreeMap<String, String> = a
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            for (k, v) in &self.ctx.external_labels {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            out.push(crate::notify::alert::Alert {
+                labels,
+                annotations: a.annotations.clone(),
+                starts_at: at(a.fired_at_ms.unwrap_or(a.active_at_ms)),
+                ends_at: Some(at(a.resolved_at_ms.unwrap_or(a.valid_until_ms))),
+                generator_url: url.clone(),
+            });
+        }
+        out
+    }
+
     /// The alerting rules' alerts that are pending or firing, with their rule names.
     pub fn active_alerts(&self) -> Vec<(&str, &ActiveAlert)> {
         let mut out = Vec::new();
@@ -429,6 +491,8 @@ impl AlertingRule {
                     fired_at_ms: None,
                     resolved_at_ms: None,
                     keep_firing_since_ms: None,
+                    last_sent_ms: None,
+                    valid_until_ms: 0,
                 },
             );
         }
@@ -580,6 +644,42 @@ mod tests {
         assert!(firing(&g));
         g.eval_rule(0, &e, 180_000);
         assert!(!firing(&g));
+    }
+
+    #[test]
+    fn firing_and_resolved_alerts_are_sent_with_prometheus_end_times() {
+        let mut g = group("groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n");
+        let e = engine(vec![up(&[(0, 0.0), (60_000, 0.0), (120_000, 1.0)])]);
+        g.eval_rule(0, &e, 0);
+        let sent = g.alerts_to_send(0, 0, 60_000);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].labels.get("alertname").map(String::as_str),
+            Some("Down")
+        );
+        let end = sent[0]
+            .ends_at
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(end.as_millis(), 4 * 60_000);
+        assert!(sent[0]
+            .generator_url
+            .ends_with("/graph?g0.expr=up+%3D%3D+0&g0.tab=1"));
+        g.eval_rule(0, &e, 60_000);
+        assert!(
+            g.alerts_to_send(0, 60_000, 60_000).is_empty(),
+            "resend delay not over"
+        );
+        g.eval_rule(0, &e, 120_000);
+        let sent = g.alerts_to_send(0, 120_000, 60_000);
+        assert_eq!(sent.len(), 1, "resolved alerts are sent at once");
+        let end = sent[0]
+            .ends_at
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(end.as_millis(), 120_000);
     }
 
     #[test]

@@ -36,6 +36,12 @@ pub struct ManagerOptions {
     pub for_outage_tolerance: Duration,
     /// Least time an alert keeps pending after a restore (Prometheus: 10m).
     pub for_grace_period: Duration,
+    /// How often a still-firing alert is sent again (Prometheus: 1m).
+    pub resend_delay: Duration,
+    /// Where alerts to notify about go (firing and resolved, with Prometheus's end times).
+    /// Bounded: when full, the batch is dropped with a warning and sent again on the next
+    /// resend.
+    pub notify: Option<tokio::sync::mpsc::Sender<Vec<crate::notify::alert::Alert>>>,
 }
 
 impl Default for ManagerOptions {
@@ -46,6 +52,8 @@ impl Default for ManagerOptions {
             context: GroupContext::default(),
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(600),
+            resend_delay: Duration::from_secs(60),
+            notify: None,
         }
     }
 }
@@ -206,6 +214,12 @@ impl RuleManager {
             let out = slot.group.eval_rule(i, &self.engine, t_ms);
             if let Some(e) = &out.error {
                 tracing::warn!(group = %slot.group.name, rule = %slot.group.rules[i].name(), error = %e, "rule evaluation failed");
+            } else if let Some(tx) = &self.opts.notify {
+                let resend = crate::query::duration_ms(self.opts.resend_delay);
+                let alerts = slot.group.alerts_to_send(i, t_ms, resend);
+                if !alerts.is_empty() && tx.try_send(alerts).is_err() {
+                    tracing::warn!(group = %slot.group.name, "alert notification queue full or closed; dropping batch");
+                }
             }
             if !out.samples.is_empty() {
                 if let Err(e) = self.storage.append_series(out.samples).await {

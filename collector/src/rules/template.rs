@@ -1229,7 +1229,8 @@ fn go_expand_to_rust(s: &str) -> String {
     s.to_string()
 }
 
-fn url_query_escape(s: &str) -> String {
+/// Go's `url.QueryEscape`.
+pub(crate) fn url_query_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
