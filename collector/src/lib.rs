@@ -7,6 +7,7 @@ pub mod config;
 pub mod ingest;
 pub mod notify;
 pub mod query;
+pub mod rules;
 pub mod run;
 pub mod storage;
 pub mod telemetry;
