@@ -30,6 +30,13 @@ pub struct CollectorConfig {
     pub out_of_order_window: Option<PromDuration>,
     /// Grace period for draining on shutdown. Default 10s.
     pub shutdown_grace: Option<NonZeroDuration>,
+    /// Prometheus-format rule files, evaluated against the local store.
+    #[serde(default)]
+    pub rule_files: Vec<PathBuf>,
+    /// Interval for rule groups that set none. Default 1m.
+    pub evaluation_interval: Option<NonZeroDuration>,
+    /// Alertmanager-format configuration that routes the alerts the rules raise.
+    pub alertmanager_config: Option<PathBuf>,
 }
 
 /// Errors from loading or validating the configuration.
@@ -60,6 +67,9 @@ pub struct Settings {
     pub max_series: usize,
     pub out_of_order_window: Duration,
     pub shutdown_grace: Duration,
+    pub rule_files: Vec<PathBuf>,
+    pub evaluation_interval: Duration,
+    pub alertmanager_config: Option<PathBuf>,
 }
 
 impl CollectorConfig {
@@ -89,8 +99,13 @@ impl CollectorConfig {
             retention,
             max_series,
             out_of_order_window,
-            shutdown_grace
+            shutdown_grace,
+            evaluation_interval,
+            alertmanager_config
         );
+        if !other.rule_files.is_empty() {
+            self.rule_files = other.rule_files;
+        }
         self
     }
 
@@ -113,6 +128,16 @@ impl CollectorConfig {
         let http_listen = self
             .http_listen
             .unwrap_or_else(|| ([0, 0, 0, 0], 9090).into());
+        for f in &self.rule_files {
+            if let Err(e) = crate::rules::file::load_file(f) {
+                problems.push(format!("rule_files: {e}"));
+            }
+        }
+        if let Some(am) = &self.alertmanager_config {
+            if let Err(e) = crate::notify::Config::load_file(am) {
+                problems.push(format!("alertmanager_config: {e}"));
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -130,6 +155,12 @@ impl CollectorConfig {
             retention,
             max_series: self.max_series.unwrap_or(0),
             out_of_order_window: self.out_of_order_window.map(|d| d.0).unwrap_or(retention),
+            rule_files: self.rule_files,
+            evaluation_interval: self
+                .evaluation_interval
+                .map(|d| d.get())
+                .unwrap_or(Duration::from_secs(60)),
+            alertmanager_config: self.alertmanager_config,
             shutdown_grace: self
                 .shutdown_grace
                 .map(|d| d.get())

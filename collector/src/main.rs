@@ -28,9 +28,27 @@ enum Command {
     /// Create and issue certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Prometheus rule files: `check rules FILE...` and `test rules TEST.yml...`, as promtool.
+    #[command(subcommand)]
+    Check(RulesCheck),
+    /// Run promtool-format rule unit tests.
+    #[command(subcommand)]
+    Test(RulesTest),
     /// Alertmanager-format routing tools.
     #[command(subcommand)]
     Routes(RoutesCommand),
+}
+
+#[derive(Subcommand)]
+enum RulesCheck {
+    /// Validate rule files, with promtool's messages.
+    Rules { files: Vec<PathBuf> },
+}
+
+#[derive(Subcommand)]
+enum RulesTest {
+    /// Run rule unit tests in promtool's format.
+    Rules { files: Vec<PathBuf> },
 }
 
 #[derive(Subcommand)]
@@ -78,6 +96,15 @@ struct RunArgs {
     /// Grace period for draining on shutdown.
     #[arg(long)]
     shutdown_grace: Option<NonZeroDuration>,
+    /// Prometheus-format rule file (repeatable).
+    #[arg(long)]
+    rule_file: Vec<PathBuf>,
+    /// Interval for rule groups that set none.
+    #[arg(long)]
+    evaluation_interval: Option<NonZeroDuration>,
+    /// Alertmanager-format configuration routing the rules' alerts.
+    #[arg(long)]
+    alertmanager_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +129,13 @@ enum CertsCommand {
 }
 
 const EXIT_USAGE: u8 = 64;
+
+/// Prints promtool-style (stdout, stderr, exit code) output.
+fn promtool_style((out, err, code): (String, String, i32)) -> ExitCode {
+    print!("{out}");
+    eprint!("{err}");
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
 
 fn load(
     path: Option<&PathBuf>,
@@ -164,6 +198,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Check(RulesCheck::Rules { files }) => promtool_style(
+            vigil_collector::rules::promtool::check_rules_command(&files),
+        ),
+        Command::Test(RulesTest::Rules { files }) => {
+            promtool_style(vigil_collector::rules::promtool::test_rules_command(&files))
+        }
         Command::Routes(RoutesCommand::Test {
             config,
             tree,
@@ -195,6 +235,9 @@ fn main() -> ExitCode {
                 max_series: a.max_series,
                 out_of_order_window: a.out_of_order_window,
                 shutdown_grace: a.shutdown_grace,
+                rule_files: a.rule_file,
+                evaluation_interval: a.evaluation_interval,
+                alertmanager_config: a.alertmanager_config,
             };
             let settings = match load(a.config.as_ref(), flags) {
                 Ok(s) => s,

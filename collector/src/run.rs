@@ -5,6 +5,8 @@
 use crate::api::{self, ApiState};
 use crate::config::Settings;
 use crate::ingest::{self, AgentRegistry, Ingest};
+use crate::rules::eval::GroupContext;
+use crate::rules::manager::{ManagerOptions, RuleManager};
 use crate::storage::{Storage, StorageOptions};
 use crate::telemetry::CollectorMetrics;
 use anyhow::Context;
@@ -88,6 +90,70 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .instrument(tracing::info_span!("quic_ingest")),
     );
 
+    // Rules and notifications: the rule manager evaluates on schedule and hands the alerts
+    // to notify through a bounded channel; the dispatcher routes them.
+    let rules = if settings.rule_files.is_empty() {
+        None
+    } else {
+        let (alert_tx, mut alert_rx) =
+            tokio::sync::mpsc::channel::<Vec<crate::notify::alert::Alert>>(64);
+        let manager = RuleManager::new(
+            storage.clone(),
+            ManagerOptions {
+                files: settings.rule_files.clone(),
+                default_interval: settings.evaluation_interval,
+                context: GroupContext {
+                    external_url: format!("http://{http_addr}"),
+                    ..Default::default()
+                },
+                notify: Some(alert_tx),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("loading rule files:\n{e}"))?;
+        let manager = Arc::new(manager);
+        tracker.spawn(
+            manager
+                .clone()
+                .run(cancel.clone())
+                .instrument(tracing::info_span!("rules")),
+        );
+        let handle = match &settings.alertmanager_config {
+            Some(path) => {
+                let config = crate::notify::Config::load_file(path)
+                    .with_context(|| format!("loading {}", path.display()))?;
+                let (handle, dispatcher) = crate::notify::dispatcher(
+                    Arc::new(config),
+                    crate::notify::DispatchOptions {
+                        external_url: format!("http://{http_addr}"),
+                        ..Default::default()
+                    },
+                );
+                tracker.spawn(
+                    dispatcher
+                        .run(cancel.clone())
+                        .instrument(tracing::info_span!("notify")),
+                );
+                Some(handle)
+            }
+            None => None,
+        };
+        tracker.spawn(
+            async move {
+                while let Some(alerts) = alert_rx.recv().await {
+                    let Some(h) = &handle else { continue };
+                    for a in alerts {
+                        if h.send(a).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("alert_forwarder")),
+        );
+        Some(manager)
+    };
+
     let state = ApiState {
         storage: storage.clone(),
         agents,
@@ -95,10 +161,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         ready: ready.clone(),
         now_ms,
     };
-    let app = api::router(state).merge(crate::query::router(
-        Arc::new(storage.clone()),
-        Default::default(),
-    ));
+    let app = api::router(state)
+        .merge(api::rules_router(rules.clone()))
+        .merge(crate::query::router(
+            Arc::new(storage.clone()),
+            Default::default(),
+        ));
     let http_cancel = cancel.clone();
     tracker.spawn(
         async move {
@@ -112,7 +180,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     ready.store(true, Ordering::SeqCst);
 
-    shutdown_signal().await;
+    // SIGHUP reloads the rule files; a bad file keeps the old rules running.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hup.recv() => {
+                if let Some(m) = &rules {
+                    match m.reload().await {
+                        Ok(()) => tracing::info!("rule files reloaded"),
+                        Err(e) => tracing::error!(error = %e, "reloading rule files failed; keeping the old rules"),
+                    }
+                }
+            }
+        }
+    }
     tracing::info!(grace = ?settings.shutdown_grace, "shutting down");
     ready.store(false, Ordering::SeqCst);
     cancel.cancel();

@@ -19,6 +19,7 @@ use crate::query::api::{error_response, Params};
 use crate::query::plan::parse_series_selector;
 use crate::query::timeparse::parse_time;
 use crate::query::QueryError;
+use crate::rules::manager::RuleManager;
 use crate::storage::{Matcher, Storage};
 use crate::telemetry::CollectorMetrics;
 use axum::body::Bytes;
@@ -46,6 +47,50 @@ pub struct ApiState {
     pub metrics: CollectorMetrics,
     pub ready: Arc<AtomicBool>,
     pub now_ms: fn() -> i64,
+}
+
+/// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` over the rule manager (empty
+/// answers when no rule files are configured).
+pub fn rules_router(rules: Option<Arc<RuleManager>>) -> Router {
+    async fn rules_list(State(r): State<Option<Arc<RuleManager>>>) -> Response {
+        json_body(match &r {
+            Some(m) => m.rules_json().await,
+            None => serde_json::json!({"status": "success", "data": {"groups": []}}),
+        })
+    }
+    async fn alerts_list(State(r): State<Option<Arc<RuleManager>>>) -> Response {
+        json_body(match &r {
+            Some(m) => m.alerts_json().await,
+            None => serde_json::json!({"status": "success", "data": {"alerts": []}}),
+        })
+    }
+    async fn reload(State(r): State<Option<Arc<RuleManager>>>) -> Response {
+        match &r {
+            Some(m) => match m.reload().await {
+                Ok(()) => (StatusCode::OK, "rule files reloaded\n").into_response(),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("reload failed, old rules kept:\n{e}\n"),
+                )
+                    .into_response(),
+            },
+            None => (StatusCode::OK, "no rule files configured\n").into_response(),
+        }
+    }
+    Router::new()
+        .route("/api/v1/rules", get(rules_list))
+        .route("/api/v1/alerts", get(alerts_list))
+        .route("/-/reload", post(reload))
+        .with_state(rules)
+}
+
+fn json_success(data: serde_json::Value) -> Response {
+    let body = serde_json::json!({"status": "success", "data": data});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The whole HTTP router.
