@@ -3,7 +3,8 @@
 //! `{{ .Labels.x }}`, `{{ .Value }}`, pipelines, `if`/`else if`/`else`/`end`, `range`, `with`,
 //! variables, trim markers, and Prometheus's template functions (`humanize*`, `printf`,
 //! `title`, `toUpper`, `toLower`, `reReplaceAll`, `match`, comparison and logic functions).
-//! `query` parses but fails at execution with a clear error. Parse errors are reported like
+//! `query` (with `first`, `label`, `value`, `sortByLabel`) runs PromQL through the
+//! [`TemplateData::query`] function at the evaluation time. Parse errors are reported like
 //! Go's (`template: NAME:LINE: message`); [`expand`] never panics and turns an execution error
 //! into Prometheus's `<error expanding template: …>` text.
 
@@ -1117,7 +1118,9 @@ impl Exec<'_> {
                 self.want(f, &args, 3)?;
                 let re = regex::Regex::new(&self.str_arg(&args[0]))
                     .map_err(|e| self.err(format!("error calling reReplaceAll: {e}")))?;
-                let repl = go_expand_to_rust(&self.str_arg(&args[1]));
+                // Go's Expand and the regex crate read `$1`, `$name` and `${name}` the same way
+                // (longest name), so the replacement passes through unchanged.
+                let repl = self.str_arg(&args[1]);
                 Val::Str(
                     re.replace_all(&self.str_arg(&args[2]), repl.as_str())
                         .into_owned(),
@@ -1344,12 +1347,6 @@ impl Exec<'_> {
             }
         })
     }
-}
-
-/// Rewrites Go's `$1`/`${name}` replacement syntax into the regex crate's (the same, except
-/// that Go treats `$1x` as the group named `1x`; both take the longest name).
-fn go_expand_to_rust(s: &str) -> String {
-    s.to_string()
 }
 
 /// Go's `url.QueryEscape`.
