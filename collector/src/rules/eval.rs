@@ -386,6 +386,27 @@ pub fn query_vector(
     }
 }
 
+/// The template `query` function: evaluates at the rule's evaluation time.
+fn query_fn(engine: &Engine, t_ms: i64) -> super::template::QueryFn {
+    let engine = engine.clone();
+    Arc::new(move |q: &str| {
+        query_vector(&engine, q, t_ms)
+            .map(|v| {
+                v.into_iter()
+                    .map(|(l, x)| {
+                        (
+                            l.iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect(),
+                            x,
+                        )
+                    })
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    })
+}
+
 fn one_point(labels: Labels, t_ms: i64, value: f64) -> Series {
     Series {
         labels,
@@ -465,6 +486,7 @@ impl AlertingRule {
                 external_labels: ctx.external_labels.clone(),
                 external_url: ctx.external_url.clone(),
                 value,
+                query: Some(query_fn(engine, t_ms)),
             };
             let mut l = labels;
             l.set(METRIC_NAME, "");

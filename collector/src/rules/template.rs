@@ -3,7 +3,8 @@
 //! `{{ .Labels.x }}`, `{{ .Value }}`, pipelines, `if`/`else if`/`else`/`end`, `range`, `with`,
 //! variables, trim markers, and Prometheus's template functions (`humanize*`, `printf`,
 //! `title`, `toUpper`, `toLower`, `reReplaceAll`, `match`, comparison and logic functions).
-//! `query` parses but fails at execution with a clear error. Parse errors are reported like
+//! `query` (with `first`, `label`, `value`, `sortByLabel`) runs PromQL through the
+//! [`TemplateData::query`] function at the evaluation time. Parse errors are reported like
 //! Go's (`template: NAME:LINE: message`); [`expand`] never panics and turns an execution error
 //! into Prometheus's `<error expanding template: …>` text.
 
@@ -32,13 +33,32 @@ pub enum TemplateError {
     },
 }
 
-/// The data an alert template sees: `.Labels`, `.ExternalLabels`, `.ExternalURL`, `.Value`.
-#[derive(Debug, Clone, Default)]
+/// Runs a PromQL query for the template `query` function: the samples' labels and values.
+pub type QueryFn = std::sync::Arc<
+    dyn Fn(&str) -> Result<Vec<(BTreeMap<String, String>, f64)>, String> + Send + Sync,
+>;
+
+/// The data an alert template sees: `.Labels`, `.ExternalLabels`, `.ExternalURL`, `.Value`,
+/// and the query function behind `query` (without one, `query` is an execution error).
+#[derive(Clone, Default)]
 pub struct TemplateData {
     pub labels: BTreeMap<String, String>,
     pub external_labels: BTreeMap<String, String>,
     pub external_url: String,
     pub value: f64,
+    pub query: Option<QueryFn>,
+}
+
+impl std::fmt::Debug for TemplateData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateData")
+            .field("labels", &self.labels)
+            .field("external_labels", &self.external_labels)
+            .field("external_url", &self.external_url)
+            .field("value", &self.value)
+            .field("query", &self.query.is_some())
+            .finish()
+    }
 }
 
 /// The functions Prometheus defines for templates (Go's builtins plus Prometheus's).
@@ -749,6 +769,10 @@ enum Val {
     Nil,
     /// A missing map key: prints `<no value>`.
     Missing,
+    /// A query result.
+    Samples(Vec<(BTreeMap<String, String>, f64)>),
+    /// One sample of a query result.
+    Sample(BTreeMap<String, String>, f64),
 }
 
 impl Val {
@@ -761,6 +785,8 @@ impl Val {
             Val::Bool(b) => *b,
             Val::Map(m) => !m.is_empty(),
             Val::Nil | Val::Missing => false,
+            Val::Samples(v) => !v.is_empty(),
+            Val::Sample(..) => true,
         }
     }
 
@@ -774,6 +800,8 @@ impl Val {
             Val::Map(_) => "map[string]string",
             Val::Nil => "nil",
             Val::Missing => "<nil>",
+            Val::Samples(_) => "template.queryResult",
+            Val::Sample(..) => "*template.sample",
         }
     }
 
@@ -790,6 +818,17 @@ impl Val {
             }
             Val::Nil => "<nil>".into(),
             Val::Missing => "<no value>".into(),
+            Val::Samples(v) => {
+                let inner: Vec<String> = v
+                    .iter()
+                    .map(|(l, x)| Val::Sample(l.clone(), *x).print())
+                    .collect();
+                format!("[{}]", inner.join(" "))
+            }
+            Val::Sample(l, x) => {
+                let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("{{map[{}] {}}}", inner.join(" "), go_float_v(*x))
+            }
         }
     }
 }
@@ -872,7 +911,23 @@ impl Exec<'_> {
                                 self.vars.truncate(mark);
                             }
                         }
-                        Val::Map(_) | Val::Nil | Val::Missing | Val::Int(_) => {
+                        Val::Samples(list) if !list.is_empty() => {
+                            for (i, (l, x)) in list.into_iter().enumerate() {
+                                let mark = self.vars.len();
+                                let el = Val::Sample(l, x);
+                                match decl.len() {
+                                    1 => self.vars.push((decl[0].clone(), el.clone())),
+                                    2 => {
+                                        self.vars.push((decl[0].clone(), Val::Int(i as i64)));
+                                        self.vars.push((decl[1].clone(), el.clone()));
+                                    }
+                                    _ => {}
+                                }
+                                self.nodes(a, &el)?;
+                                self.vars.truncate(mark);
+                            }
+                        }
+                        Val::Map(_) | Val::Nil | Val::Missing | Val::Int(_) | Val::Samples(_) => {
                             self.nodes(b, dot)?
                         }
                         other => {
@@ -899,32 +954,40 @@ impl Exec<'_> {
     fn field(&self, base: Val, fields: &[String]) -> Result<Val, TemplateError> {
         let mut v = base;
         for f in fields {
-            v = match v {
-                Val::Root => match f.as_str() {
-                    "Labels" => Val::Map(self.data.labels.clone()),
-                    "ExternalLabels" => Val::Map(self.data.external_labels.clone()),
-                    "ExternalURL" => Val::Str(self.data.external_url.clone()),
-                    "Value" => Val::F64(self.data.value),
-                    _ => {
-                        return Err(
-                            self.err(format!("can't evaluate field {f} in type *template.Data"))
-                        )
+            v =
+                match v {
+                    Val::Root => match f.as_str() {
+                        "Labels" => Val::Map(self.data.labels.clone()),
+                        "ExternalLabels" => Val::Map(self.data.external_labels.clone()),
+                        "ExternalURL" => Val::Str(self.data.external_url.clone()),
+                        "Value" => Val::F64(self.data.value),
+                        _ => {
+                            return Err(self
+                                .err(format!("can't evaluate field {f} in type *template.Data")))
+                        }
+                    },
+                    Val::Map(m) => m
+                        .get(f)
+                        .map(|s| Val::Str(s.clone()))
+                        .unwrap_or(Val::Str(String::new())),
+                    Val::Sample(l, x) => match f.as_str() {
+                        "Labels" => Val::Map(l),
+                        "Value" => Val::F64(x),
+                        _ => {
+                            return Err(self
+                                .err(format!("can't evaluate field {f} in type *template.sample")))
+                        }
+                    },
+                    Val::Nil | Val::Missing => {
+                        return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
                     }
-                },
-                Val::Map(m) => m
-                    .get(f)
-                    .map(|s| Val::Str(s.clone()))
-                    .unwrap_or(Val::Str(String::new())),
-                Val::Nil | Val::Missing => {
-                    return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
-                }
-                other => {
-                    return Err(self.err(format!(
-                        "can't evaluate field {f} in type {}",
-                        other.type_name()
-                    )))
-                }
-            };
+                    other => {
+                        return Err(self.err(format!(
+                            "can't evaluate field {f} in type {}",
+                            other.type_name()
+                        )))
+                    }
+                };
         }
         Ok(v)
     }
@@ -1055,7 +1118,9 @@ impl Exec<'_> {
                 self.want(f, &args, 3)?;
                 let re = regex::Regex::new(&self.str_arg(&args[0]))
                     .map_err(|e| self.err(format!("error calling reReplaceAll: {e}")))?;
-                let repl = go_expand_to_rust(&self.str_arg(&args[1]));
+                // Go's Expand and the regex crate read `$1`, `$name` and `${name}` the same way
+                // (longest name), so the replacement passes through unchanged.
+                let repl = self.str_arg(&args[1]);
                 Val::Str(
                     re.replace_all(&self.str_arg(&args[2]), repl.as_str())
                         .into_owned(),
@@ -1090,6 +1155,7 @@ impl Exec<'_> {
                 match &args[0] {
                     Val::Str(s) => Val::Int(s.len() as i64),
                     Val::Map(m) => Val::Int(m.len() as i64),
+                    Val::Samples(v) => Val::Int(v.len() as i64),
                     other => {
                         return Err(self.err(format!(
                             "error calling len: len of type {}",
@@ -1214,6 +1280,66 @@ impl Exec<'_> {
                     url_query_escape(&expr)
                 ))
             }
+            "query" => {
+                let q = s1(self, &args)?;
+                let Some(run) = self.data.query.clone() else {
+                    return Err(self.err("error calling query: no query engine available"));
+                };
+                Val::Samples(run(&q).map_err(|e| self.err(format!("error calling query: {e}")))?)
+            }
+            "first" => {
+                self.want(f, &args, 1)?;
+                match &args[0] {
+                    Val::Samples(v) => match v.first() {
+                        Some((l, x)) => Val::Sample(l.clone(), *x),
+                        None => {
+                            return Err(self.err(
+                                "error calling first: first() called on vector with no elements",
+                            ))
+                        }
+                    },
+                    other => {
+                        return Err(self.err(format!(
+                            "error calling first: wrong type for value; expected template.queryResult; got {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            "label" | "value" | "strvalue" => {
+                let s = match (f, args.as_slice()) {
+                    ("label", [name, Val::Sample(l, _)]) => {
+                        Val::Str(l.get(&self.str_arg(name)).cloned().unwrap_or_default())
+                    }
+                    ("value", [Val::Sample(_, x)]) => Val::F64(*x),
+                    ("strvalue", [Val::Sample(l, _)]) => {
+                        Val::Str(l.get("__value__").cloned().unwrap_or_default())
+                    }
+                    _ => {
+                        return Err(self.err(format!(
+                            "error calling {f}: wrong type for value; expected *template.sample"
+                        )))
+                    }
+                };
+                s
+            }
+            "sortByLabel" => {
+                self.want(f, &args, 2)?;
+                let name = self.str_arg(&args[0]);
+                match &args[1] {
+                    Val::Samples(v) => {
+                        let mut v = v.clone();
+                        v.sort_by(|a, b| a.0.get(&name).cmp(&b.0.get(&name)));
+                        Val::Samples(v)
+                    }
+                    other => {
+                        return Err(self.err(format!(
+                            "error calling sortByLabel: wrong type for value; expected template.queryResult; got {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
             other => {
                 return Err(self.err(format!(
                     "error calling {other}: not supported by vigil's rule templates"
@@ -1221,12 +1347,6 @@ impl Exec<'_> {
             }
         })
     }
-}
-
-/// Rewrites Go's `$1`/`${name}` replacement syntax into the regex crate's (the same, except
-/// that Go treats `$1x` as the group named `1x`; both take the longest name).
-fn go_expand_to_rust(s: &str) -> String {
-    s.to_string()
 }
 
 /// Go's `url.QueryEscape`.
@@ -1689,6 +1809,7 @@ mod tests {
                 .collect(),
             external_url: "http://vigil:9090".into(),
             value: 0.123456,
+            query: None,
         }
     }
 
@@ -1776,9 +1897,42 @@ mod tests {
     }
 
     #[test]
-    fn query_is_a_clear_execution_error() {
+    fn query_without_an_engine_is_a_clear_execution_error() {
         let out = ex("{{ query \"up\" }}");
         assert!(out.starts_with("<error expanding template: "), "{out}");
-        assert!(out.contains("not supported"), "{out}");
+        assert!(out.contains("no query engine"), "{out}");
+    }
+
+    #[test]
+    fn query_results_feed_first_label_value_and_range() {
+        let mut d = data();
+        d.query = Some(std::sync::Arc::new(|q: &str| {
+            assert_eq!(q, "up");
+            Ok(vec![
+                (
+                    [("instance".to_string(), "b".to_string())]
+                        .into_iter()
+                        .collect(),
+                    0.0,
+                ),
+                (
+                    [("instance".to_string(), "a".to_string())]
+                        .into_iter()
+                        .collect(),
+                    1.0,
+                ),
+            ])
+        }));
+        let t = |s: &str| expand("__alert_T", s, &d);
+        assert_eq!(t("{{ query \"up\" | first | value }}"), "0");
+        assert_eq!(
+            t("{{ with query \"up\" }}{{ . | first | label \"instance\" }}{{ end }}"),
+            "b"
+        );
+        assert_eq!(
+            t("{{ range query \"up\" | sortByLabel \"instance\" }}{{ .Labels.instance }}={{ .Value }} {{ end }}"),
+            "a=1 b=0 "
+        );
+        assert_eq!(t("{{ len (query \"up\") }}"), "2");
     }
 }
