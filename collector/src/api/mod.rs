@@ -84,8 +84,7 @@ pub fn rules_router(rules: Option<Arc<RuleManager>>) -> Router {
         .with_state(rules)
 }
 
-fn json_success(data: serde_json::Value) -> Response {
-    let body = serde_json::json!({"status": "success", "data": data});
+fn json_body(body: serde_json::Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
