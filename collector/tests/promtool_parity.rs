@@ -48,16 +48,19 @@ fn verdicts(stdout: &str, stderr: &str) -> Vec<String> {
 }
 
 /// PromQL parse errors come from the promql-parser crate and are worded differently from
-/// Go's; the rest of such a line (file, position, group, rule) must still match.
+/// Go's; the rest of such a line (file, position, group, rule) must still match. The lines
+/// are compared as a sorted multiset: promtool walks a rule's annotations in Go map order,
+/// which is random, so its own error order changes from run to run.
 fn normalize(stderr: &str) -> String {
-    stderr
+    let mut lines: Vec<&str> = stderr
         .lines()
         .map(|l| match l.find("could not parse expression: ") {
             Some(i) => &l[..i + "could not parse expression:".len()],
             None => l,
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    lines.sort_unstable();
+    lines.join("\n")
 }
 
 fn rel(name: &str) -> PathBuf {
