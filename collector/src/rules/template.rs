@@ -1605,7 +1605,6 @@ fn humanize_timestamp(v: f64) -> String {
     out
 }
 
-
 /// Go's `fmt.Sprintf` for the verbs templates use: `%s %v %d %f %e %g %x %q %%`, with flags,
 /// width and precision.
 fn go_sprintf(fmt: &str, args: &[Val]) -> String {
