@@ -308,10 +308,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics
             .samples_collected
             .inc_by(batch.sample_count() as u64);
-        match codec::encode_batch(&batch)
-            .map_err(anyhow::Error::from)
-            .and_then(|p| Ok(buffer.push(priority, now, &p)?))
-        {
+        // Encoding and the buffer's fsync run off the runtime thread, so acknowledgements and
+        // the status socket are not held up while the batch is made durable.
+        let buf = buffer.clone();
+        let pushed = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
+            let payload = codec::encode_batch(&batch)?;
+            Ok(buf.push(priority, now, &payload)?)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("buffer task failed: {e}")));
+        match pushed {
             Ok((seq, evicted)) => {
                 metrics.batches_buffered.inc();
                 if evicted > 0 {
