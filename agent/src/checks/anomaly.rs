@@ -24,8 +24,9 @@
 //!    The two histogram channels' probabilities are multiplied by `sqrt(n / 10_000)` for `n`
 //!    remembered samples (a partial multiple-comparison correction, so long and short series
 //!    alarm at comparable rates under one global threshold).
-//!    The two new-extreme channels' probabilities are multiplied by `1 + 3000 / n` for `n`
-//!    samples seen: a young range has not yet seen the series' ordinary excursions.
+//!    The two new-extreme channels' probabilities are multiplied by `1 + range_youth / n` for
+//!    `n` samples seen (`range_youth` = 3000): a young range has not yet seen the series'
+//!    ordinary excursions.
 //! 4. **Score.** With `p` the smallest channel probability, the score is `1 - p`. A decaying
 //!    "recent alarm" level then suppresses the repeats of one event: a sample only scores if
 //!    its evidence `-ln p` exceeds the decayed evidence of earlier samples; otherwise it scores 0.
