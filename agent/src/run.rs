@@ -299,7 +299,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let exported = checks.exported();
         let mut check_series = export::to_series(&exported, &checks.take_retired(), now);
         stamp(&mut check_series, &settings.host, settings.pod.as_deref());
-        metrics.check_series_tracked.set(checks.tracked_series() as i64);
+        metrics
+            .check_series_tracked
+            .set(checks.tracked_series() as i64);
         metrics.check_series_exported.set(exported.len() as i64);
         metrics.check_series.set(exported);
         *active_checks.lock().unwrap_or_else(|p| p.into_inner()) =

@@ -153,7 +153,10 @@ condition = "anomaly"
     assert_eq!(m["check"], "gauge_anomaly", "{m}");
     assert_eq!(m["metric"], "test_gauge", "{m}");
     assert_eq!(m["host"], "anom", "{m}");
-    let threshold = query(&c, r#"vigil_agent_event{kind="threshold", check="gauge_high"}"#);
+    let threshold = query(
+        &c,
+        r#"vigil_agent_event{kind="threshold", check="gauge_high"}"#,
+    );
     assert_eq!(threshold.len(), 1, "{threshold:?}");
     assert_eq!(threshold[0]["metric"]["state"], "firing");
     let firing = query(&c, r#"vigil_check_firing{check="gauge_high"} == 1"#);

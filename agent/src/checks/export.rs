@@ -326,11 +326,12 @@ mod tests {
         export.set(vec![row(CheckKind::Anomaly, false, Some(0.25), 3)]);
         let text = render();
         assert!(text.contains("# TYPE vigil_anomaly_score gauge"), "{text}");
-        assert!(text.contains("# TYPE vigil_anomalies_total counter"), "{text}");
         assert!(
-            text.contains(
-                r#"vigil_anomaly_score{check="c",host="a",metric="node_load1"} 0.25"#
-            ),
+            text.contains("# TYPE vigil_anomalies_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vigil_anomaly_score{check="c",host="a",metric="node_load1"} 0.25"#),
             "{text}"
         );
         assert!(

@@ -1103,7 +1103,10 @@ mod tests {
         let rows = c.exported();
         assert_eq!(rows[0].labels.get("metric"), Some("node_load1"));
         assert_eq!(rows[0].labels.get("check"), Some("host_anomaly"));
-        assert!(!rows[0].firing, "an anomaly check resolves on the next normal sample");
+        assert!(
+            !rows[0].firing,
+            "an anomaly check resolves on the next normal sample"
+        );
         // Listed as active for 5 minutes after the anomalous sample, then no longer.
         let last = 599 * 10_000;
         let active = c.active(spike_at.unwrap() + 60_000, 10);
@@ -1135,7 +1138,9 @@ mod tests {
         assert_eq!(c.tracked_series(), MAX_EXPORTED_PER_CHECK + 10);
         let rows = c.exported();
         assert_eq!(rows.len(), MAX_EXPORTED_PER_CHECK);
-        assert!(rows.iter().all(|r| r.firing && r.kind == CheckKind::Threshold));
+        assert!(rows
+            .iter()
+            .all(|r| r.firing && r.kind == CheckKind::Threshold));
         // Firing threshold checks are active.
         assert_eq!(c.active(0, 5).len(), 5);
         // All go stale; new label sets get the freed slots.

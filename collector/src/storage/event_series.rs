@@ -214,9 +214,7 @@ mod tests {
 
     mod stored {
         use super::super::super::testutil::TempDir;
-        use super::super::super::{
-            AppendOutcome, Matcher, Storage, StorageError, StorageOptions,
-        };
+        use super::super::super::{AppendOutcome, Matcher, Storage, StorageError, StorageOptions};
         use super::*;
         use vigil_shared::codec::encode_batch;
         use vigil_shared::model::Batch;
@@ -252,14 +250,18 @@ mod tests {
         }
 
         fn event_points(st: &Storage) -> Vec<(Labels, Vec<(i64, f64)>)> {
-            st.select(&[Matcher::equal(METRIC_NAME, EVENT_METRIC)], i64::MIN, i64::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|s| {
-                    let pts = s.points.iter().map(|p| (p.timestamp_ms, p.value)).collect();
-                    (s.labels, pts)
-                })
-                .collect()
+            st.select(
+                &[Matcher::equal(METRIC_NAME, EVENT_METRIC)],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                let pts = s.points.iter().map(|p| (p.timestamp_ms, p.value)).collect();
+                (s.labels, pts)
+            })
+            .collect()
         }
 
         /// The event series are written with the batch, not again for a resent batch, and
@@ -312,7 +314,9 @@ mod tests {
             assert_eq!(got[1].0.get("state"), Some("resolved"));
             assert_eq!(got[1].1, [(t + 1_000, 1.0)]);
             assert_eq!(
-                st.append_agent_batch("web-01", 1, 1, resolved).await.unwrap(),
+                st.append_agent_batch("web-01", 1, 1, resolved)
+                    .await
+                    .unwrap(),
                 AppendOutcome::Duplicate
             );
             assert_eq!(event_points(&st).len(), 2);
