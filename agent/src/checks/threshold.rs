@@ -454,8 +454,8 @@ pub struct ActiveCheck {
     pub firing: bool,
     /// Since when the condition has held (firing checks).
     pub since_ms: Option<i64>,
-    /// The latest evaluated value.
-    pub value: f64,
+    /// The latest evaluated value (None when not a finite number: JSON has no NaN).
+    pub value: Option<f64>,
     /// When the latest anomalous sample was seen and its score (anomaly checks).
     pub last_anomaly_ms: Option<i64>,
     pub last_anomaly_score: Option<f64>,
@@ -645,7 +645,7 @@ impl ThresholdChecks {
                     labels: labels.clone(),
                     firing: st.firing,
                     since_ms: if st.firing { st.active_since } else { None },
-                    value: st.last_value,
+                    value: st.last_value.is_finite().then_some(st.last_value),
                     last_anomaly_ms: recent.map(|(t, _)| t),
                     last_anomaly_score: recent.map(|(_, s)| s),
                 });

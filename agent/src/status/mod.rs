@@ -198,7 +198,7 @@ pub fn render(s: &AgentStatus) -> String {
             a.kind,
             a.check,
             labels.join(","),
-            a.value
+            a.value.map_or("-".to_string(), |v| v.to_string())
         );
         if let Some(t) = a.since_ms.filter(|_| a.firing) {
             let _ = write!(line, " since {}", age(s.now_ms, Some(t)));
@@ -269,7 +269,7 @@ mod tests {
             labels: vigil_shared::model::Labels::metric("node_load1", &[("host", "a")]),
             firing: false,
             since_ms: None,
-            value: 7.5,
+            value: Some(7.5),
             last_anomaly_ms: Some(8_000),
             last_anomaly_score: Some(0.9995),
         }];
@@ -280,6 +280,12 @@ mod tests {
             ),
             "{text}"
         );
+        // Regression guard: a value that is not a number must not make the status document
+        // unreadable (JSON has no NaN), so it travels as null.
+        s.active_checks[0].value = None;
+        let back: AgentStatus = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back.active_checks, s.active_checks);
+        assert!(render(&back).contains("value=- anomaly"));
     }
 
     #[tokio::test]
