@@ -143,6 +143,17 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on the given ports (0 = any) and waits until it is ready.
     pub fn start(data_dir: &Path, certs: &Path, quic_port: u16, http_port: u16) -> Collector {
+        Collector::start_with(data_dir, certs, quic_port, http_port, &[])
+    }
+
+    /// [`Collector::start`] with extra `vigil-collector run` arguments (e.g. `--rule-file`).
+    pub fn start_with(
+        data_dir: &Path,
+        certs: &Path,
+        quic_port: u16,
+        http_port: u16,
+        extra: &[&str],
+    ) -> Collector {
         let mut child = Command::new(bin("vigil-collector"))
             .args(["run", "--data-dir"])
             .arg(data_dir)
@@ -154,6 +165,7 @@ impl Collector {
                 "--http-listen",
                 &format!("127.0.0.1:{http_port}"),
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
