@@ -158,7 +158,10 @@ fn check_payload(
     assert_eq!(list.len(), 1, "{m:#}");
     let a = list[0].clone();
     assert_eq!(a["status"], status, "{m:#}");
-    assert_eq!(a["labels"], m["commonLabels"], "one alert: all labels common");
+    assert_eq!(
+        a["labels"], m["commonLabels"],
+        "one alert: all labels common"
+    );
     assert_eq!(a["annotations"], m["commonAnnotations"]);
     assert!(
         is_rfc3339(a["startsAt"].as_str().unwrap()),
@@ -216,7 +219,12 @@ fn seed_rules_fire_resolve_and_inhibit_through_webhooks() {
         &dir,
         "edge-1",
         &collector.quic.to_string(),
-        &["--interval", "1s", "--config", &agent_cfg.display().to_string()],
+        &[
+            "--interval",
+            "1s",
+            "--config",
+            &agent_cfg.display().to_string(),
+        ],
         &[("POD_NAME", POD)],
     );
 
@@ -264,7 +272,10 @@ fn seed_rules_fire_resolve_and_inhibit_through_webhooks() {
         "firing",
         "BrainAICompleteOutage",
     );
-    assert!(fired.at - down_at >= Duration::from_secs(2), "fired before `for`");
+    assert!(
+        fired.at - down_at >= Duration::from_secs(2),
+        "fired before `for`"
+    );
     assert_eq!(a["labels"]["severity"], "critical");
     assert_eq!(a["labels"]["escalate"], "pagerduty");
     assert_eq!(a["labels"]["team"], "devops");
@@ -275,10 +286,7 @@ fn seed_rules_fire_resolve_and_inhibit_through_webhooks() {
         a["annotations"]["runbook"],
         "https://docs.company.com/runbooks/brain-ai-outage"
     );
-    assert!(a["generatorURL"]
-        .as_str()
-        .unwrap()
-        .contains("brain-ai-app"));
+    assert!(a["generatorURL"].as_str().unwrap().contains("brain-ai-app"));
     // Routed by the seed tree: nothing to the default or Slack receivers.
     assert!(hook.all().iter().all(|r| r.path == "/pagerduty-critical"));
 
@@ -308,7 +316,8 @@ fn seed_rules_fire_resolve_and_inhibit_through_webhooks() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("vigil_collector_rule_group_evaluations_total{trigger=\"samples\"}")),
+            .any(|l| l
+                .starts_with("vigil_collector_rule_group_evaluations_total{trigger=\"samples\"}")),
         "early evaluations are counted"
     );
 
@@ -345,12 +354,7 @@ fn seed_rules_fire_resolve_and_inhibit_through_webhooks() {
         })
         .expect("the warning is delivered once the critical alert resolved");
     assert!(warned.at > recovered_at);
-    let w = check_payload(
-        &warned.body,
-        "slack-warnings",
-        "firing",
-        "HighMemoryUsage",
-    );
+    let w = check_payload(&warned.body, "slack-warnings", "firing", "HighMemoryUsage");
     assert_eq!(w["labels"]["severity"], "warning");
     assert_eq!(w["labels"]["job"], "cadvisor");
     assert_eq!(w["labels"]["container"], "app");

@@ -209,8 +209,8 @@ impl RuleManager {
                         a.restored = !needs_restore;
                     }
                 }
-                let eager = !g.rules.is_empty()
-                    && g.rules.iter().all(|r| matches!(r, Rule::Alerting(_)));
+                let eager =
+                    !g.rules.is_empty() && g.rules.iter().all(|r| matches!(r, Rule::Alerting(_)));
                 Arc::new(tokio::sync::Mutex::new(Slot {
                     group: g,
                     needs_restore,
@@ -418,9 +418,7 @@ impl RuleManager {
     async fn eager_pass(&self) -> Option<tokio::time::Instant> {
         let t = now_ms();
         let (_, next) = self.evaluate_new_samples(t).await;
-        next.map(|at| {
-            tokio::time::Instant::now() + Duration::from_millis((at - t).max(1) as u64)
-        })
+        next.map(|at| tokio::time::Instant::now() + Duration::from_millis((at - t).max(1) as u64))
     }
 
     /// The `/api/v1/rules` response body.
@@ -602,11 +600,9 @@ mod tests {
         .unwrap();
         let storage = Storage::open(&tmp.0.join("data"), StorageOptions::default()).unwrap();
         let arrived = SamplesArrived::default();
-        let evaluations = prometheus::IntCounterVec::new(
-            prometheus::Opts::new("evals", "test"),
-            &["trigger"],
-        )
-        .unwrap();
+        let evaluations =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("evals", "test"), &["trigger"])
+                .unwrap();
         let m = RuleManager::new(
             storage.clone(),
             ManagerOptions {
@@ -625,16 +621,28 @@ mod tests {
                 value: v,
             }],
         };
-        storage.append_series(vec![up(t0 - 1000, 1.0)]).await.unwrap();
+        storage
+            .append_series(vec![up(t0 - 1000, 1.0)])
+            .await
+            .unwrap();
         assert_eq!(m.tick(t0).await, 2);
         // Nothing arrived since: nothing to do early.
         assert_eq!(m.evaluate_new_samples(t0 + 500).await, (0, None));
 
         // A sample 100 ms after the last evaluation waits out the 200 ms gap...
-        storage.append_series(vec![up(t0 + 100, 0.0)]).await.unwrap();
+        storage
+            .append_series(vec![up(t0 + 100, 0.0)])
+            .await
+            .unwrap();
         arrived.raise();
         assert_eq!(m.evaluate_new_samples(t0 + 100).await, (0, Some(t0 + 200)));
-        assert_eq!(m.alerts_json().await["data"]["alerts"].as_array().unwrap().len(), 0);
+        assert_eq!(
+            m.alerts_json().await["data"]["alerts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
         // ...then only the alerting group runs, at that time, and sees the sample.
         assert_eq!(m.evaluate_new_samples(t0 + 200).await, (1, None));
         let alerts = m.alerts_json().await;
@@ -642,11 +650,19 @@ mod tests {
         assert_eq!(m.evaluate_new_samples(t0 + 900).await, (0, None));
         // The recording group kept its interval: one sample, from the scheduled evaluation.
         let rec = storage
-            .select(&[Matcher::equal("__name__", "job:up:sum")], t0 - 1, t0 + 60_000)
+            .select(
+                &[Matcher::equal("__name__", "job:up:sum")],
+                t0 - 1,
+                t0 + 60_000,
+            )
             .unwrap();
         assert_eq!(rec[0].points.len(), 1);
         // The schedule goes on from the early evaluation: not due again until a minute later.
-        assert_eq!(m.tick(t0 + 60_000).await, 1, "only the recording group is due");
+        assert_eq!(
+            m.tick(t0 + 60_000).await,
+            1,
+            "only the recording group is due"
+        );
         assert_eq!(m.tick(t0 + 60_200).await, 1);
         assert_eq!(evaluations.with_label_values(&["samples"]).get(), 1);
         assert_eq!(evaluations.with_label_values(&["schedule"]).get(), 4);

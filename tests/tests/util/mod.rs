@@ -788,7 +788,11 @@ impl WebhookReceiver {
     ) -> Option<Received> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(r) = self.all().into_iter().find(|r| r.path == path && pred(&r.body)) {
+            if let Some(r) = self
+                .all()
+                .into_iter()
+                .find(|r| r.path == path && pred(&r.body))
+            {
                 return Some(r);
             }
             if Instant::now() >= deadline {
