@@ -78,11 +78,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A machine-readable line for scripts and tests that start the collector on port 0.
     println!("vigil-collector listening quic={quic_addr} http={http_addr}");
 
+    // Ingest raises this after storing samples; the rule manager then evaluates alerting
+    // groups at once instead of on their next interval.
+    let samples_arrived = crate::rules::manager::SamplesArrived::default();
     let ingest = Ingest {
         storage: storage.clone(),
         agents: agents.clone(),
         metrics: metrics.clone(),
         now_ms,
+        samples_arrived: samples_arrived.clone(),
     };
     tracker.spawn(
         ingest
@@ -107,6 +111,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 notify: Some(alert_tx),
+                samples_arrived: samples_arrived.clone(),
+                evaluations: Some(metrics.rule_group_evaluations.clone()),
                 ..Default::default()
             },
         )
@@ -160,6 +166,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
         ready: ready.clone(),
         now_ms,
+        samples_arrived,
     };
     let app = api::router(state)
         .merge(api::rules_router(rules.clone()))

@@ -17,6 +17,7 @@ pub struct CollectorMetrics {
     pub remote_write_requests: IntCounterVec,
     pub remote_write_samples: IntCounter,
     pub http_requests: IntCounterVec,
+    pub rule_group_evaluations: IntCounterVec,
 }
 
 impl Default for CollectorMetrics {
@@ -84,6 +85,11 @@ impl Default for CollectorMetrics {
             "HTTP requests, by handler.",
             &["handler"],
         );
+        let rule_group_evaluations = cv(
+            "vigil_collector_rule_group_evaluations_total",
+            "Rule group evaluations, by trigger (schedule, or samples for early evaluations of alerting-only groups when new samples arrive).",
+            &["trigger"],
+        );
         CollectorMetrics {
             registry: r,
             connections,
@@ -96,6 +102,7 @@ impl Default for CollectorMetrics {
             remote_write_requests,
             remote_write_samples,
             http_requests,
+            rule_group_evaluations,
         }
     }
 }

@@ -64,7 +64,7 @@ fn anomalies_and_check_state_are_series_that_rules_alert_on() {
 "#,
     )
     .unwrap();
-    let c = Collector::start_with(
+    let c = Collector::start_with_args(
         &dir.path("collector"),
         &certs,
         0,

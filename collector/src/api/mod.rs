@@ -47,6 +47,8 @@ pub struct ApiState {
     pub metrics: CollectorMetrics,
     pub ready: Arc<AtomicBool>,
     pub now_ms: fn() -> i64,
+    /// Raised after every stored remote_write request, so alerting rules see it at once.
+    pub samples_arrived: crate::rules::manager::SamplesArrived,
 }
 
 /// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` over the rule manager (empty
@@ -289,6 +291,7 @@ async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
     let samples: usize = series.iter().map(|s| s.points.len()).sum();
     match s.storage.append_series(series).await {
         Ok(_) => {
+            s.samples_arrived.raise();
             s.metrics
                 .remote_write_requests
                 .with_label_values(&["204"])
