@@ -192,19 +192,23 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .instrument(tracing::info_span!("silences")),
     );
     let config_text = match &settings.alertmanager_config {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => String::new(),
     };
     let app = api::router(state)
         .merge(api::rules_router(rules.clone()))
-        .merge(api::alertmanager::router(api::alertmanager::AlertmanagerApi {
-            silences,
-            alerts: alert_store,
-            config: am_config,
-            config_text,
-            started: std::time::SystemTime::now(),
-            metrics: Some(silence_metrics),
-        }))
+        .merge(api::alertmanager::router(
+            api::alertmanager::AlertmanagerApi {
+                silences,
+                alerts: alert_store,
+                config: am_config,
+                config_text,
+                started: std::time::SystemTime::now(),
+                metrics: Some(silence_metrics),
+            },
+        ))
         .merge(crate::query::router(
             Arc::new(storage.clone()),
             Default::default(),

@@ -130,13 +130,15 @@ impl SilenceMetrics {
             r.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let histogram = |name: &str, help: &str, start: f64| -> Result<Histogram, prometheus::Error> {
-            let h = Histogram::with_opts(
-                HistogramOpts::new(name, help).buckets(prometheus::exponential_buckets(start, 4.0, 10)?),
-            )?;
-            r.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
+        let histogram =
+            |name: &str, help: &str, start: f64| -> Result<Histogram, prometheus::Error> {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(name, help)
+                        .buckets(prometheus::exponential_buckets(start, 4.0, 10)?),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
         let snapshot_size = IntGauge::new(
             "vigil_collector_silences_snapshot_size_bytes",
             "Size of the last silences snapshot written.",

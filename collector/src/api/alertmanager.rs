@@ -63,7 +63,10 @@ pub struct AlertmanagerApi {
 pub fn router(api: AlertmanagerApi) -> Router {
     Router::new()
         .route("/api/v2/silences", get(list_silences).post(post_silence))
-        .route("/api/v2/silence/{id}", get(get_silence).delete(delete_silence))
+        .route(
+            "/api/v2/silence/{id}",
+            get(get_silence).delete(delete_silence),
+        )
         .route("/api/v2/alerts", get(list_alerts))
         .route("/api/v2/status", get(status))
         .with_state(api)
@@ -390,7 +393,10 @@ fn bool_param(params: &Params, name: &str) -> Result<bool, String> {
         Some(v) => match v {
             "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
             "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-            _ => Err(format!("{name} in query must be of type bool: {}", quote(v))),
+            _ => Err(format!(
+                "{name} in query must be of type bool: {}",
+                quote(v)
+            )),
         },
     }
 }
@@ -493,7 +499,10 @@ async fn list_alerts(State(api): State<AlertmanagerApi>, params: Params) -> Resp
             annotations: &a.annotations,
             ends_at: format_time(a.ends_at.unwrap_or(now)),
             fingerprint: format!("{fp:016x}"),
-            receivers: receivers.into_iter().map(|name| ReceiverJson { name }).collect(),
+            receivers: receivers
+                .into_iter()
+                .map(|name| ReceiverJson { name })
+                .collect(),
             starts_at: format_time(a.starts_at),
             status: AlertStatusJson {
                 inhibited_by,

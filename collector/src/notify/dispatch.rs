@@ -40,8 +40,8 @@ use super::config::{Config, HttpConfig};
 use super::inhibit::InhibitRule;
 use super::route::RouteOpts;
 use super::silence::Silences;
-use super::AlertStore;
 use super::webhook::{post_json, WebhookMessage};
+use super::AlertStore;
 
 /// Settings of the pipeline that are not in the Alertmanager config.
 #[derive(Debug, Clone)]

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::alert::{civil_from_days, rfc3339};
-use super::matcher::{go_quote, is_valid_label_name, LabelLookup, MatchType, Matcher, MatcherError};
+use super::matcher::{
+    go_quote, is_valid_label_name, LabelLookup, MatchType, Matcher, MatcherError,
+};
 use crate::telemetry::SilenceMetrics;
 
 /// How long an expired silence is kept before it is garbage-collected (Alertmanager's
@@ -76,12 +78,30 @@ impl SilenceMatcher {
         // Label values are UTF-8 by construction here, so Alertmanager's value check holds.
         Matcher::new(self.kind(), &self.name, &self.value).map_err(|e| match e {
             MatcherError::BadRegex { message, .. } => format!(
-                "invalid regular expression {}: {message}",
-                go_quote(&self.value)
+                "invalid regular expression {}: {}",
+                go_quote(&self.value),
+                go_regex_message(&self.value, &message)
             ),
             other => other.to_string(),
         })
     }
+}
+
+/// Go's `regexp.Compile` text for the commonest mistakes (unbalanced parentheses, which Go
+/// reports with the whole expression); other errors keep the translator's or the regex
+/// crate's text, prefixed like Go's.
+fn go_regex_message(pattern: &str, message: &str) -> String {
+    if message.starts_with("error parsing regexp:") {
+        return message.to_string();
+    }
+    let what = if message.contains("unclosed group") {
+        "missing closing )"
+    } else if message.contains("unopened group") {
+        "unexpected )"
+    } else {
+        return format!("error parsing regexp: {message}");
+    };
+    format!("error parsing regexp: {what}: `{pattern}`")
 }
 
 /// A silence's state at some instant.
@@ -337,7 +357,8 @@ impl Silences {
                 }
                 for s in file.silences {
                     let time = |field: &str, v: &str| {
-                        parse_time(v).map_err(|e| load_err(format!("silence {}: {field}: {e}", s.id)))
+                        parse_time(v)
+                            .map_err(|e| load_err(format!("silence {}: {field}: {e}", s.id)))
                     };
                     let silence = Silence {
                         starts_at: time("startsAt", &s.starts_at)?,
@@ -429,7 +450,13 @@ impl Silences {
             if can_update(prev, &sil, now) {
                 sil.updated_at = now;
                 let compiled = validate(&sil)?;
-                next.insert(sil.id.clone(), Entry { silence: sil.clone(), compiled });
+                next.insert(
+                    sil.id.clone(),
+                    Entry {
+                        silence: sil.clone(),
+                        compiled,
+                    },
+                );
                 self.commit(&mut map, next)?;
                 return Ok(sil.id);
             }
@@ -447,10 +474,22 @@ impl Silences {
                     .get(&old.id)
                     .map(|e| e.compiled.clone())
                     .unwrap_or_default();
-                next.insert(old.id.clone(), Entry { silence: old, compiled: old_compiled });
+                next.insert(
+                    old.id.clone(),
+                    Entry {
+                        silence: old,
+                        compiled: old_compiled,
+                    },
+                );
             }
         }
-        next.insert(sil.id.clone(), Entry { silence: sil.clone(), compiled });
+        next.insert(
+            sil.id.clone(),
+            Entry {
+                silence: sil.clone(),
+                compiled,
+            },
+        );
         self.commit(&mut map, next)?;
         Ok(sil.id)
     }
