@@ -11,6 +11,9 @@
 //!
 //! amtool or Alertmanager missing is a failure, not a skip: CI installs them.
 
+// A synchronous test driving child processes: blocking sleeps are what it needs.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
