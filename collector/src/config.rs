@@ -37,6 +37,8 @@ pub struct CollectorConfig {
     pub evaluation_interval: Option<NonZeroDuration>,
     /// Alertmanager-format configuration that routes the alerts the rules raise.
     pub alertmanager_config: Option<PathBuf>,
+    /// How long expired silences are kept (Alertmanager's `--data.retention`). Default 120h.
+    pub silence_retention: Option<NonZeroDuration>,
 }
 
 /// Errors from loading or validating the configuration.
@@ -70,6 +72,7 @@ pub struct Settings {
     pub rule_files: Vec<PathBuf>,
     pub evaluation_interval: Duration,
     pub alertmanager_config: Option<PathBuf>,
+    pub silence_retention: Duration,
 }
 
 impl CollectorConfig {
@@ -101,7 +104,8 @@ impl CollectorConfig {
             out_of_order_window,
             shutdown_grace,
             evaluation_interval,
-            alertmanager_config
+            alertmanager_config,
+            silence_retention
         );
         if !other.rule_files.is_empty() {
             self.rule_files = other.rule_files;
@@ -161,6 +165,10 @@ impl CollectorConfig {
                 .map(|d| d.get())
                 .unwrap_or(Duration::from_secs(60)),
             alertmanager_config: self.alertmanager_config,
+            silence_retention: self
+                .silence_retention
+                .map(|d| d.get())
+                .unwrap_or(crate::notify::silence::DEFAULT_RETENTION),
             shutdown_grace: self
                 .shutdown_grace
                 .map(|d| d.get())

@@ -105,6 +105,9 @@ struct RunArgs {
     /// Alertmanager-format configuration routing the rules' alerts.
     #[arg(long)]
     alertmanager_config: Option<PathBuf>,
+    /// How long expired silences are kept (Alertmanager's --data.retention), e.g. 120h.
+    #[arg(long)]
+    silence_retention: Option<NonZeroDuration>,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +241,7 @@ fn main() -> ExitCode {
                 rule_files: a.rule_file,
                 evaluation_interval: a.evaluation_interval,
                 alertmanager_config: a.alertmanager_config,
+                silence_retention: a.silence_retention,
             };
             let settings = match load(a.config.as_ref(), flags) {
                 Ok(s) => s,

@@ -11,7 +11,9 @@
 //!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
 //! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
 //! - the Prometheus query API, merged from [`crate::query`].
+//! - Alertmanager's v2 silences, alerts and status API, merged from [`alertmanager`].
 
+pub mod alertmanager;
 pub mod remote_write;
 
 use crate::ingest::AgentRegistry;
