@@ -25,6 +25,11 @@ pub struct AgentMetrics {
     pub connects: IntCounterVec,
     pub scrape_errors: IntCounterVec,
     pub check_transitions: IntCounterVec,
+    /// Remote action requests from the collector, by result (the run's outcome, `refused`,
+    /// or `malformed` for a request that could not be read).
+    pub remote_commands: IntCounterVec,
+    /// Remote action requests being served now.
+    pub remote_commands_in_progress: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -142,6 +147,17 @@ impl Default for AgentMetrics {
                 &["job"],
             ),
             check_transitions: counter_vec(&r, "vigil_agent_check_transitions_total", "Local check transitions (anomalies and threshold breaches), by check, kind and state.", &["check", "kind", "state"]),
+            remote_commands: counter_vec(
+                &r,
+                "vigil_agent_remote_commands_total",
+                "Remote action requests from the collector, by result (ok, failed, timeout, spawn_error, dry_run, refused, malformed).",
+                &["result"],
+            ),
+            remote_commands_in_progress: gauge(
+                &r,
+                "vigil_agent_remote_commands_in_progress",
+                "Remote action requests being served now.",
+            ),
             registry: r,
         }
     }

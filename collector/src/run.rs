@@ -78,11 +78,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A machine-readable line for scripts and tests that start the collector on port 0.
     println!("vigil-collector listening quic={quic_addr} http={http_addr}");
 
+    let commands = ingest::AgentCommands::new(metrics.clone());
     let ingest = Ingest {
         storage: storage.clone(),
         agents: agents.clone(),
         metrics: metrics.clone(),
         now_ms,
+        commands: commands.clone(),
     };
     tracker.spawn(
         ingest
@@ -163,6 +165,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let app = api::router(state)
         .merge(api::rules_router(rules.clone()))
+        .merge(api::actions::router(commands))
         .merge(crate::query::router(
             Arc::new(storage.clone()),
             Default::default(),

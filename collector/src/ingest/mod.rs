@@ -2,7 +2,12 @@
 //! agent's identity from its certificate, and answers every batch stream with an
 //! acknowledgement sent only after the storage has made the batch durable (or recognised it
 //! as a duplicate). Oversized, malformed or slow frames are refused with a logged reason and
-//! affect only their own stream.
+//! affect only their own stream. Each connection is also registered in [`AgentCommands`], so
+//! the collector can ask the agent to run an allow-listed action ([`commands`]).
+
+pub mod commands;
+
+pub use commands::AgentCommands;
 
 use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::CollectorMetrics;
@@ -80,6 +85,8 @@ pub struct Ingest {
     pub agents: AgentRegistry,
     pub metrics: CollectorMetrics,
     pub now_ms: fn() -> i64,
+    /// Where connections register to take remote action requests.
+    pub commands: AgentCommands,
 }
 
 impl Ingest {
@@ -144,6 +151,7 @@ impl Ingest {
             a.last_seen_ms = Some(now);
         });
         tracing::info!(%agent, %remote, "agent connected");
+        let registration = self.commands.register(&agent, conn.clone());
         let streams = TaskTracker::new();
         loop {
             let stream = tokio::select! {
@@ -162,6 +170,7 @@ impl Ingest {
                 }
             }
         }
+        drop(registration);
         streams.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), streams.wait()).await;
         self.metrics.connected_agents.dec();
@@ -267,8 +276,11 @@ impl Ingest {
                 request_id,
                 accepted,
                 detail,
+                ..
             } => {
-                tracing::info!(%agent, request_id, accepted, %detail, "action result");
+                // Answers travel on the collector's request stream ([`commands`]); one on a
+                // stream of the agent's own answers nothing.
+                tracing::warn!(%agent, request_id, accepted, %detail, "unsolicited action result");
                 let _ = send.finish();
                 return;
             }
