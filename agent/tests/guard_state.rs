@@ -36,11 +36,7 @@ impl Drop for Scratch {
 
 fn script(dir: &Scratch, marker: &Path) -> PathBuf {
     let p = dir.path("m.sh");
-    std::fs::write(
-        &p,
-        format!("#!/bin/sh\necho run >> {}\n", marker.display()),
-    )
-    .unwrap();
+    std::fs::write(&p, format!("#!/bin/sh\necho run >> {}\n", marker.display())).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
 }
@@ -82,7 +78,11 @@ async fn cooldown_survives_a_restart() {
     // A shorter cooldown in the new config applies to the stored last run.
     let reconfigured = remediator(&dir, &cmd, "cooldown = '0s'");
     assert_eq!(
-        reconfigured.handle_remote("a", "ops").await.unwrap().outcome,
+        reconfigured
+            .handle_remote("a", "ops")
+            .await
+            .unwrap()
+            .outcome,
         Outcome::Ok
     );
     assert_eq!(runs(&marker), 2);

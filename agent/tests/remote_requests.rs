@@ -85,10 +85,8 @@ fn request(id: u64, action: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn requests_are_answered_and_hostile_frames_reset_only_their_stream() {
-    let dir = Scratch(std::env::temp_dir().join(format!(
-        "vigil-remote-requests-{}",
-        std::process::id()
-    )));
+    let dir =
+        Scratch(std::env::temp_dir().join(format!("vigil-remote-requests-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
     let script = dir.0.join("hello.sh");
@@ -99,8 +97,7 @@ async fn requests_are_answered_and_hostile_frames_reset_only_their_stream() {
         script.display().to_string()
     ))
     .unwrap();
-    let remediator =
-        Remediator::new(RemediationSettings::default(), vec![action], &dir.0).unwrap();
+    let remediator = Remediator::new(RemediationSettings::default(), vec![action], &dir.0).unwrap();
     let metrics = AgentMetrics::default();
     let tracker = tokio_util::task::TaskTracker::new();
     let (_server, agent_conn, collector) = pair().await;
@@ -110,7 +107,9 @@ async fn requests_are_answered_and_hostile_frames_reset_only_their_stream() {
     );
 
     // A length prefix above the command limit is refused before the body is read.
-    let mut oversized = ((codec::MAX_COMMAND_BYTES + 1) as u32).to_be_bytes().to_vec();
+    let mut oversized = ((codec::MAX_COMMAND_BYTES + 1) as u32)
+        .to_be_bytes()
+        .to_vec();
     oversized.extend(std::iter::repeat_n(0u8, 1024));
     let err = exchange(&collector, &oversized).await.unwrap_err();
     assert!(err.contains("reset"), "{err}");
@@ -163,7 +162,10 @@ async fn requests_are_answered_and_hostile_frames_reset_only_their_stream() {
         panic!("not an action result")
     };
     assert!(!accepted);
-    assert!(detail.contains("exceeds the limit of 256 bytes"), "{detail}");
+    assert!(
+        detail.contains("exceeds the limit of 256 bytes"),
+        "{detail}"
+    );
     let AgentMessage::ActionResult {
         accepted,
         outcome,
@@ -181,9 +183,8 @@ async fn requests_are_answered_and_hostile_frames_reset_only_their_stream() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(records.len(), 3, "{audit}");
-    assert!(records
-        .iter()
-        .all(|r| r["trigger"] == "remote" && r["requested_by"]
+    assert!(records.iter().all(|r| r["trigger"] == "remote"
+        && r["requested_by"]
             .as_str()
             .unwrap()
             .starts_with("collector:localhost@127.0.0.1:")));

@@ -208,7 +208,10 @@ fn remote_trigger_runs_allow_listed_actions_and_refuses_the_rest() {
         "the collector's refusal log line",
     );
     assert_eq!(
-        collector_metric(&c, "vigil_collector_remote_actions_total{result=\"refused\"}"),
+        collector_metric(
+            &c,
+            "vigil_collector_remote_actions_total{result=\"refused\"}"
+        ),
         Some(3.0)
     );
     assert_eq!(
@@ -219,7 +222,10 @@ fn remote_trigger_runs_allow_listed_actions_and_refuses_the_rest() {
     // An agent that is not connected is a 404; a run longer than the timeout is a 504.
     let (code, v) = remote_action(&c, "db-07", "mark", "");
     assert_eq!(code, 404, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("not connected"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("not connected"),
+        "{v}"
+    );
     let (code, v) = remote_action(&c, "web-01", "slow", "?timeout=1s");
     assert_eq!(code, 504, "{v}");
     assert_eq!(v["errorType"], "timeout", "{v}");
@@ -284,5 +290,52 @@ fn remote_cooldown_survives_an_agent_crash() {
         a.log.contains("remediation guard state restored"),
         "{}",
         a.log.text()
+    );
+}
+
+/// Run with `cargo test -p vigil-tests --test remote_actions -- --ignored --nocapture` to
+/// print the HTTP round trip of a remote trigger on the real (debug) binaries: a run of
+/// `/bin/true` (guard state fsynced, process spawned, audit fsynced) and a refusal of an
+/// unknown action (audit fsynced only), interleaved in one run so their ratio is fair.
+#[test]
+#[ignore]
+fn measure_remote_trigger_round_trip() {
+    let dir = Scratch::new("remote-bench");
+    let certs = make_certs(&dir, &["bench"]);
+    let c = Collector::start(&dir.path("collector"), &certs, 0, 0);
+    let config = dir.path("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "collectors = [\"{}\"]\ncerts_dir = \"{}\"\n\n[[actions]]\nname = \"true\"\ncommand = \"/bin/true\"\ncooldown = \"0s\"\nflap_max_runs = 1000\nflap_window = \"1s\"\nallow_remote = true\n",
+            c.quic,
+            dir.path("agent-bench").display()
+        ),
+    )
+    .unwrap();
+    let _a = start_agent(&dir, &c, "bench", &config);
+    trigger(&c, "bench", "true", "");
+    let n = 200;
+    let (mut runs, mut refusals) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        for (action, out) in [("true", &mut runs), ("nope", &mut refusals)] {
+            let t = std::time::Instant::now();
+            let (code, v) = remote_action(&c, "bench", action, "");
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(code, 200, "{v}");
+        }
+    }
+    for (name, v) in [("run /bin/true", &mut runs), ("refusal", &mut refusals)] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "{name}: n={n} median {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+            v[n / 2],
+            v[n * 9 / 10],
+            v[n * 99 / 100]
+        );
+    }
+    println!(
+        "run/refusal median ratio {:.2}",
+        runs[n / 2] / refusals[n / 2]
     );
 }

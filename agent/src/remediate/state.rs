@@ -219,10 +219,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(format!(
-            "vigil-guard-state-{name}-{}",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("vigil-guard-state-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         p
@@ -259,7 +257,11 @@ mod tests {
     fn a_corrupt_file_is_moved_aside_and_the_state_starts_empty() {
         let dir = scratch("corrupt");
         let path = dir.join(STATE_FILE);
-        std::fs::write(&path, b"{\"version\":1,\"actions\":{\"a\":{\"last_run_ms\":").unwrap();
+        std::fs::write(
+            &path,
+            b"{\"version\":1,\"actions\":{\"a\":{\"last_run_ms\":",
+        )
+        .unwrap();
         let (_, state, outcome) = GuardStore::open(&path).unwrap();
         assert!(state.actions.is_empty());
         let LoadOutcome::MovedAside { moved_to, error } = outcome else {

@@ -36,7 +36,10 @@ pub enum CommandReadError {
     #[error("reading the request: {0}")]
     Read(#[from] quinn::ReadExactError),
     /// The length prefix announces more than `MAX_COMMAND_BYTES`.
-    #[error("request frame of {len} bytes exceeds the limit of {} bytes", codec::MAX_COMMAND_BYTES)]
+    #[error(
+        "request frame of {len} bytes exceeds the limit of {} bytes",
+        codec::MAX_COMMAND_BYTES
+    )]
     TooLarge { len: usize },
     /// The body is not a valid message.
     #[error(transparent)]
@@ -92,8 +95,7 @@ impl RemoteActions {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
-        let msg = match tokio::time::timeout(COMMAND_READ_TIMEOUT, read_command(&mut recv)).await
-        {
+        let msg = match tokio::time::timeout(COMMAND_READ_TIMEOUT, read_command(&mut recv)).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return self.malformed(&mut send, &mut recv, &e.to_string()),
             Err(_) => {

@@ -75,7 +75,10 @@ async fn run_action(
         .http_requests
         .with_label_values(&["remote_action"])
         .inc();
-    let timeout = match params.get("timeout").map(|t| vigil_shared::duration::parse(t)) {
+    let timeout = match params
+        .get("timeout")
+        .map(|t| vigil_shared::duration::parse(t))
+    {
         None => None,
         Some(Ok(d)) => Some(d),
         Some(Err(e)) => {
@@ -259,7 +262,10 @@ mod tests {
         let (code, v) = call("/api/v1/agents/web-01/actions/clean_tmp").await;
         assert_eq!(code, StatusCode::NOT_FOUND);
         assert_eq!(v["errorType"], "not_found");
-        assert!(v["error"].as_str().unwrap().contains("\"web-01\" is not connected"));
+        assert!(v["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"web-01\" is not connected"));
         let (code, v) = call("/api/v1/agents/web-01/actions/clean_tmp?timeout=soon").await;
         assert_eq!(code, StatusCode::BAD_REQUEST);
         assert!(v["error"].as_str().unwrap().starts_with("timeout:"), "{v}");

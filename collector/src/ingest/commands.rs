@@ -84,7 +84,9 @@ pub enum CommandError {
     #[error("agent {0:?} already has {COMMAND_QUEUE} requests queued; try again later")]
     Busy(String),
     /// No answer within the deadline (the action may still be running on the agent).
-    #[error("no answer from agent {agent:?} within {timeout:?}; the action may still be running there")]
+    #[error(
+        "no answer from agent {agent:?} within {timeout:?}; the action may still be running there"
+    )]
     Timeout { agent: String, timeout: Duration },
     /// The stream or the connection failed before the answer arrived.
     #[error("agent {agent:?}: {detail}")]
@@ -149,7 +151,10 @@ impl Drop for Registration {
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if live.get(&self.agent).is_some_and(|l| l.conn_id == self.conn_id) {
+        if live
+            .get(&self.agent)
+            .is_some_and(|l| l.conn_id == self.conn_id)
+        {
             live.remove(&self.agent);
         }
         self.task.abort();
@@ -397,7 +402,12 @@ async fn serve_connection(agent: String, conn: quinn::Connection, mut rx: mpsc::
 }
 
 /// One request on its own stream: the RunAction frame out, one bounded answer frame back.
-async fn exchange(conn: &quinn::Connection, agent: &str, request_id: u64, action: &str) -> Exchange {
+async fn exchange(
+    conn: &quinn::Connection,
+    agent: &str,
+    request_id: u64,
+    action: &str,
+) -> Exchange {
     let transport = |detail: String| CommandError::Transport {
         agent: agent.to_string(),
         detail,

@@ -640,8 +640,13 @@ pub fn remote_action(
 /// `vigil_collector_remote_actions_total{result="ok"}`), if present.
 pub fn collector_metric(c: &Collector, series: &str) -> Option<f64> {
     let (_, body) = c.get("/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Waits until `vigil-agent status` reports a connected collector.
