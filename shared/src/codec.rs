@@ -228,6 +228,32 @@ mod tests {
     }
 
     #[test]
+    fn action_messages_round_trip_and_fit_the_command_limit() {
+        let req = CollectorMessage::RunAction {
+            request_id: u64::MAX,
+            action: "x".repeat(MAX_ACTION_NAME_BYTES),
+        };
+        let frame = encode_frame(&req).unwrap();
+        assert!(frame.len() - HEADER_BYTES <= MAX_COMMAND_BYTES);
+        assert_eq!(decode_frame::<CollectorMessage>(&frame).unwrap(), req);
+        // The largest answer the agent builds (1 KiB excerpts of multi-byte text) fits too.
+        let answer = AgentMessage::ActionResult {
+            request_id: 1,
+            accepted: true,
+            detail: "failed, exit code 3, signal 9, 30000 ms".into(),
+            outcome: "failed".into(),
+            exit_code: Some(3),
+            signal: Some(9),
+            duration_ms: Some(30_000),
+            stdout: "é".repeat(512),
+            stderr: "é".repeat(512),
+        };
+        let frame = encode_frame(&answer).unwrap();
+        assert!(frame.len() - HEADER_BYTES <= MAX_COMMAND_BYTES);
+        assert_eq!(decode_frame::<AgentMessage>(&frame).unwrap(), answer);
+    }
+
+    #[test]
     fn oversized_length_prefix_is_refused_before_reading_the_body() {
         let header = ((MAX_FRAME_BYTES + 1) as u32).to_be_bytes();
         assert!(matches!(

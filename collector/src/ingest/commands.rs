@@ -367,12 +367,14 @@ type Exchange = Result<AgentMessage, CommandError>;
 async fn serve_connection(agent: String, conn: quinn::Connection, mut rx: mpsc::Receiver<Command>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_AGENT));
     loop {
+        // A slot first, then a request: while all slots are busy, requests wait in the
+        // queue, where they count against its capacity.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let cmd = tokio::select! {
             _ = conn.closed() => return,
             c = rx.recv() => match c { Some(c) => c, None => return },
-        };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
         };
         let (conn, agent) = (conn.clone(), agent.clone());
         tokio::spawn(
@@ -450,6 +452,134 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+
+    /// A collector-side connection to an in-process stand-in agent (mutual TLS over
+    /// 127.0.0.1) that answers `ok` correctly, `liar` with the wrong request id, and holds
+    /// `sleepy` for 5 s.
+    async fn fake_agent() -> (quinn::Endpoint, quinn::Endpoint, quinn::Connection) {
+        use vigil_shared::certs::{self, Role};
+        let ca = certs::generate_ca("test CA").unwrap();
+        let server = certs::issue(&ca, Role::Collector, "localhost", &[]).unwrap();
+        let client = certs::issue(&ca, Role::Agent, "web-01", &[]).unwrap();
+        let scfg = certs::server_config(
+            ca.cert_pem.as_bytes(),
+            server.cert_pem.as_bytes(),
+            server.key_pem.as_bytes(),
+        )
+        .unwrap();
+        let ccfg = certs::client_config(
+            ca.cert_pem.as_bytes(),
+            client.cert_pem.as_bytes(),
+            client.key_pem.as_bytes(),
+        )
+        .unwrap();
+        let server_ep =
+            crate::ingest::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), scfg).unwrap();
+        let addr = server_ep.local_addr().unwrap();
+        let mut agent_ep = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let ccfg = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(ccfg)).unwrap();
+        let mut cc = quinn::ClientConfig::new(Arc::new(ccfg));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(1024u32.into());
+        cc.transport_config(Arc::new(transport));
+        agent_ep.set_default_client_config(cc);
+        let (agent_conn, collector_conn) = tokio::join!(
+            async { agent_ep.connect(addr, "localhost").unwrap().await.unwrap() },
+            async { server_ep.accept().await.unwrap().await.unwrap() }
+        );
+        tokio::spawn(async move {
+            while let Ok((mut send, mut recv)) = agent_conn.accept_bi().await {
+                tokio::spawn(async move {
+                    let req = recv.read_to_end(codec::MAX_COMMAND_BYTES).await.unwrap();
+                    let CollectorMessage::RunAction { request_id, action } =
+                        codec::decode_frame(&req).unwrap()
+                    else {
+                        panic!("not a request")
+                    };
+                    let request_id = match action.as_str() {
+                        "liar" => request_id + 1,
+                        "sleepy" => {
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                            request_id
+                        }
+                        _ => request_id,
+                    };
+                    let answer = codec::encode_frame(&AgentMessage::ActionResult {
+                        request_id,
+                        accepted: true,
+                        detail: "ok, exit code 0, 1 ms".into(),
+                        outcome: "ok".into(),
+                        exit_code: Some(0),
+                        signal: None,
+                        duration_ms: Some(1),
+                        stdout: "hi\n".into(),
+                        stderr: String::new(),
+                    })
+                    .unwrap();
+                    let _ = send.write_all(&answer).await;
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                });
+            }
+        });
+        (server_ep, agent_ep, collector_conn)
+    }
+
+    #[tokio::test]
+    async fn answers_are_paired_by_request_id_and_queues_and_deadlines_are_bounded() {
+        let (_s, _a, conn) = fake_agent().await;
+        let metrics = CollectorMetrics::default();
+        let c = AgentCommands::new(metrics.clone());
+        let registration = c.register("web-01", conn);
+        assert_eq!(c.connected(), vec!["web-01".to_string()]);
+        let a = c.run_action("web-01", "ok", None).await.unwrap();
+        assert!(a.accepted);
+        assert_eq!((a.outcome.as_str(), a.exit_code), ("ok", Some(0)));
+        assert_eq!(a.stdout, "hi\n");
+        assert_eq!(a.reason, None);
+        let e = c.run_action("web-01", "liar", None).await.unwrap_err();
+        assert!(
+            matches!(&e, CommandError::Protocol { detail, .. } if detail.contains("expected")),
+            "{e}"
+        );
+        let e = c
+            .run_action("web-01", "sleepy", Some(Duration::from_millis(200)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, CommandError::Timeout { .. }), "{e}");
+        // 8 requests in flight plus 16 queued fill this agent's share; the next is refused
+        // at once instead of waiting.
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT_PER_AGENT + COMMAND_QUEUE {
+            let c = c.clone();
+            waiting.push(tokio::spawn(async move {
+                c.run_action("web-01", "sleepy", Some(Duration::from_secs(2)))
+                    .await
+            }));
+            // Let the connection's task take what it has slots for before the next one.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            c.run_action("web-01", "ok", None).await,
+            Err(CommandError::Busy("web-01".into()))
+        );
+        for w in waiting {
+            assert!(matches!(
+                w.await.unwrap(),
+                Err(CommandError::Timeout { .. })
+            ));
+        }
+        assert_eq!(metrics.remote_actions.with_label_values(&["busy"]).get(), 1);
+        assert_eq!(metrics.remote_actions.with_label_values(&["ok"]).get(), 1);
+        assert_eq!(metrics.remote_actions_in_flight.get(), 0);
+        drop(registration);
+        assert_eq!(
+            c.run_action("web-01", "ok", None).await,
+            Err(CommandError::NotConnected("web-01".into()))
+        );
+    }
 
     #[tokio::test]
     async fn requests_to_unknown_agents_and_bad_names_fail_clearly() {
