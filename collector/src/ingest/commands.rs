@@ -113,6 +113,7 @@ struct Command {
     request_id: u64,
     action: String,
     deadline: tokio::time::Instant,
+    timeout: Duration,
     reply: oneshot::Sender<Exchange>,
 }
 
@@ -285,6 +286,7 @@ impl AgentCommands {
             request_id,
             action: action.to_string(),
             deadline: tokio::time::Instant::now() + timeout,
+            timeout,
             reply,
         };
         match tx.try_send(cmd) {
@@ -383,6 +385,7 @@ async fn serve_connection(agent: String, conn: quinn::Connection, mut rx: mpsc::
                     request_id,
                     action,
                     deadline,
+                    timeout,
                     reply,
                 } = cmd;
                 let r = match tokio::time::timeout_at(
@@ -392,8 +395,9 @@ async fn serve_connection(agent: String, conn: quinn::Connection, mut rx: mpsc::
                 .await
                 {
                     Ok(r) => r,
-                    // The caller has given up already; its own timer reports it.
-                    Err(_) => return,
+                    // The caller's own timer fires at the same deadline; whichever it sees
+                    // first, the answer is the same.
+                    Err(_) => Err(CommandError::Timeout { agent, timeout }),
                 };
                 drop(permit);
                 let _ = reply.send(r);
