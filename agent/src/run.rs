@@ -220,6 +220,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         status: conn_status.clone(),
         live: live_rx,
         now_ms,
+        remote: Some(crate::ship::remote::RemoteActions::new(
+            remediator.clone(),
+            metrics.clone(),
+            tracker.clone(),
+        )),
     };
     let ship_cancel = CancellationToken::new();
     tracker.spawn(

@@ -31,6 +31,11 @@ pub struct AgentMetrics {
     pub check_series_tracked: IntGauge,
     pub check_series_exported: IntGauge,
     pub check_series_dropped: IntCounter,
+    /// Remote action requests from the collector, by result (the run's outcome, `refused`,
+    /// or `malformed` for a request that could not be read).
+    pub remote_commands: IntCounterVec,
+    /// Remote action requests being served now.
+    pub remote_commands_in_progress: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -167,6 +172,17 @@ impl Default for AgentMetrics {
                 &r,
                 "vigil_agent_check_series_dropped_total",
                 "New label sets a check ignored because it already tracked its maximum.",
+            ),
+            remote_commands: counter_vec(
+                &r,
+                "vigil_agent_remote_commands_total",
+                "Remote action requests from the collector, by result (ok, failed, timeout, spawn_error, dry_run, refused, malformed).",
+                &["result"],
+            ),
+            remote_commands_in_progress: gauge(
+                &r,
+                "vigil_agent_remote_commands_in_progress",
+                "Remote action requests being served now.",
             ),
             registry: r,
         }

@@ -37,6 +37,31 @@ enum Command {
     /// Alertmanager-format routing tools.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Ask a connected agent to run one of its allow-listed actions.
+    #[command(subcommand)]
+    Actions(ActionsCommand),
+}
+
+#[derive(Subcommand)]
+enum ActionsCommand {
+    /// Run action NAME on agent AGENT through a running collector's HTTP API; prints the
+    /// agent's answer. Exit 0 when the action ran and succeeded, 1 otherwise.
+    Run {
+        /// The agent's identity (its certificate's common name).
+        #[arg(long)]
+        agent: String,
+        /// The collector's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        http: String,
+        /// How long to wait for the answer (default 60s).
+        #[arg(long)]
+        timeout: Option<NonZeroDuration>,
+        /// Print the API's JSON answer instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The action's name in the agent's config.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,6 +253,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Actions(ActionsCommand::Run {
+            agent,
+            http,
+            timeout,
+            json,
+            name,
+        }) => actions_run(&http, &agent, &name, timeout.map(|t| t.get()), json),
         Command::Run(a) => {
             let flags = CollectorConfig {
                 data_dir: a.data_dir,
@@ -264,6 +296,64 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `vigil-collector actions run`.
+fn actions_run(
+    http: &str,
+    agent: &str,
+    name: &str,
+    timeout: Option<std::time::Duration>,
+    json: bool,
+) -> ExitCode {
+    use vigil_collector::api::actions;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (code, body) = match rt.block_on(actions::request(http, agent, name, timeout)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{body}");
+    }
+    if code != 200 {
+        if !json {
+            eprintln!(
+                "Error: HTTP {code}: {}",
+                body["error"].as_str().unwrap_or("(no error message)")
+            );
+        }
+        return ExitCode::from(if code == 400 { EXIT_USAGE } else { 1 });
+    }
+    match serde_json::from_value::<vigil_collector::ingest::commands::ActionAnswer>(
+        body["data"].clone(),
+    ) {
+        Ok(a) => {
+            if !json {
+                print!("{}", actions::render(&a));
+            }
+            if a.accepted && (a.outcome == "ok" || a.outcome == "dry_run") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("Error: unexpected answer from the collector: {e}: {body}");
+            ExitCode::FAILURE
         }
     }
 }

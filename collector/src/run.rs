@@ -101,12 +101,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Ingest raises this after storing samples; the rule manager then evaluates alerting
     // groups at once instead of on their next interval.
     let samples_arrived = crate::rules::manager::SamplesArrived::default();
+    let commands = ingest::AgentCommands::new(metrics.clone());
     let ingest = Ingest {
         storage: storage.clone(),
         agents: agents.clone(),
         metrics: metrics.clone(),
         now_ms,
         samples_arrived: samples_arrived.clone(),
+        commands: commands.clone(),
     };
     tracker.spawn(
         ingest
@@ -216,6 +218,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 metrics: Some(silence_metrics),
             },
         ))
+        .merge(api::actions::router(commands))
         .merge(crate::query::router(
             Arc::new(storage.clone()),
             Default::default(),

@@ -18,6 +18,14 @@ pub struct CollectorMetrics {
     pub remote_write_samples: IntCounter,
     pub http_requests: IntCounterVec,
     pub rule_group_evaluations: IntCounterVec,
+    /// Remote action requests to agents, by result: the run's outcome (`ok`, `failed`,
+    /// `timeout`, `spawn_error`, `dry_run`), `refused` by the agent, or the collector-side
+    /// failure (`not_connected`, `busy`, `no_answer`, `error`, `bad_request`).
+    pub remote_actions: IntCounterVec,
+    /// Time from queueing a remote action request to the agent's answer.
+    pub remote_action_seconds: Histogram,
+    /// Remote action requests queued or waiting for an agent's answer now.
+    pub remote_actions_in_flight: IntGauge,
 }
 
 impl Default for CollectorMetrics {
@@ -90,8 +98,33 @@ impl Default for CollectorMetrics {
             "Rule group evaluations, by trigger (schedule, or samples for early evaluations of alerting-only groups when new samples arrive).",
             &["trigger"],
         );
+        let remote_actions = cv(
+            "vigil_collector_remote_actions_total",
+            "Remote action requests to agents, by result (ok, failed, timeout, spawn_error, dry_run, refused, not_connected, busy, no_answer, error, bad_request).",
+            &["result"],
+        );
+        let remote_action_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "vigil_collector_remote_action_duration_seconds",
+                "Time from a remote action request to the agent's answer.",
+            )
+            .buckets(prometheus::exponential_buckets(0.001, 2.0, 18).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        r.register(Box::new(remote_action_seconds.clone()))
+            .expect("unique metric");
+        let remote_actions_in_flight = IntGauge::new(
+            "vigil_collector_remote_actions_in_flight",
+            "Remote action requests queued or waiting for an agent's answer.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(remote_actions_in_flight.clone()))
+            .expect("unique metric");
         CollectorMetrics {
             registry: r,
+            remote_actions,
+            remote_action_seconds,
+            remote_actions_in_flight,
             connections,
             connected_agents,
             batches,

@@ -12,6 +12,11 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 /// Length of the frame header.
 pub const HEADER_BYTES: usize = 4;
+/// Largest command frame body ([`CollectorMessage::RunAction`]) an agent accepts, and largest
+/// answer ([`AgentMessage::ActionResult`]) the collector accepts, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+/// Longest action name a [`CollectorMessage::RunAction`] may carry, in bytes.
+pub const MAX_ACTION_NAME_BYTES: usize = 256;
 
 /// Errors from encoding or decoding frames and batches.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +66,25 @@ pub enum AgentMessage {
         /// Snappy-compressed bincode of a [`Batch`]; see [`encode_batch`].
         payload: Vec<u8>,
     },
-    /// The agent's answer to a [`CollectorMessage::RunAction`].
+    /// The agent's answer to a [`CollectorMessage::RunAction`], on the stream the request
+    /// came on.
     ActionResult {
         request_id: u64,
+        /// True when the action ran (or was a dry run), false when it was refused.
         accepted: bool,
+        /// A one-line summary: the outcome with exit code and duration, or the refusal reason.
         detail: String,
+        /// How it went: `ok`, `failed`, `timeout`, `spawn_error`, `dry_run` or `refused`.
+        outcome: String,
+        /// The exit code of a finished run.
+        exit_code: Option<i32>,
+        /// The signal that ended a run, if any.
+        signal: Option<i32>,
+        /// How long the run took.
+        duration_ms: Option<u64>,
+        /// The start of stdout and stderr (the agent's audit log keeps more).
+        stdout: String,
+        stderr: String,
     },
 }
 
@@ -206,6 +225,32 @@ mod tests {
             panic!("not a batch")
         };
         assert_eq!(decode_batch(&payload).unwrap(), batch());
+    }
+
+    #[test]
+    fn action_messages_round_trip_and_fit_the_command_limit() {
+        let req = CollectorMessage::RunAction {
+            request_id: u64::MAX,
+            action: "x".repeat(MAX_ACTION_NAME_BYTES),
+        };
+        let frame = encode_frame(&req).unwrap();
+        assert!(frame.len() - HEADER_BYTES <= MAX_COMMAND_BYTES);
+        assert_eq!(decode_frame::<CollectorMessage>(&frame).unwrap(), req);
+        // The largest answer the agent builds (1 KiB excerpts of multi-byte text) fits too.
+        let answer = AgentMessage::ActionResult {
+            request_id: 1,
+            accepted: true,
+            detail: "failed, exit code 3, signal 9, 30000 ms".into(),
+            outcome: "failed".into(),
+            exit_code: Some(3),
+            signal: Some(9),
+            duration_ms: Some(30_000),
+            stdout: "é".repeat(512),
+            stderr: "é".repeat(512),
+        };
+        let frame = encode_frame(&answer).unwrap();
+        assert!(frame.len() - HEADER_BYTES <= MAX_COMMAND_BYTES);
+        assert_eq!(decode_frame::<AgentMessage>(&frame).unwrap(), answer);
     }
 
     #[test]

@@ -7,21 +7,25 @@
 //! then suspends the action for one window and raises a `flap_guard` event; a global
 //! semaphore bounds concurrent runs. Every run and every refusal is appended to the audit log
 //! ([`audit`]) and becomes an [`Event`] of kind `remediation`, queued for the next batch
-//! ([`Remediator::drain_events`]). Execution details are in [`exec`]; config in [`config`].
+//! ([`Remediator::drain_events`]). Cooldown and flap-guard state is persisted in the data
+//! directory before an admitted run starts, so restarts do not reset it ([`state`]).
+//! Execution details are in [`exec`]; config in [`config`].
 
 pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod exec;
+pub mod state;
 
 use crate::checks::threshold::{CheckState, CheckTransition};
 use audit::{AuditLog, AuditRecord};
 use config::{ActionConfig, RemediationSettings, RunAs};
 use exec::Finished;
+use state::{GuardClock, GuardStore, LoadOutcome, StateFile, StoredGuard};
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use vigil_shared::model::{Event, Labels};
 
@@ -217,6 +221,31 @@ pub fn action_result(result: &Result<RunReport, Refusal>) -> (bool, String) {
     }
 }
 
+/// The protocol's `AgentMessage::ActionResult` answering the `CollectorMessage::RunAction`
+/// numbered `request_id`: [`action_result`]'s summary plus the outcome, exit code, signal,
+/// duration and the first [`EVENT_OUTPUT_BYTES`] of stdout and stderr.
+pub fn action_result_message(
+    request_id: u64,
+    result: &Result<RunReport, Refusal>,
+) -> vigil_shared::codec::AgentMessage {
+    let (accepted, detail) = action_result(result);
+    let (outcome, f) = match result {
+        Ok(r) => (r.outcome.as_str(), r.finished.as_ref()),
+        Err(_) => ("refused", None),
+    };
+    vigil_shared::codec::AgentMessage::ActionResult {
+        request_id,
+        accepted,
+        detail,
+        outcome: outcome.to_string(),
+        exit_code: f.and_then(|f| f.exit_code),
+        signal: f.and_then(|f| f.signal),
+        duration_ms: f.map(|f| f.duration.as_millis() as u64),
+        stdout: f.map(|f| excerpt(&f.stdout.text)).unwrap_or_default(),
+        stderr: f.map(|f| excerpt(&f.stderr.text)).unwrap_or_default(),
+    }
+}
+
 /// Why a run was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RefusalReason {
@@ -238,6 +267,12 @@ pub enum RefusalReason {
     /// The action is suspended by its flap guard.
     #[error("suspended by the flap guard for another {}s", .0.as_secs())]
     Suspended(Duration),
+    /// The collector already has the most remote requests in progress the agent serves.
+    #[error("too many remote requests in progress (at most {0})")]
+    TooManyRemoteRequests(usize),
+    /// The remote request itself is unacceptable (for example an over-long action name).
+    #[error("bad remote request: {0}")]
+    BadRequest(String),
 }
 
 /// A refused run: the reason, and the events raised (`remediation`, plus `flap_guard` when
@@ -259,14 +294,52 @@ pub enum RemediateError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// The guard state file could not be read.
+    #[error("guard state: {0}")]
+    State(#[from] state::StateError),
 }
 
+/// One action's guard, times in [`GuardClock`] milliseconds.
 #[derive(Debug, Default)]
 struct Guard {
     running: bool,
-    last_run: Option<Instant>,
-    runs: VecDeque<Instant>,
-    suspended_until: Option<Instant>,
+    last_run: Option<i64>,
+    runs: VecDeque<i64>,
+    suspended_until: Option<i64>,
+}
+
+impl Guard {
+    fn stored(&self) -> StoredGuard {
+        StoredGuard {
+            last_run_ms: self.last_run,
+            runs_ms: self.runs.iter().copied().collect(),
+            suspended_until_ms: self.suspended_until,
+        }
+    }
+
+    /// The guard restored from the file: future times clamped to now, a suspension to at
+    /// most one flap window from now, runs older than the window forgotten.
+    fn restored(s: StoredGuard, now_ms: i64, window: Duration) -> Guard {
+        let s = s.clamped(now_ms);
+        let window_ms = window.as_millis() as i64;
+        Guard {
+            running: false,
+            last_run: s.last_run_ms,
+            runs: s
+                .runs_ms
+                .into_iter()
+                .filter(|t| now_ms - t < window_ms)
+                .collect(),
+            suspended_until: s
+                .suspended_until_ms
+                .map(|u| u.min(now_ms + window_ms))
+                .filter(|u| *u > now_ms),
+        }
+    }
+}
+
+fn ms(d: i64) -> Duration {
+    Duration::from_millis(d.max(0) as u64)
 }
 
 #[derive(Debug)]
@@ -285,6 +358,26 @@ struct Inner {
     audit: AuditLog,
     events: Mutex<VecDeque<Event>>,
     dropped_events: Mutex<u64>,
+    clock: GuardClock,
+    store: GuardStore,
+    state_errors: Mutex<u64>,
+}
+
+impl Inner {
+    /// Every action's guard as it should be stored.
+    fn snapshot(&self) -> StateFile {
+        let mut f = StateFile {
+            version: state::STATE_VERSION,
+            ..Default::default()
+        };
+        for (name, e) in &self.actions {
+            let g = e.guard.lock().unwrap_or_else(|p| p.into_inner()).stored();
+            if !g.is_empty() {
+                f.actions.insert(name.clone(), g);
+            }
+        }
+        f
+    }
 }
 
 /// Runs allow-listed actions under the safety rules. Cheap to clone; clones share state.
@@ -311,8 +404,9 @@ fn excerpt(s: &str) -> String {
 
 impl Remediator {
     /// Validates `actions` (every problem at once, including a `user` that needs root while
-    /// the agent is not root) and opens the audit log (`settings.audit_log`, else
-    /// `data_dir/remediation-audit.jsonl`).
+    /// the agent is not root), opens the audit log (`settings.audit_log`, else
+    /// `data_dir/remediation-audit.jsonl`) and restores the guard state from
+    /// `data_dir/remediation-state.json`.
     pub fn new(
         settings: RemediationSettings,
         actions: Vec<ActionConfig>,
@@ -356,6 +450,26 @@ impl Remediator {
             .clone()
             .unwrap_or_else(|| data_dir.join(DEFAULT_AUDIT_FILE));
         let audit = AuditLog::open(&audit_path)?;
+        let (store, stored, loaded) = GuardStore::open(&data_dir.join(state::STATE_FILE))?;
+        match &loaded {
+            LoadOutcome::MovedAside { moved_to, error } => tracing::error!(
+                moved_to = %moved_to.display(), %error,
+                "remediation guard state was unreadable: moved aside, cooldowns and flap guards start over"
+            ),
+            LoadOutcome::Loaded => tracing::info!(
+                path = %store.path().display(), actions = stored.actions.len(),
+                "remediation guard state restored"
+            ),
+            LoadOutcome::Fresh => {}
+        }
+        let clock = GuardClock::start();
+        let now = clock.now_ms();
+        for (name, g) in stored.actions {
+            // State of actions no longer configured is dropped with the next write.
+            if let Some(e) = entries.get_mut(&name) {
+                e.guard = Mutex::new(Guard::restored(g, now, e.config.flap_window()));
+            }
+        }
         let slots = settings
             .max_concurrent
             .unwrap_or(config::DEFAULT_MAX_CONCURRENT);
@@ -368,6 +482,9 @@ impl Remediator {
                 audit,
                 events: Mutex::new(VecDeque::new()),
                 dropped_events: Mutex::new(0),
+                clock,
+                store,
+                state_errors: Mutex::new(0),
             }),
         })
     }
@@ -399,6 +516,43 @@ impl Remediator {
             .dropped_events
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Times the guard state could not be saved (each is also logged).
+    pub fn state_errors(&self) -> u64 {
+        *self
+            .inner
+            .state_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The guard state file's path.
+    pub fn state_path(&self) -> &Path {
+        self.inner.store.path()
+    }
+
+    /// Writes every guard to the state file, off the async threads. A failure is logged and
+    /// counted but does not stop the run: the in-memory guard still holds in this process.
+    async fn save_state(&self) {
+        let inner = Arc::clone(&self.inner);
+        let r = tokio::task::spawn_blocking(move || {
+            let i = Arc::clone(&inner);
+            inner.store.save(move || i.snapshot())
+        })
+        .await;
+        let err = match r {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        *self
+            .inner
+            .state_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += 1;
+        tracing::error!(error = %err, path = %self.inner.store.path().display(),
+            "could not save the remediation guard state; a restart would forget cooldowns");
     }
 
     fn queue(&self, events: &[Event]) {
@@ -482,6 +636,34 @@ impl Remediator {
             dry_run: false,
         })
         .await
+    }
+
+    /// Refuses a remote request before it reaches the safety rules (too many in progress,
+    /// or a malformed request): audited and raised as a `remediation` event like any other
+    /// refusal. An action name longer than 256 bytes is cut in the record.
+    pub async fn refuse_remote(
+        &self,
+        action_name: &str,
+        requested_by: &str,
+        reason: RefusalReason,
+    ) -> Refusal {
+        let mut action = action_name.to_string();
+        if action.len() > 256 {
+            let mut end = 256;
+            while !action.is_char_boundary(end) {
+                end -= 1;
+            }
+            action.truncate(end);
+            action.push('…');
+        }
+        let req = RunRequest {
+            action,
+            trigger: Trigger::Remote {
+                requested_by: requested_by.to_string(),
+            },
+            dry_run: false,
+        };
+        self.refuse(&req, reason, vec![]).await
     }
 
     fn base_record(&self, req: &RunRequest, outcome: &str, reason: Option<String>) -> AuditRecord {
@@ -633,24 +815,25 @@ impl Remediator {
         // Guards: decide and record the run under one lock.
         let verdict = {
             let mut g = entry.guard.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
+            let now = self.inner.clock.now_ms();
             let window = a.flap_window();
+            let window_ms = window.as_millis() as i64;
             if g.running {
                 Err(RefusalReason::AlreadyRunning)
             } else if let Some(until) = g.suspended_until.filter(|u| *u > now) {
-                Err(RefusalReason::Suspended(until - now))
+                Err(RefusalReason::Suspended(ms(until - now)))
             } else if let Some(left) = g
                 .last_run
-                .map(|l| a.cooldown().saturating_sub(now - l))
+                .map(|l| a.cooldown().saturating_sub(ms(now - l)))
                 .filter(|d| !d.is_zero())
             {
                 Err(RefusalReason::CoolingDown(left))
             } else {
-                while g.runs.front().is_some_and(|t| now - *t >= window) {
+                while g.runs.front().is_some_and(|t| now - *t >= window_ms) {
                     g.runs.pop_front();
                 }
                 if g.runs.len() >= a.flap_max_runs() as usize {
-                    g.suspended_until = Some(now + window);
+                    g.suspended_until = Some(now + window_ms);
                     Err(RefusalReason::FlapGuardTripped {
                         runs: g.runs.len(),
                         window,
@@ -663,6 +846,12 @@ impl Remediator {
                 }
             }
         };
+        match &verdict {
+            // Admitted runs and a tripped guard change the state: store it before anything
+            // executes, so a crash during the run cannot erase it.
+            Ok(()) | Err(RefusalReason::FlapGuardTripped { .. }) => self.save_state().await,
+            Err(_) => {}
+        }
         if let Err(reason) = verdict {
             return Err(self.refuse(&req, reason, argv).await);
         }

@@ -3,7 +3,10 @@
 //! acknowledges it as durable. Up to `max_in_flight` batches are outstanding at once. Newly
 //! collected ("live") batches, and priority batches before them, go ahead of the backlog;
 //! the backlog drains oldest first. Connection failures rotate through the configured
-//! collector addresses with exponential backoff and jitter.
+//! collector addresses with exponential backoff and jitter. The collector may open streams
+//! of its own on the connection to ask for an allow-listed action ([`remote`]).
+
+pub mod remote;
 
 use crate::buffer::{Buffer, BufferedBatch};
 use crate::telemetry::AgentMetrics;
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use vigil_shared::codec::{self, AgentMessage, CollectorMessage, RejectReason};
 
 /// Errors from one send or connection attempt.
@@ -95,6 +99,9 @@ pub struct Shipper {
     pub status: Arc<Mutex<ConnectionStatus>>,
     pub live: mpsc::Receiver<LiveBatch>,
     pub now_ms: fn() -> i64,
+    /// Serves the collector's remote action requests; None refuses them all (the streams
+    /// are never accepted).
+    pub remote: Option<remote::RemoteActions>,
 }
 
 /// The backoff before attempt `failures` (1-based): exponential, capped, with full jitter
@@ -157,7 +164,16 @@ impl Shipper {
                         s.connected = true;
                         s.connected_since_ms = Some(now);
                     });
+                    let requests = self.remote.clone().map(|r| {
+                        tokio::spawn(
+                            r.accept(conn.clone())
+                                .instrument(tracing::info_span!("remote_requests")),
+                        )
+                    });
                     let progressed = self.drive(&conn, &cancel).await;
+                    if let Some(h) = requests {
+                        h.abort();
+                    }
                     conn.close(0u32.into(), b"agent closing connection");
                     self.set_status(|s| {
                         s.connected = false;

@@ -9,11 +9,14 @@
 //! - `GET /api/v1/agents`: agents seen, whether connected, last seen, lag.
 //! - `GET /api/v1/analytics/anomalies?limit=…`: recent anomaly events from agents, newest
 //!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
+//! - `POST /api/v1/agents/{agent}/actions/{name}[?timeout=…]`: ask a connected agent to run
+//!   an allow-listed action and return its answer ([`actions`]).
 //! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
 //! - the Prometheus query API, merged from [`crate::query`].
 //! - Alertmanager's v2 silences, alerts and status API, merged from [`alertmanager`].
 
 pub mod alertmanager;
+pub mod actions;
 pub mod remote_write;
 
 use crate::ingest::AgentRegistry;

@@ -2,7 +2,12 @@
 //! agent's identity from its certificate, and answers every batch stream with an
 //! acknowledgement sent only after the storage has made the batch durable (or recognised it
 //! as a duplicate). Oversized, malformed or slow frames are refused with a logged reason and
-//! affect only their own stream.
+//! affect only their own stream. Each connection is also registered in [`AgentCommands`], so
+//! the collector can ask the agent to run an allow-listed action ([`commands`]).
+
+pub mod commands;
+
+pub use commands::AgentCommands;
 
 use crate::rules::manager::SamplesArrived;
 use crate::storage::{AppendOutcome, Storage};
@@ -83,6 +88,8 @@ pub struct Ingest {
     pub now_ms: fn() -> i64,
     /// Raised after every stored batch, so alerting rules see new samples at once.
     pub samples_arrived: SamplesArrived,
+    /// Where connections register to take remote action requests.
+    pub commands: AgentCommands,
 }
 
 impl Ingest {
@@ -147,6 +154,7 @@ impl Ingest {
             a.last_seen_ms = Some(now);
         });
         tracing::info!(%agent, %remote, "agent connected");
+        let registration = self.commands.register(&agent, conn.clone());
         let streams = TaskTracker::new();
         loop {
             let stream = tokio::select! {
@@ -165,6 +173,7 @@ impl Ingest {
                 }
             }
         }
+        drop(registration);
         streams.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), streams.wait()).await;
         self.metrics.connected_agents.dec();
@@ -271,8 +280,11 @@ impl Ingest {
                 request_id,
                 accepted,
                 detail,
+                ..
             } => {
-                tracing::info!(%agent, request_id, accepted, %detail, "action result");
+                // Answers travel on the collector's request stream ([`commands`]); one on a
+                // stream of the agent's own answers nothing.
+                tracing::warn!(%agent, request_id, accepted, %detail, "unsolicited action result");
                 let _ = send.finish();
                 return;
             }

@@ -864,3 +864,50 @@ fn serve_webhook_conn(conn: TcpStream, rec: &Mutex<Vec<Received>>) {
         }
     }
 }
+
+/// `POST path` (empty body) to the collector's HTTP API; returns status and body.
+pub fn http_post(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "POST", path, &[], b"")
+}
+
+/// Asks the collector to have `agent` run `action` (`POST
+/// /api/v1/agents/{agent}/actions/{action}`, plus `query` such as `?timeout=2s`); returns the
+/// status and the parsed JSON body.
+pub fn remote_action(
+    c: &Collector,
+    agent: &str,
+    action: &str,
+    query: &str,
+) -> (u16, serde_json::Value) {
+    let path = format!(
+        "/api/v1/agents/{}/actions/{}{query}",
+        urlencode(agent),
+        urlencode(action)
+    );
+    let (code, body) = http_post(c.http, &path).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let v = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("POST {path}: {code} with a non-JSON body ({e}): {body}"));
+    (code, v)
+}
+
+/// The value of one sample line of the collector's `/metrics` (exact series text, e.g.
+/// `vigil_collector_remote_actions_total{result="ok"}`), if present.
+pub fn collector_metric(c: &Collector, series: &str) -> Option<f64> {
+    let (_, body) = c.get("/metrics");
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Waits until `vigil-agent status` reports a connected collector.
+pub fn wait_agent_connected(a: &Agent, timeout: Duration) {
+    wait_for(
+        timeout,
+        || a.status().1["collector"]["connected"] == serde_json::Value::Bool(true),
+        "the agent to connect to the collector",
+    );
+}
