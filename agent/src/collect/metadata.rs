@@ -166,6 +166,7 @@ impl MetadataTracker {
             .map(|(n, v)| format!("{n}={v},"))
             .collect();
         let mut out = Vec::new();
+        let mut tracked = self.sent.len();
         for m in metas {
             let key = (key_src.clone(), m.family.clone());
             match self.sent.get_mut(&key) {
@@ -175,7 +176,8 @@ impl MetadataTracker {
                     *entry = (m.kind, m.help.clone(), now_ms);
                     out.push(metadata_event(m, source, now_ms));
                 }
-                None if self.sent.len() < MAX_TRACKED => {
+                None if tracked < MAX_TRACKED => {
+                    tracked += 1;
                     self.sent.insert(key, (m.kind, m.help.clone(), now_ms));
                     out.push(metadata_event(m, source, now_ms));
                 }
