@@ -145,6 +145,16 @@ impl GroupKeyCache {
     }
 }
 
+/// The hash of `labels`' group under `grouping` (the hash [`GroupKeyCache`] uses).
+pub fn group_hash(labels: &Labels, grouping: &Grouping) -> u64 {
+    hash_pairs(group_pairs(labels, grouping))
+}
+
+/// True when `labels` belongs to the group whose label set is `key`.
+pub fn same_group(labels: &Labels, grouping: &Grouping, key: &Labels) -> bool {
+    group_pairs(labels, grouping).eq(key.iter())
+}
+
 /// The group label set of `labels` under `grouping`.
 pub fn group_key(labels: &Labels, grouping: &Grouping) -> SharedLabels {
     fresh_key(labels, grouping).0

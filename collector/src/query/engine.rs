@@ -15,7 +15,8 @@ use regex::Regex;
 use vigil_shared::model::{Labels, Point, METRIC_NAME};
 
 use super::aggregate::{
-    aggregate_cached, group_key, valid_label_name, AggParam, GroupKeyCache, SimpleAcc,
+    aggregate_cached, group_hash, group_key, same_group, valid_label_name, AggParam,
+    GroupKeyCache, SimpleAcc,
 };
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
 use super::functions as f;
@@ -109,6 +110,8 @@ impl Engine {
         let step_default = super::duration_ms(self.opts.default_subquery_step);
         let node = plan::plan(query, t_ms, t_ms, step_default)?;
         let mut ev = Evaluator::new(self, &node, t_ms, t_ms, self.timeout(timeout))?;
+        ev.grid = Some((t_ms, 1, 1));
+        collect_batchable(&node, &mut ev.batchable);
         let v = ev.eval(&node, t_ms)?;
         Ok(match v {
             StepValue::Scalar(value) => QueryValue::Scalar { t_ms, value },
@@ -641,24 +644,36 @@ impl<'a> Evaluator<'a> {
             return Ok(None);
         };
         let op = a.op;
-        let keep_name = c.name == "last_over_time";
-        // Each series' group.
+        // The function drops the metric name (except `last_over_time`); that changes a
+        // series' group only when `by` names `__name__` (`without` never keeps it).
+        let name_matters = c.name != "last_over_time"
+            && matches!(&a.grouping, plan::Grouping::By(names) if names.iter().any(|n| n == METRIC_NAME));
+        // Each series' group, allocating a key only for a new group.
         let mut group_of: Vec<usize> = Vec::with_capacity(self.data[s.id].len());
         let mut keys: Vec<SharedLabels> = Vec::new();
-        let mut index: HashMap<SharedLabels, usize, FnvBuild> = HashMap::default();
+        let mut index: HashMap<u64, Vec<usize>, FnvBuild> = HashMap::default();
         for sr in self.data[s.id].iter_mut() {
-            let labels = if keep_name {
-                sr.labels.clone()
-            } else {
+            let labels = if name_matters {
                 sr.dropped
                     .get_or_insert_with(|| self.cache.drop_name(&sr.labels))
                     .clone()
+            } else {
+                sr.labels.clone()
             };
-            let key = group_key(&labels, &a.grouping);
-            let g = *index.entry(key.clone()).or_insert_with(|| {
-                keys.push(key);
-                keys.len() - 1
-            });
+            let hash = group_hash(&labels, &a.grouping);
+            let candidates = index.entry(hash).or_default();
+            let g = match candidates
+                .iter()
+                .copied()
+                .find(|&g| same_group(&labels, &a.grouping, &keys[g]))
+            {
+                Some(g) => g,
+                None => {
+                    keys.push(group_key(&labels, &a.grouping));
+                    candidates.push(keys.len() - 1);
+                    keys.len() - 1
+                }
+            };
             group_of.push(g);
         }
         let groups = keys.len();
