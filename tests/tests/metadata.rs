@@ -169,7 +169,7 @@ fn metadata_matches_prometheus_for_the_same_scrape_and_survives_a_restart() {
         "/api/v1/metadata?metric=app_requests_total",
         "/api/v1/metadata?metric=app_untyped",
         "/api/v1/metadata?metric=app_help_only",
-        "/api/v1/metadata?metric=app_latency_seconds&limit_per_metric=1",
+        "/api/v1/metadata?metric=app_latency_seconds",
         "/api/v1/metadata?metric=nope",
         "/api/v1/metadata?metric=app_temperature_celsius&limit=1",
         "/api/v1/metadata?metric=app_temperature_celsius&limit=0",
@@ -180,14 +180,19 @@ fn metadata_matches_prometheus_for_the_same_scrape_and_survives_a_restart() {
         assert_eq!(pv["status"], vv["status"], "{path}");
         assert_eq!(app_families(&pv), app_families(&vv), "{path}");
     }
-    for path in [
-        "/api/v1/metadata?limit=x",
-        "/api/v1/metadata?limit_per_metric=1.5",
-    ] {
-        let (pc, pv) = json(prom.addr, path);
-        let (vc, vv) = json(c.http, path);
-        assert_eq!((pc, &pv["errorType"], &pv["error"]), (vc, &vv["errorType"], &vv["error"]), "{path}");
-    }
+    let path = "/api/v1/metadata?limit=x";
+    let (pc, pv) = json(prom.addr, path);
+    let (vc, vv) = json(c.http, path);
+    assert_eq!(
+        (pc, &pv["errorType"], &pv["error"]),
+        (vc, &vv["errorType"], &vv["error"]),
+        "{path}"
+    );
+    // Prometheus 2.42 ignores `limit_per_metric` (later versions read it as Vigil does, with
+    // the same error for a non-number), so it is checked on Vigil alone.
+    let (vc, vv) = json(c.http, "/api/v1/metadata?limit_per_metric=1.5");
+    assert_eq!(vc, 400);
+    assert_eq!(vv["error"], "limit_per_metric must be a number");
     // `limit` counts families: with five app families and host ones, two come back.
     let (_, v) = json(c.http, "/api/v1/metadata?limit=2");
     assert_eq!(v["data"].as_object().unwrap().len(), 2);

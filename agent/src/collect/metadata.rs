@@ -27,64 +27,284 @@ pub const MAX_TRACKED: usize = 50_000;
 /// node_exporter 1.5.0's TYPE and HELP for the fixed-name host metrics the agent collects
 /// (taken from `prometheus-node-exporter --web.listen-address` output).
 const HOST_METADATA: &[(&str, MetricKind, &str)] = &[
-    ("node_boot_time_seconds", MetricKind::Gauge, "Node boot time, in unixtime."),
-    ("node_context_switches_total", MetricKind::Counter, "Total number of context switches."),
-    ("node_cpu_guest_seconds_total", MetricKind::Counter, "Seconds the CPUs spent in guests (VMs) for each mode."),
-    ("node_cpu_seconds_total", MetricKind::Counter, "Seconds the CPUs spent in each mode."),
-    ("node_disk_discard_time_seconds_total", MetricKind::Counter, "This is the total number of seconds spent by all discards."),
-    ("node_disk_discarded_sectors_total", MetricKind::Counter, "The total number of sectors discarded successfully."),
-    ("node_disk_discards_completed_total", MetricKind::Counter, "The total number of discards completed successfully."),
-    ("node_disk_discards_merged_total", MetricKind::Counter, "The total number of discards merged."),
-    ("node_disk_flush_requests_time_seconds_total", MetricKind::Counter, "This is the total number of seconds spent by all flush requests."),
-    ("node_disk_flush_requests_total", MetricKind::Counter, "The total number of flush requests completed successfully"),
-    ("node_disk_io_now", MetricKind::Gauge, "The number of I/Os currently in progress."),
-    ("node_disk_io_time_seconds_total", MetricKind::Counter, "Total seconds spent doing I/Os."),
-    ("node_disk_io_time_weighted_seconds_total", MetricKind::Counter, "The weighted # of seconds spent doing I/Os."),
-    ("node_disk_read_bytes_total", MetricKind::Counter, "The total number of bytes read successfully."),
-    ("node_disk_read_time_seconds_total", MetricKind::Counter, "The total number of seconds spent by all reads."),
-    ("node_disk_reads_completed_total", MetricKind::Counter, "The total number of reads completed successfully."),
-    ("node_disk_reads_merged_total", MetricKind::Counter, "The total number of reads merged."),
-    ("node_disk_write_time_seconds_total", MetricKind::Counter, "This is the total number of seconds spent by all writes."),
-    ("node_disk_writes_completed_total", MetricKind::Counter, "The total number of writes completed successfully."),
-    ("node_disk_writes_merged_total", MetricKind::Counter, "The number of writes merged."),
-    ("node_disk_written_bytes_total", MetricKind::Counter, "The total number of bytes written successfully."),
-    ("node_filesystem_avail_bytes", MetricKind::Gauge, "Filesystem space available to non-root users in bytes."),
-    ("node_filesystem_device_error", MetricKind::Gauge, "Whether an error occurred while getting statistics for the given device."),
-    ("node_filesystem_files", MetricKind::Gauge, "Filesystem total file nodes."),
-    ("node_filesystem_files_free", MetricKind::Gauge, "Filesystem total free file nodes."),
-    ("node_filesystem_free_bytes", MetricKind::Gauge, "Filesystem free space in bytes."),
-    ("node_filesystem_readonly", MetricKind::Gauge, "Filesystem read-only status."),
-    ("node_filesystem_size_bytes", MetricKind::Gauge, "Filesystem size in bytes."),
-    ("node_forks_total", MetricKind::Counter, "Total number of forks."),
-    ("node_intr_total", MetricKind::Counter, "Total number of interrupts serviced."),
+    (
+        "node_boot_time_seconds",
+        MetricKind::Gauge,
+        "Node boot time, in unixtime.",
+    ),
+    (
+        "node_context_switches_total",
+        MetricKind::Counter,
+        "Total number of context switches.",
+    ),
+    (
+        "node_cpu_guest_seconds_total",
+        MetricKind::Counter,
+        "Seconds the CPUs spent in guests (VMs) for each mode.",
+    ),
+    (
+        "node_cpu_seconds_total",
+        MetricKind::Counter,
+        "Seconds the CPUs spent in each mode.",
+    ),
+    (
+        "node_disk_discard_time_seconds_total",
+        MetricKind::Counter,
+        "This is the total number of seconds spent by all discards.",
+    ),
+    (
+        "node_disk_discarded_sectors_total",
+        MetricKind::Counter,
+        "The total number of sectors discarded successfully.",
+    ),
+    (
+        "node_disk_discards_completed_total",
+        MetricKind::Counter,
+        "The total number of discards completed successfully.",
+    ),
+    (
+        "node_disk_discards_merged_total",
+        MetricKind::Counter,
+        "The total number of discards merged.",
+    ),
+    (
+        "node_disk_flush_requests_time_seconds_total",
+        MetricKind::Counter,
+        "This is the total number of seconds spent by all flush requests.",
+    ),
+    (
+        "node_disk_flush_requests_total",
+        MetricKind::Counter,
+        "The total number of flush requests completed successfully",
+    ),
+    (
+        "node_disk_io_now",
+        MetricKind::Gauge,
+        "The number of I/Os currently in progress.",
+    ),
+    (
+        "node_disk_io_time_seconds_total",
+        MetricKind::Counter,
+        "Total seconds spent doing I/Os.",
+    ),
+    (
+        "node_disk_io_time_weighted_seconds_total",
+        MetricKind::Counter,
+        "The weighted # of seconds spent doing I/Os.",
+    ),
+    (
+        "node_disk_read_bytes_total",
+        MetricKind::Counter,
+        "The total number of bytes read successfully.",
+    ),
+    (
+        "node_disk_read_time_seconds_total",
+        MetricKind::Counter,
+        "The total number of seconds spent by all reads.",
+    ),
+    (
+        "node_disk_reads_completed_total",
+        MetricKind::Counter,
+        "The total number of reads completed successfully.",
+    ),
+    (
+        "node_disk_reads_merged_total",
+        MetricKind::Counter,
+        "The total number of reads merged.",
+    ),
+    (
+        "node_disk_write_time_seconds_total",
+        MetricKind::Counter,
+        "This is the total number of seconds spent by all writes.",
+    ),
+    (
+        "node_disk_writes_completed_total",
+        MetricKind::Counter,
+        "The total number of writes completed successfully.",
+    ),
+    (
+        "node_disk_writes_merged_total",
+        MetricKind::Counter,
+        "The number of writes merged.",
+    ),
+    (
+        "node_disk_written_bytes_total",
+        MetricKind::Counter,
+        "The total number of bytes written successfully.",
+    ),
+    (
+        "node_filesystem_avail_bytes",
+        MetricKind::Gauge,
+        "Filesystem space available to non-root users in bytes.",
+    ),
+    (
+        "node_filesystem_device_error",
+        MetricKind::Gauge,
+        "Whether an error occurred while getting statistics for the given device.",
+    ),
+    (
+        "node_filesystem_files",
+        MetricKind::Gauge,
+        "Filesystem total file nodes.",
+    ),
+    (
+        "node_filesystem_files_free",
+        MetricKind::Gauge,
+        "Filesystem total free file nodes.",
+    ),
+    (
+        "node_filesystem_free_bytes",
+        MetricKind::Gauge,
+        "Filesystem free space in bytes.",
+    ),
+    (
+        "node_filesystem_readonly",
+        MetricKind::Gauge,
+        "Filesystem read-only status.",
+    ),
+    (
+        "node_filesystem_size_bytes",
+        MetricKind::Gauge,
+        "Filesystem size in bytes.",
+    ),
+    (
+        "node_forks_total",
+        MetricKind::Counter,
+        "Total number of forks.",
+    ),
+    (
+        "node_intr_total",
+        MetricKind::Counter,
+        "Total number of interrupts serviced.",
+    ),
     ("node_load1", MetricKind::Gauge, "1m load average."),
     ("node_load15", MetricKind::Gauge, "15m load average."),
     ("node_load5", MetricKind::Gauge, "5m load average."),
-    ("node_network_carrier", MetricKind::Gauge, "Network device property: carrier"),
-    ("node_network_info", MetricKind::Gauge, "Non-numeric data from /sys/class/net/<iface>, value is always 1."),
-    ("node_network_mtu_bytes", MetricKind::Gauge, "Network device property: mtu_bytes"),
-    ("node_network_receive_bytes_total", MetricKind::Counter, "Network device statistic receive_bytes."),
-    ("node_network_receive_compressed_total", MetricKind::Counter, "Network device statistic receive_compressed."),
-    ("node_network_receive_drop_total", MetricKind::Counter, "Network device statistic receive_drop."),
-    ("node_network_receive_errs_total", MetricKind::Counter, "Network device statistic receive_errs."),
-    ("node_network_receive_fifo_total", MetricKind::Counter, "Network device statistic receive_fifo."),
-    ("node_network_receive_frame_total", MetricKind::Counter, "Network device statistic receive_frame."),
-    ("node_network_receive_multicast_total", MetricKind::Counter, "Network device statistic receive_multicast."),
-    ("node_network_receive_packets_total", MetricKind::Counter, "Network device statistic receive_packets."),
-    ("node_network_transmit_bytes_total", MetricKind::Counter, "Network device statistic transmit_bytes."),
-    ("node_network_transmit_carrier_total", MetricKind::Counter, "Network device statistic transmit_carrier."),
-    ("node_network_transmit_colls_total", MetricKind::Counter, "Network device statistic transmit_colls."),
-    ("node_network_transmit_compressed_total", MetricKind::Counter, "Network device statistic transmit_compressed."),
-    ("node_network_transmit_drop_total", MetricKind::Counter, "Network device statistic transmit_drop."),
-    ("node_network_transmit_errs_total", MetricKind::Counter, "Network device statistic transmit_errs."),
-    ("node_network_transmit_fifo_total", MetricKind::Counter, "Network device statistic transmit_fifo."),
-    ("node_network_transmit_packets_total", MetricKind::Counter, "Network device statistic transmit_packets."),
-    ("node_network_up", MetricKind::Gauge, "Value is 1 if operstate is 'up', 0 otherwise."),
-    ("node_procs_blocked", MetricKind::Gauge, "Number of processes blocked waiting for I/O to complete."),
-    ("node_procs_running", MetricKind::Gauge, "Number of processes in runnable state."),
-    ("node_scrape_collector_success", MetricKind::Gauge, "node_exporter: Whether a collector succeeded."),
-    ("node_time_seconds", MetricKind::Gauge, "System time in seconds since epoch (1970)."),
-    ("node_uname_info", MetricKind::Gauge, "Labeled system information as provided by the uname system call."),
+    (
+        "node_network_carrier",
+        MetricKind::Gauge,
+        "Network device property: carrier",
+    ),
+    (
+        "node_network_info",
+        MetricKind::Gauge,
+        "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
+    ),
+    (
+        "node_network_mtu_bytes",
+        MetricKind::Gauge,
+        "Network device property: mtu_bytes",
+    ),
+    (
+        "node_network_receive_bytes_total",
+        MetricKind::Counter,
+        "Network device statistic receive_bytes.",
+    ),
+    (
+        "node_network_receive_compressed_total",
+        MetricKind::Counter,
+        "Network device statistic receive_compressed.",
+    ),
+    (
+        "node_network_receive_drop_total",
+        MetricKind::Counter,
+        "Network device statistic receive_drop.",
+    ),
+    (
+        "node_network_receive_errs_total",
+        MetricKind::Counter,
+        "Network device statistic receive_errs.",
+    ),
+    (
+        "node_network_receive_fifo_total",
+        MetricKind::Counter,
+        "Network device statistic receive_fifo.",
+    ),
+    (
+        "node_network_receive_frame_total",
+        MetricKind::Counter,
+        "Network device statistic receive_frame.",
+    ),
+    (
+        "node_network_receive_multicast_total",
+        MetricKind::Counter,
+        "Network device statistic receive_multicast.",
+    ),
+    (
+        "node_network_receive_packets_total",
+        MetricKind::Counter,
+        "Network device statistic receive_packets.",
+    ),
+    (
+        "node_network_transmit_bytes_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_bytes.",
+    ),
+    (
+        "node_network_transmit_carrier_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_carrier.",
+    ),
+    (
+        "node_network_transmit_colls_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_colls.",
+    ),
+    (
+        "node_network_transmit_compressed_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_compressed.",
+    ),
+    (
+        "node_network_transmit_drop_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_drop.",
+    ),
+    (
+        "node_network_transmit_errs_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_errs.",
+    ),
+    (
+        "node_network_transmit_fifo_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_fifo.",
+    ),
+    (
+        "node_network_transmit_packets_total",
+        MetricKind::Counter,
+        "Network device statistic transmit_packets.",
+    ),
+    (
+        "node_network_up",
+        MetricKind::Gauge,
+        "Value is 1 if operstate is 'up', 0 otherwise.",
+    ),
+    (
+        "node_procs_blocked",
+        MetricKind::Gauge,
+        "Number of processes blocked waiting for I/O to complete.",
+    ),
+    (
+        "node_procs_running",
+        MetricKind::Gauge,
+        "Number of processes in runnable state.",
+    ),
+    (
+        "node_scrape_collector_success",
+        MetricKind::Gauge,
+        "node_exporter: Whether a collector succeeded.",
+    ),
+    (
+        "node_time_seconds",
+        MetricKind::Gauge,
+        "System time in seconds since epoch (1970).",
+    ),
+    (
+        "node_uname_info",
+        MetricKind::Gauge,
+        "Labeled system information as provided by the uname system call.",
+    ),
 ];
 
 /// The metadata node_exporter 1.5 exposes for host metric `family`, or `None` for a name it
@@ -161,10 +381,7 @@ impl MetadataTracker {
         source: &[(&str, &str)],
         now_ms: i64,
     ) -> Vec<Event> {
-        let key_src: String = source
-            .iter()
-            .map(|(n, v)| format!("{n}={v},"))
-            .collect();
+        let key_src: String = source.iter().map(|(n, v)| format!("{n}={v},")).collect();
         let mut out = Vec::new();
         let mut tracked = self.sent.len();
         for m in metas {
@@ -220,16 +437,21 @@ mod tests {
         assert_eq!(first[0].kind, METADATA_EVENT_KIND);
         assert_eq!(first[0].labels.name(), "reqs");
         assert_eq!(first[0].labels.get("job"), Some("app"));
-        assert_eq!(first[0].fields[0], ("type".to_string(), "counter".to_string()));
+        assert_eq!(
+            first[0].fields[0],
+            ("type".to_string(), "counter".to_string())
+        );
         assert!(t.events(&[m("Requests.")], &src, 1000).is_empty());
         assert_eq!(t.events(&[m("Requests served.")], &src, 2000).len(), 1);
         assert_eq!(
-            t.events(&[m("Requests served.")], &[("job", "other")], 2000).len(),
+            t.events(&[m("Requests served.")], &[("job", "other")], 2000)
+                .len(),
             1,
             "another source is tracked apart"
         );
         assert_eq!(
-            t.events(&[m("Requests served.")], &src, 2000 + RESEND_INTERVAL_MS).len(),
+            t.events(&[m("Requests served.")], &src, 2000 + RESEND_INTERVAL_MS)
+                .len(),
             1
         );
         let untyped = MetricMeta {

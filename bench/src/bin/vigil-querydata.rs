@@ -15,9 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use vigil_collector::api::remote_write::{
-    Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
-};
+use vigil_collector::api::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 
 #[derive(Parser)]
 #[command(about = "Writes the PromQL benchmark's data set over remote_write")]
@@ -109,7 +107,10 @@ fn histograms(n: usize) -> Family {
     for i in 0..n {
         let base = [
             ("job", format!("job-{}", i % 10)),
-            ("instance", format!("10.1.{}.{}:9090", (i / 10) % 100 / 10, (i / 10) % 100)),
+            (
+                "instance",
+                format!("10.1.{}.{}:9090", (i / 10) % 100 / 10, (i / 10) % 100),
+            ),
             ("handler", HANDLERS[(i / 100) % 10].to_string()),
         ];
         let reqs = 5.0 + (i % 13) as f64;
@@ -129,10 +130,7 @@ fn histograms(n: usize) -> Family {
         }
         for (suffix, r) in [("_sum", reqs * 0.2), ("_count", reqs)] {
             let mut p: Vec<(&str, String)> = base.to_vec();
-            p.push((
-                "__name__",
-                format!("http_request_duration_seconds{suffix}"),
-            ));
+            p.push(("__name__", format!("http_request_duration_seconds{suffix}")));
             out.labels.push(labels(&p));
             out.rate.push(r);
             out.group.push(i);
@@ -196,7 +194,10 @@ async fn post(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.interval_seconds > 0, "--interval-seconds must be positive");
+    anyhow::ensure!(
+        args.interval_seconds > 0,
+        "--interval-seconds must be positive"
+    );
     let step_ms = args.interval_seconds * 1000;
     let end_ms = match args.end_ms {
         Some(t) => t,

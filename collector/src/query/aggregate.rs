@@ -525,9 +525,8 @@ mod tests {
                     .enumerate()
                     .map(|(i, &v)| s("m", &[("i", &i.to_string())], v))
                     .collect();
-                let want = aggregate(op, &Grouping::By(vec![]), &AggParam::None, input)
-                    .unwrap()[0]
-                    .value;
+                let want =
+                    aggregate(op, &Grouping::By(vec![]), &AggParam::None, input).unwrap()[0].value;
                 let mut acc = SimpleAcc::new(op, vals[0]);
                 for &v in &vals[1..] {
                     acc.add(op, v);

@@ -512,9 +512,7 @@ async fn metadata(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response
     match r {
         Ok(m) => match serde_json::to_string(&m) {
             Ok(body) => success(&body),
-            Err(e) => error_response(&QueryError::Execution(format!(
-                "encoding metadata: {e}"
-            ))),
+            Err(e) => error_response(&QueryError::Execution(format!("encoding metadata: {e}"))),
         },
         Err(e) => error_response(&e),
     }

@@ -15,8 +15,8 @@ use regex::Regex;
 use vigil_shared::model::{Labels, Point, METRIC_NAME};
 
 use super::aggregate::{
-    aggregate_cached, group_hash, group_key, same_group, valid_label_name, AggParam,
-    GroupKeyCache, SimpleAcc,
+    aggregate_cached, group_hash, group_key, same_group, valid_label_name, AggParam, GroupKeyCache,
+    SimpleAcc,
 };
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
 use super::functions as f;

@@ -524,7 +524,10 @@ mod tests {
     fn bad_entries_are_refused_with_a_reason() {
         let err = MetricMetadata::new("histo", "", "").unwrap_err();
         assert_eq!(err.to_string(), "unknown metric type \"histo\"");
-        assert_eq!(MetricMetadata::new("untyped", "", "").unwrap().kind, "unknown");
+        assert_eq!(
+            MetricMetadata::new("untyped", "", "").unwrap().kind,
+            "unknown"
+        );
         let s = MetadataStore::in_memory();
         assert!(matches!(
             s.record("x", "", meta("gauge", "")),
@@ -558,7 +561,10 @@ mod tests {
                 .unwrap();
         }
         let s = MetadataStore::open(dir.path()).unwrap();
-        assert_eq!(s.query(None, -1, -1)["up"], vec![meta("gauge", "Target up.")]);
+        assert_eq!(
+            s.query(None, -1, -1)["up"],
+            vec![meta("gauge", "Target up.")]
+        );
         assert_eq!(s.metrics().families.get(), 1);
         drop(s);
         std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
