@@ -3,6 +3,8 @@
 //! answer exactly what Prometheus answers for those families, for the same `metric`, `limit`
 //! and `limit_per_metric` parameters (and the same error for a bad one). Host metrics carry
 //! node_exporter's HELP; remote_write metadata is kept; everything survives a restart.
+// Blocking sleeps are what these synchronous, process-driving tests want.
+#![allow(clippy::disallowed_methods)]
 
 mod util;
 

@@ -229,16 +229,8 @@ impl SimpleAcc {
                 let n = self.count as f64;
                 self.mean += v / n - self.mean / n;
             }
-            AggOp::Max => {
-                if self.value < v || self.value.is_nan() {
-                    self.value = v;
-                }
-            }
-            AggOp::Min => {
-                if self.value > v || self.value.is_nan() {
-                    self.value = v;
-                }
-            }
+            AggOp::Max if self.value < v || self.value.is_nan() => self.value = v,
+            AggOp::Min if self.value > v || self.value.is_nan() => self.value = v,
             AggOp::Count => self.count += 1,
             AggOp::Stddev | AggOp::Stdvar => {
                 self.count += 1;

@@ -18,9 +18,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -251,9 +251,17 @@ impl Drop for MetadataStore {
     }
 }
 
+/// Waits for a change, lets further changes gather for [`FLUSH_DELAY`], writes, and
+/// repeats; writes once more and stops when the store is dropped.
 fn flusher(inner: Arc<Inner>, rx: Receiver<()>) {
     while rx.recv().is_ok() {
-        std::thread::sleep(FLUSH_DELAY);
+        let deadline = Instant::now() + FLUSH_DELAY;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
         inner.persist();
     }
     inner.persist();
@@ -420,11 +428,11 @@ impl MetadataStore {
     ) -> BTreeMap<String, Vec<MetricMetadata>> {
         let st = lock(&self.inner.state);
         let mut out = BTreeMap::new();
-        let selected: Box<dyn Iterator<Item = (&String, &Vec<(String, MetricMetadata)>)>> =
-            match metric {
-                Some(m) => Box::new(st.families.get_key_value(m).into_iter()),
-                None => Box::new(st.families.iter()),
-            };
+        type Entries<'a> = (&'a String, &'a Vec<(String, MetricMetadata)>);
+        let selected: Box<dyn Iterator<Item = Entries<'_>>> = match metric {
+            Some(m) => Box::new(st.families.get_key_value(m).into_iter()),
+            None => Box::new(st.families.iter()),
+        };
         for (name, entries) in selected {
             if limit >= 0 && out.len() as i64 >= limit {
                 break;
