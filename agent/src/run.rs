@@ -242,6 +242,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     })
     .context("setting up the host collector")?;
     let client = Arc::new(collect::ScrapeClient::new(collect::ScrapeOptions::default()));
+    let mut metadata = collect::MetadataTracker::default();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let signal = shutdown_signal();
@@ -266,6 +267,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         let (returned, mut series) = host_job.await.context("host collection task panicked")?;
         host = returned;
+        // TYPE/HELP travel as metadata events, each family once per change (see
+        // collect::metadata); they do not make a batch priority.
+        let mut meta_events = {
+            let mut families: Vec<&str> = series.iter().map(|s| s.labels.name()).collect();
+            families.sort_unstable();
+            families.dedup();
+            let metas: Vec<_> = families
+                .into_iter()
+                .filter_map(collect::host_metadata)
+                .collect();
+            metadata.events(&metas, &[], now)
+        };
         let mut results: Vec<_> = settings.scrapes.iter().map(|_| None).collect();
         while let Some(Ok((i, r))) = jobs.join_next().await {
             results[i] = Some(r);
@@ -288,6 +301,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     h.samples = r.samples_scraped;
                     h.last_error = r.error.as_ref().map(|e| e.to_string());
                 }
+                let target = &settings.scrapes[i].0;
+                meta_events.extend(metadata.events(
+                    &r.metadata,
+                    &[("instance", &target.instance), ("job", &target.job)],
+                    now,
+                ));
                 series.extend(r.series);
             }
         }
@@ -335,6 +354,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         let priority = !events.is_empty();
         series.extend(check_series);
+        events.extend(meta_events);
         let batch = Batch { series, events };
         metrics
             .samples_collected

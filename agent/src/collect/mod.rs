@@ -10,7 +10,9 @@
 //! shipping belong to the caller.
 
 pub mod host;
+pub mod metadata;
 pub mod scrape;
 
 pub use host::{CollectError, HostCollector, HostError, HostOptions};
+pub use metadata::{host_metadata, MetadataTracker, METADATA_EVENT_KIND};
 pub use scrape::{scrape, ScrapeClient, ScrapeError, ScrapeOptions, ScrapeResult, ScrapeTarget};

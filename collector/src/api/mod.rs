@@ -283,8 +283,8 @@ fn export_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
 
 async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
     s.metrics.http_requests.with_label_values(&["write"]).inc();
-    let series = match remote_write::decode(&body) {
-        Ok(v) => v,
+    let (series, metadata) = match remote_write::decode_request(&body) {
+        Ok(d) => (d.series, d.metadata),
         Err(e) => {
             s.metrics
                 .remote_write_requests
@@ -294,6 +294,14 @@ async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
         }
     };
     let samples: usize = series.iter().map(|s| s.points.len()).sum();
+    // Metadata is kept apart from the samples (Prometheus sends it in requests of its own).
+    for m in metadata {
+        let stored = crate::storage::metadata::MetricMetadata::new(m.kind, &m.help, &m.unit)
+            .and_then(|meta| s.storage.metadata().record("remote_write", &m.family, meta));
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, family = %m.family, "remote_write metadata refused");
+        }
+    }
     match s.storage.append_series(series).await {
         Ok(_) => {
             s.samples_arrived.raise();

@@ -71,6 +71,9 @@ pub enum RemoteWriteError {
     /// A series has no metric name or an invalid label name.
     #[error("series {index}: {problem}")]
     InvalidSeries { index: usize, problem: String },
+    /// A metadata entry has no family name or an unknown type.
+    #[error("metadata {index}: {problem}")]
+    InvalidMetadata { index: usize, problem: String },
 }
 
 fn valid_label_name(n: &str) -> bool {
@@ -79,14 +82,70 @@ fn valid_label_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Decodes a snappy-compressed WriteRequest body into series.
+/// The metric type names of `prometheus.MetricMetadata.MetricType`, by enum value.
+const METRIC_TYPES: [&str; 8] = [
+    "unknown",
+    "counter",
+    "gauge",
+    "histogram",
+    "gaugehistogram",
+    "summary",
+    "info",
+    "stateset",
+];
+
+/// One family's metadata from a WriteRequest, with the type as Prometheus's API names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyMetadata {
+    pub family: String,
+    pub kind: &'static str,
+    pub help: String,
+    pub unit: String,
+}
+
+/// A decoded WriteRequest: series and metric metadata.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    pub series: Vec<Series>,
+    pub metadata: Vec<FamilyMetadata>,
+}
+
+/// Decodes a snappy-compressed WriteRequest body into series, ignoring metadata.
 pub fn decode(body: &[u8]) -> Result<Vec<Series>, RemoteWriteError> {
+    decode_request(body).map(|d| d.series)
+}
+
+/// Decodes a snappy-compressed WriteRequest body into series and metric metadata. A
+/// metadata entry with an unknown type value is an error naming it.
+pub fn decode_request(body: &[u8]) -> Result<Decoded, RemoteWriteError> {
     let len = snap::raw::decompress_len(body)?;
     if len > MAX_DECODED_BYTES {
         return Err(RemoteWriteError::TooLarge(len));
     }
     let raw = snap::raw::Decoder::new().decompress_vec(body)?;
     let req = <WriteRequest as prost::Message>::decode(raw.as_slice())?;
+    let mut metadata = Vec::with_capacity(req.metadata.len());
+    for (index, m) in req.metadata.into_iter().enumerate() {
+        let kind = usize::try_from(m.r#type)
+            .ok()
+            .and_then(|t| METRIC_TYPES.get(t))
+            .ok_or_else(|| RemoteWriteError::InvalidMetadata {
+                index,
+                problem: format!("unknown metric type {}", m.r#type),
+            })?;
+        if m.metric_family_name.is_empty() {
+            return Err(RemoteWriteError::InvalidMetadata {
+                index,
+                problem: "empty metric_family_name".into(),
+            });
+        }
+        metadata.push(FamilyMetadata {
+            family: m.metric_family_name,
+            kind,
+            help: m.help,
+            unit: m.unit,
+        });
+    }
     let mut out = Vec::with_capacity(req.timeseries.len());
     for (index, ts) in req.timeseries.into_iter().enumerate() {
         if let Some(l) = ts.labels.iter().find(|l| !valid_label_name(&l.name)) {
@@ -112,7 +171,10 @@ pub fn decode(body: &[u8]) -> Result<Vec<Series>, RemoteWriteError> {
             .collect();
         out.push(Series { labels, points });
     }
-    Ok(out)
+    Ok(Decoded {
+        series: out,
+        metadata,
+    })
 }
 
 /// Encodes series as a snappy-compressed WriteRequest body (for remote_write out and tests).
@@ -181,5 +243,41 @@ mod tests {
             decode(&encode(&nameless)),
             Err(RemoteWriteError::InvalidSeries { .. })
         ));
+    }
+
+    fn with_metadata(metadata: Vec<MetricMetadata>) -> Vec<u8> {
+        let raw = prost::Message::encode_to_vec(&WriteRequest {
+            timeseries: vec![],
+            metadata,
+        });
+        snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    }
+
+    #[test]
+    fn metadata_is_decoded_and_bad_types_are_named() {
+        let d = decode_request(&with_metadata(vec![MetricMetadata {
+            r#type: 3,
+            metric_family_name: "req_seconds".into(),
+            help: "Latency.".into(),
+            unit: "seconds".into(),
+        }]))
+        .unwrap();
+        assert_eq!(
+            d.metadata,
+            vec![FamilyMetadata {
+                family: "req_seconds".into(),
+                kind: "histogram",
+                help: "Latency.".into(),
+                unit: "seconds".into(),
+            }]
+        );
+        let err = decode_request(&with_metadata(vec![MetricMetadata {
+            r#type: 42,
+            metric_family_name: "x".into(),
+            help: String::new(),
+            unit: String::new(),
+        }]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "metadata 0: unknown metric type 42");
     }
 }

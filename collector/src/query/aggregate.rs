@@ -105,12 +105,173 @@ fn bottomk_less(a: &Sample, b: &Sample) -> bool {
     a.value.is_nan() || a.value > b.value
 }
 
+/// Remembers, per input label set (by address, kept alive alongside), its group's label set
+/// and hash, so an aggregation evaluated at many steps over the same series computes each
+/// series' group once per query instead of once per step. Equal group keys share one
+/// allocation, so finding a sample's group is mostly a pointer comparison.
+#[derive(Debug, Default)]
+pub struct GroupKeyCache {
+    by_input: HashMap<usize, (SharedLabels, SharedLabels, u64), FnvBuild>,
+    keys: HashMap<u64, Vec<SharedLabels>, FnvBuild>,
+}
+
+/// Entries after which a [`GroupKeyCache`] starts over, bounding its memory.
+const GROUP_CACHE_LIMIT: usize = 200_000;
+
+impl GroupKeyCache {
+    fn key(&mut self, labels: &SharedLabels, grouping: &Grouping) -> (SharedLabels, u64) {
+        let addr = Arc::as_ptr(labels) as usize;
+        if let Some((orig, key, hash)) = self.by_input.get(&addr) {
+            if Arc::ptr_eq(orig, labels) {
+                return (key.clone(), *hash);
+            }
+        }
+        if self.by_input.len() >= GROUP_CACHE_LIMIT {
+            self.by_input.clear();
+            self.keys.clear();
+        }
+        let (key, hash) = fresh_key(labels, grouping);
+        let same = self.keys.entry(hash).or_default();
+        let key = match same.iter().find(|k| ***k == *key) {
+            Some(k) => k.clone(),
+            None => {
+                same.push(key.clone());
+                key
+            }
+        };
+        self.by_input
+            .insert(addr, (labels.clone(), key.clone(), hash));
+        (key, hash)
+    }
+}
+
+/// The hash of `labels`' group under `grouping` (the hash [`GroupKeyCache`] uses).
+pub fn group_hash(labels: &Labels, grouping: &Grouping) -> u64 {
+    hash_pairs(group_pairs(labels, grouping))
+}
+
+/// True when `labels` belongs to the group whose label set is `key`.
+pub fn same_group(labels: &Labels, grouping: &Grouping, key: &Labels) -> bool {
+    group_pairs(labels, grouping).eq(key.iter())
+}
+
+/// The group label set of `labels` under `grouping`.
+pub fn group_key(labels: &Labels, grouping: &Grouping) -> SharedLabels {
+    fresh_key(labels, grouping).0
+}
+
+/// The group label set of `labels` and its hash.
+fn fresh_key(labels: &Labels, grouping: &Grouping) -> (SharedLabels, u64) {
+    let hash = hash_pairs(group_pairs(labels, grouping));
+    let key = Labels::new(
+        group_pairs(labels, grouping)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    );
+    (Arc::new(key), hash)
+}
+
+/// One group's running state for the aggregations that need only the values in order
+/// (`sum`, `avg`, `count`, `min`, `max`, `group`, `stddev`, `stdvar`), with exactly
+/// [`aggregate`]'s numerics. The engine uses it to aggregate a range query series by series
+/// instead of step by step; a test checks it against [`aggregate`].
+#[derive(Debug, Clone, Copy)]
+pub struct SimpleAcc {
+    value: f64,
+    mean: f64,
+    count: u64,
+}
+
+impl SimpleAcc {
+    /// True for the operators [`SimpleAcc`] implements.
+    pub fn supports(op: AggOp) -> bool {
+        matches!(
+            op,
+            AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Count
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Group
+                | AggOp::Stddev
+                | AggOp::Stdvar
+        )
+    }
+
+    /// The state after the group's first value.
+    pub fn new(op: AggOp, v: f64) -> Self {
+        let value = match op {
+            AggOp::Stddev | AggOp::Stdvar => 0.0,
+            AggOp::Group => 1.0,
+            _ => v,
+        };
+        SimpleAcc {
+            value,
+            mean: v,
+            count: 1,
+        }
+    }
+
+    /// Adds a later value.
+    pub fn add(&mut self, op: AggOp, v: f64) {
+        match op {
+            AggOp::Sum => self.value += v,
+            AggOp::Avg => {
+                self.count += 1;
+                if self.mean.is_infinite() {
+                    if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                let n = self.count as f64;
+                self.mean += v / n - self.mean / n;
+            }
+            AggOp::Max if self.value < v || self.value.is_nan() => self.value = v,
+            AggOp::Min if self.value > v || self.value.is_nan() => self.value = v,
+            AggOp::Count => self.count += 1,
+            AggOp::Stddev | AggOp::Stdvar => {
+                self.count += 1;
+                let delta = v - self.mean;
+                self.mean += delta / self.count as f64;
+                self.value += delta * (v - self.mean);
+            }
+            _ => {}
+        }
+    }
+
+    /// The aggregated value.
+    pub fn result(&self, op: AggOp) -> f64 {
+        match op {
+            AggOp::Avg => self.mean,
+            AggOp::Count => self.count as f64,
+            AggOp::Stdvar => self.value / self.count as f64,
+            AggOp::Stddev => (self.value / self.count as f64).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
 /// Aggregates one step's input vector.
 pub fn aggregate(
     op: AggOp,
     grouping: &Grouping,
     param: &AggParam,
     input: Vec<Sample>,
+) -> Result<Vec<Sample>, QueryError> {
+    aggregate_cached(op, grouping, param, input, &mut GroupKeyCache::default())
+}
+
+/// [`aggregate`] with group keys remembered across calls in `cache`, which must only ever
+/// be used with the same `grouping`.
+pub fn aggregate_cached(
+    op: AggOp,
+    grouping: &Grouping,
+    param: &AggParam,
+    input: Vec<Sample>,
+    cache: &mut GroupKeyCache,
 ) -> Result<Vec<Sample>, QueryError> {
     let mut k: usize = 0;
     if matches!(op, AggOp::Topk | AggOp::Bottomk) {
@@ -134,7 +295,8 @@ pub fn aggregate(
         (AggOp::Quantile, AggParam::Scalar(q)) => *q,
         _ => 0.0,
     };
-    let mut grouping = grouping.clone();
+    let mut with_value_label;
+    let mut grouping = grouping;
     let mut value_label = String::new();
     if op == AggOp::CountValues {
         value_label = match param {
@@ -146,9 +308,11 @@ pub fn aggregate(
                 "invalid label name {value_label:?}"
             )));
         }
-        if let Grouping::By(names) = &mut grouping {
+        with_value_label = grouping.clone();
+        if let Grouping::By(names) = &mut with_value_label {
             names.push(value_label.clone());
         }
+        grouping = &with_value_label;
     }
     let input_len = input.len();
     let mut index: HashMap<u64, Vec<usize>, FnvBuild> = HashMap::default();
@@ -157,23 +321,23 @@ pub fn aggregate(
         if op == AggOp::CountValues {
             Arc::make_mut(&mut s.labels).set(&value_label, &format_float(s.value));
         }
-        let hash = hash_pairs(group_pairs(&s.labels, &grouping));
+        // count_values rewrites each sample's labels, so its keys cannot be remembered.
+        let (key, hash) = if op == AggOp::CountValues {
+            fresh_key(&s.labels, grouping)
+        } else {
+            cache.key(&s.labels, grouping)
+        };
         let candidates = index.entry(hash).or_default();
         let found = candidates
             .iter()
             .copied()
-            .find(|&gi| group_pairs(&s.labels, &grouping).eq(groups[gi].labels.iter()));
+            .find(|&gi| Arc::ptr_eq(&groups[gi].labels, &key) || groups[gi].labels == key);
         let gi = match found {
             Some(gi) => gi,
             None => {
                 candidates.push(groups.len());
-                let key = Labels::new(
-                    group_pairs(&s.labels, &grouping)
-                        .map(|(n, v)| (n.to_string(), v.to_string()))
-                        .collect(),
-                );
                 let mut g = Group {
-                    labels: Arc::new(key),
+                    labels: key,
                     value: s.value,
                     mean: s.value,
                     count: 1,
@@ -312,6 +476,61 @@ mod tests {
             s("m", &[("job", "b"), ("i", "1")], 10.0),
             s("m", &[("job", "b"), ("i", "2")], f64::NAN),
         ]
+    }
+
+    #[test]
+    fn simple_acc_matches_aggregate_bit_for_bit() {
+        // xorshift64: deterministic inputs without a dependency.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e308];
+        for round in 0..300 {
+            let n = 1 + (next() % 11) as usize;
+            let vals: Vec<f64> = (0..n)
+                .map(|_| {
+                    let r = next();
+                    if r % 5 == 0 {
+                        specials[(r / 5 % specials.len() as u64) as usize]
+                    } else {
+                        (r >> 11) as f64 / (1u64 << 53) as f64 * 2e6 - 1e6
+                    }
+                })
+                .collect();
+            for op in [
+                AggOp::Sum,
+                AggOp::Avg,
+                AggOp::Count,
+                AggOp::Min,
+                AggOp::Max,
+                AggOp::Group,
+                AggOp::Stddev,
+                AggOp::Stdvar,
+            ] {
+                assert!(SimpleAcc::supports(op));
+                let input: Vec<Sample> = vals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| s("m", &[("i", &i.to_string())], v))
+                    .collect();
+                let want =
+                    aggregate(op, &Grouping::By(vec![]), &AggParam::None, input).unwrap()[0].value;
+                let mut acc = SimpleAcc::new(op, vals[0]);
+                for &v in &vals[1..] {
+                    acc.add(op, v);
+                }
+                let got = acc.result(op);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "round {round} {op:?} {vals:?}: {got} != {want}"
+                );
+            }
+        }
+        assert!(!SimpleAcc::supports(AggOp::Topk));
     }
 
     #[test]

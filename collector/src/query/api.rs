@@ -5,7 +5,8 @@
 //! - `GET|POST /api/v1/series` — series matching `match[]` between `start` and `end`
 //! - `GET|POST /api/v1/labels` — label names (optional `match[]`)
 //! - `GET /api/v1/label/{name}/values` — values of one label (optional `match[]`)
-//! - `GET /api/v1/metadata` — metric metadata; returns `{}` until metadata is stored
+//! - `GET /api/v1/metadata` — metric metadata (TYPE/HELP/UNIT) with `limit`,
+//!   `limit_per_metric` and `metric`
 //! - `GET /api/v1/status/buildinfo` — version information
 //!
 //! Responses use Prometheus's JSON envelope; errors carry `errorType` `bad_data` (400),
@@ -489,9 +490,32 @@ async fn label_values(
     }
 }
 
-/// Metadata is not stored yet, so the answer is always the empty object.
-async fn metadata() -> Response {
-    success("{}")
+/// An integer parameter as Prometheus reads it (`strconv.Atoi`), `-1` when absent.
+fn limit_param(p: &Params, name: &str) -> Result<i64, QueryError> {
+    match p.get(name) {
+        None | Some("") => Ok(-1),
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| QueryError::BadData(format!("{name} must be a number"))),
+    }
+}
+
+/// `/api/v1/metadata?limit=…&limit_per_metric=…&metric=…`: TYPE/HELP/UNIT per family, from
+/// agents' scrapes and host metrics and from remote_write.
+async fn metadata(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response {
+    let r = (|| {
+        let limit = limit_param(&p, "limit")?;
+        let per_metric = limit_param(&p, "limit_per_metric")?;
+        let metric = p.get("metric").filter(|m| !m.is_empty());
+        Ok::<_, QueryError>(engine.source().metadata(metric, limit, per_metric))
+    })();
+    match r {
+        Ok(m) => match serde_json::to_string(&m) {
+            Ok(body) => success(&body),
+            Err(e) => error_response(&QueryError::Execution(format!("encoding metadata: {e}"))),
+        },
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn buildinfo() -> Response {

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use regex::Regex;
 use vigil_shared::model::{Labels, Point, METRIC_NAME};
 
-use super::aggregate::{aggregate, valid_label_name, AggParam};
+use super::aggregate::{
+    aggregate_cached, group_hash, group_key, same_group, valid_label_name, AggParam, GroupKeyCache,
+    SimpleAcc,
+};
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
 use super::functions as f;
 use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
@@ -107,6 +110,8 @@ impl Engine {
         let step_default = super::duration_ms(self.opts.default_subquery_step);
         let node = plan::plan(query, t_ms, t_ms, step_default)?;
         let mut ev = Evaluator::new(self, &node, t_ms, t_ms, self.timeout(timeout))?;
+        ev.grid = Some((t_ms, 1, 1));
+        collect_batchable(&node, &mut ev.batchable);
         let v = ev.eval(&node, t_ms)?;
         Ok(match v {
             StepValue::Scalar(value) => QueryValue::Scalar { t_ms, value },
@@ -158,6 +163,9 @@ impl Engine {
             }
         }
         let mut ev = Evaluator::new(self, &node, start_ms, end_ms, self.timeout(timeout))?;
+        let steps = usize::try_from((end_ms - start_ms) / step_ms + 1).unwrap_or(0);
+        ev.grid = Some((start_ms, step_ms, steps));
+        collect_batchable(&node, &mut ev.batchable);
         let mut out = SeriesBuilder::default();
         let mut t = start_ms;
         while t <= end_ms {
@@ -233,6 +241,10 @@ impl SeriesBuilder {
 struct LoadedSeries {
     labels: SharedLabels,
     points: Vec<Point>,
+    /// `labels` without the metric name, made on first use and reused at every step.
+    dropped: Option<SharedLabels>,
+    /// Whether any point is a stale marker; without one, windows are used as they are.
+    has_stale: bool,
 }
 
 struct Evaluator<'a> {
@@ -250,6 +262,14 @@ struct Evaluator<'a> {
     regexes: HashMap<String, Regex>,
     /// First evaluation time of the query.
     query_start: i64,
+    /// Per aggregation node (by address, stable for the query), its series' group keys.
+    group_keys: HashMap<usize, GroupKeyCache, FnvBuild>,
+    /// A range query's steps: first time, step, count.
+    grid: Option<(i64, i64, usize)>,
+    /// Aggregation nodes that a range query evaluates series by series.
+    batchable: std::collections::HashSet<usize, FnvBuild>,
+    /// Their results, per step; `None` when the node turned out too large to batch.
+    batched: HashMap<usize, Option<Vec<Vec<Sample>>>, FnvBuild>,
 }
 
 /// Computes, for every selector, the time range its data must cover when the node is
@@ -476,6 +496,10 @@ impl<'a> Evaluator<'a> {
             empty_labels: Arc::new(Labels::default()),
             regexes: HashMap::new(),
             query_start: start_ms,
+            group_keys: HashMap::default(),
+            grid: None,
+            batchable: Default::default(),
+            batched: HashMap::default(),
         };
         for s in selectors {
             ev.check_deadline()?;
@@ -497,7 +521,9 @@ impl<'a> Evaluator<'a> {
                 .into_iter()
                 .map(|s| LoadedSeries {
                     labels: Arc::new(s.labels),
+                    has_stale: s.points.iter().any(|p| is_stale_marker(p.value)),
                     points: s.points,
+                    dropped: None,
                 })
                 .collect();
         }
@@ -568,6 +594,141 @@ impl<'a> Evaluator<'a> {
             start_ms: lo,
             end_ms: reft,
         }
+    }
+
+    /// The result of a batchable aggregation at grid time `t`, computing every step's on
+    /// first use; `None` when `t` is off the grid or the node is not batched.
+    fn batched_step(
+        &mut self,
+        a: &plan::Aggregate,
+        t: i64,
+    ) -> Result<Option<Vec<Sample>>, QueryError> {
+        let addr = a as *const plan::Aggregate as usize;
+        let Some((start, step, n)) = self.grid else {
+            return Ok(None);
+        };
+        if !self.batchable.contains(&addr) || t < start || (t - start) % step != 0 {
+            return Ok(None);
+        }
+        let k = usize::try_from((t - start) / step).unwrap_or(usize::MAX);
+        if k >= n {
+            return Ok(None);
+        }
+        if !self.batched.contains_key(&addr) {
+            let r = self.batch_aggregate(a, start, step, n)?;
+            self.batched.insert(addr, r);
+        }
+        Ok(self
+            .batched
+            .get(&addr)
+            .and_then(|r| r.as_ref())
+            .map(|steps| steps[k].clone()))
+    }
+
+    /// Evaluates `op by (…) (f(sel[r]))` at all `n` steps from `start`, series by series:
+    /// each series' window slides forward through its samples once, and its value at each
+    /// step goes into its group's accumulator for that step. Values reach each accumulator in
+    /// series order, as step-by-step evaluation adds them, and groups come out in order of
+    /// their first series with a value at that step, so results are identical.
+    fn batch_aggregate(
+        &mut self,
+        a: &plan::Aggregate,
+        start: i64,
+        step: i64,
+        n: usize,
+    ) -> Result<Option<Vec<Vec<Sample>>>, QueryError> {
+        let Node::Call(c) = &*a.expr else {
+            return Ok(None);
+        };
+        let (Some(f), Some(Node::Selector(s))) = (simple_range_fn(c.name), c.args.first()) else {
+            return Ok(None);
+        };
+        let op = a.op;
+        // The function drops the metric name (except `last_over_time`); that changes a
+        // series' group only when `by` names `__name__` (`without` never keeps it).
+        let name_matters = c.name != "last_over_time"
+            && matches!(&a.grouping, plan::Grouping::By(names) if names.iter().any(|n| n == METRIC_NAME));
+        // Each series' group, allocating a key only for a new group.
+        let mut group_of: Vec<usize> = Vec::with_capacity(self.data[s.id].len());
+        let mut keys: Vec<SharedLabels> = Vec::new();
+        let mut index: HashMap<u64, Vec<usize>, FnvBuild> = HashMap::default();
+        for sr in self.data[s.id].iter_mut() {
+            let labels = if name_matters {
+                sr.dropped
+                    .get_or_insert_with(|| self.cache.drop_name(&sr.labels))
+                    .clone()
+            } else {
+                sr.labels.clone()
+            };
+            let hash = group_hash(&labels, &a.grouping);
+            let candidates = index.entry(hash).or_default();
+            let g = match candidates
+                .iter()
+                .copied()
+                .find(|&g| same_group(&labels, &a.grouping, &keys[g]))
+            {
+                Some(g) => g,
+                None => {
+                    keys.push(group_key(&labels, &a.grouping));
+                    candidates.push(keys.len() - 1);
+                    keys.len() - 1
+                }
+            };
+            group_of.push(g);
+        }
+        let groups = keys.len();
+        if groups.saturating_mul(n) > MAX_BATCH_CELLS {
+            return Ok(None);
+        }
+        // cells[k * groups + g]: the first series with a value and the accumulator.
+        let mut cells: Vec<Option<(u32, SimpleAcc)>> = vec![None; groups * n];
+        let mut buf = Vec::new();
+        for (i, sr) in self.data[s.id].iter().enumerate() {
+            if i % 1024 == 1023 {
+                self.check_deadline()?;
+            }
+            let g = group_of[i];
+            let mut hint = (0, 0);
+            for k in 0..n {
+                let t = start + k as i64 * step;
+                let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
+                let lo = reft - s.range_ms;
+                let window = window_slice(&sr.points, lo, reft, &mut hint);
+                let points = if sr.has_stale {
+                    without_stale(window, &mut buf)
+                } else {
+                    window
+                };
+                if points.is_empty() {
+                    continue;
+                }
+                if let Some(v) = f(points, lo, reft) {
+                    match &mut cells[k * groups + g] {
+                        Some((_, acc)) => acc.add(op, v),
+                        cell @ None => *cell = Some((i as u32, SimpleAcc::new(op, v))),
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for k in 0..n {
+            let mut present: Vec<(u32, usize, SimpleAcc)> = cells[k * groups..(k + 1) * groups]
+                .iter()
+                .enumerate()
+                .filter_map(|(g, c)| c.map(|(first, acc)| (first, g, acc)))
+                .collect();
+            present.sort_unstable_by_key(|&(first, _, _)| first);
+            out.push(
+                present
+                    .into_iter()
+                    .map(|(_, g, acc)| Sample {
+                        labels: keys[g].clone(),
+                        value: acc.result(op),
+                    })
+                    .collect(),
+            );
+        }
+        Ok(Some(out))
     }
 
     fn eval_subquery(&mut self, sq: &Subquery, t: i64) -> Result<Window, QueryError> {
@@ -642,6 +803,9 @@ impl<'a> Evaluator<'a> {
             )),
             Node::Subquery(sq) => Ok(StepValue::Matrix(self.eval_subquery(sq, t)?)),
             Node::Aggregate(a) => {
+                if let Some(v) = self.batched_step(a, t)? {
+                    return Ok(StepValue::Vector(v));
+                }
                 let param = match &a.param {
                     None => AggParam::None,
                     Some(p) => match self.eval(p, t)? {
@@ -656,11 +820,16 @@ impl<'a> Evaluator<'a> {
                     },
                 };
                 let input = expect_vector(self.eval(&a.expr, t)?, "aggregation")?;
-                Ok(StepValue::Vector(aggregate(
+                let keys = self
+                    .group_keys
+                    .entry(a as *const plan::Aggregate as usize)
+                    .or_default();
+                Ok(StepValue::Vector(aggregate_cached(
                     a.op,
                     &a.grouping,
                     &param,
                     input,
+                    keys,
                 )?))
             }
             Node::Binary(b) => {
@@ -701,7 +870,7 @@ impl<'a> Evaluator<'a> {
             Node::Call(c) => {
                 let v = self.eval_call(c, t)?;
                 if let StepValue::Vector(out) = &v {
-                    if has_duplicate_labelsets(out) {
+                    if !call_output_is_distinct(c) && has_duplicate_labelsets(out) {
                         return Err(QueryError::Execution(
                             "vector cannot contain metrics with the same labelset".into(),
                         ));
@@ -762,26 +931,31 @@ impl<'a> Evaluator<'a> {
                 let cache = &mut self.cache;
                 let deadline = self.deadline;
                 for (i, (sr, hint)) in self.data[s.id]
-                    .iter()
+                    .iter_mut()
                     .zip(self.hints[s.id].iter_mut())
                     .enumerate()
                 {
                     if i % 4096 == 4095 && Instant::now() > deadline {
                         return Err(QueryError::Timeout("expression evaluation".into()));
                     }
-                    let points = without_stale(window_slice(&sr.points, lo, reft, hint), &mut buf);
+                    let window = window_slice(&sr.points, lo, reft, hint);
+                    let points = if sr.has_stale {
+                        without_stale(window, &mut buf)
+                    } else {
+                        window
+                    };
                     if points.is_empty() {
                         continue;
                     }
                     if let Some(value) = op(points, lo, reft) {
-                        out.push(Sample {
-                            labels: if keep_name {
-                                sr.labels.clone()
-                            } else {
-                                cache.drop_name(&sr.labels)
-                            },
-                            value,
-                        });
+                        let labels = if keep_name {
+                            sr.labels.clone()
+                        } else {
+                            sr.dropped
+                                .get_or_insert_with(|| cache.drop_name(&sr.labels))
+                                .clone()
+                        };
+                        out.push(Sample { labels, value });
                     }
                 }
                 return Ok(StepValue::Vector(out));
@@ -832,6 +1006,9 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval_call(&mut self, c: &Call, t: i64) -> Result<StepValue, QueryError> {
+        if let Some(f) = simple_range_fn(c.name) {
+            return self.map_window(c, t, 0, f);
+        }
         match c.name {
             "time" => Ok(StepValue::Scalar(t as f64 / 1000.0)),
             "pi" => Ok(StepValue::Scalar(std::f64::consts::PI)),
@@ -995,20 +1172,6 @@ impl<'a> Evaluator<'a> {
             "label_replace" => self.label_replace(c, t),
             "label_join" => self.label_join(c, t),
             "histogram_quantile" => self.histogram_quantile(c, t),
-            "rate" => self.map_window(c, t, 0, |p, lo, hi| {
-                f::extrapolated_rate(p, lo, hi, true, true)
-            }),
-            "increase" => self.map_window(c, t, 0, |p, lo, hi| {
-                f::extrapolated_rate(p, lo, hi, true, false)
-            }),
-            "delta" => self.map_window(c, t, 0, |p, lo, hi| {
-                f::extrapolated_rate(p, lo, hi, false, false)
-            }),
-            "irate" => self.map_window(c, t, 0, |p, _, _| f::instant_value(p, true)),
-            "idelta" => self.map_window(c, t, 0, |p, _, _| f::instant_value(p, false)),
-            "deriv" => self.map_window(c, t, 0, |p, _, _| {
-                (p.len() >= 2).then(|| f::linear_regression(p, p[0].timestamp_ms).0)
-            }),
             "predict_linear" => {
                 let d = expect_scalar(self.arg(c, 1, t)?, "predict_linear")?;
                 // Prometheus fits around the evaluation time, not the offset window end.
@@ -1019,30 +1182,6 @@ impl<'a> Evaluator<'a> {
                     })
                 })
             }
-            "resets" => self.map_window(c, t, 0, |p, _, _| {
-                Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64)
-            }),
-            "changes" => self.map_window(c, t, 0, |p, _, _| {
-                Some(
-                    p.windows(2)
-                        .filter(|w| {
-                            w[1].value != w[0].value
-                                && !(w[1].value.is_nan() && w[0].value.is_nan())
-                        })
-                        .count() as f64,
-                )
-            }),
-            "avg_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::avg_over_time(p))),
-            "sum_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::sum_over_time(p))),
-            "min_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::min_over_time(p))),
-            "max_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::max_over_time(p))),
-            "count_over_time" => self.map_window(c, t, 0, |p, _, _| Some(p.len() as f64)),
-            "last_over_time" => self.map_window(c, t, 0, |p, _, _| p.last().map(|p| p.value)),
-            "present_over_time" => self.map_window(c, t, 0, |_, _, _| Some(1.0)),
-            "stddev_over_time" => {
-                self.map_window(c, t, 0, |p, _, _| Some(f::stdvar_over_time(p).sqrt()))
-            }
-            "stdvar_over_time" => self.map_window(c, t, 0, |p, _, _| Some(f::stdvar_over_time(p))),
             "quantile_over_time" => {
                 let q = expect_scalar(self.arg(c, 0, t)?, "quantile_over_time")?;
                 self.map_window(c, t, 1, move |p, _, _| {
@@ -1154,6 +1293,126 @@ impl<'a> Evaluator<'a> {
                 })
                 .collect(),
         ))
+    }
+}
+
+/// What a range function computes from one window: the points (sorted, no stale markers)
+/// and the window's bounds.
+type WindowFn = fn(&[Point], i64, i64) -> Option<f64>;
+
+/// The range functions whose only argument is the range vector.
+fn simple_range_fn(name: &str) -> Option<WindowFn> {
+    Some(match name {
+        "rate" => |p, lo, hi| f::extrapolated_rate(p, lo, hi, true, true),
+        "increase" => |p, lo, hi| f::extrapolated_rate(p, lo, hi, true, false),
+        "delta" => |p, lo, hi| f::extrapolated_rate(p, lo, hi, false, false),
+        "irate" => |p, _, _| f::instant_value(p, true),
+        "idelta" => |p, _, _| f::instant_value(p, false),
+        "deriv" => |p, _, _| (p.len() >= 2).then(|| f::linear_regression(p, p[0].timestamp_ms).0),
+        "resets" => |p, _, _| Some(p.windows(2).filter(|w| w[1].value < w[0].value).count() as f64),
+        "changes" => |p, _, _| {
+            Some(
+                p.windows(2)
+                    .filter(|w| {
+                        w[1].value != w[0].value && !(w[1].value.is_nan() && w[0].value.is_nan())
+                    })
+                    .count() as f64,
+            )
+        },
+        "avg_over_time" => |p, _, _| Some(f::avg_over_time(p)),
+        "sum_over_time" => |p, _, _| Some(f::sum_over_time(p)),
+        "min_over_time" => |p, _, _| Some(f::min_over_time(p)),
+        "max_over_time" => |p, _, _| Some(f::max_over_time(p)),
+        "count_over_time" => |p, _, _| Some(p.len() as f64),
+        "last_over_time" => |p, _, _| p.last().map(|p| p.value),
+        "present_over_time" => |_, _, _| Some(1.0),
+        "stddev_over_time" => |p, _, _| Some(f::stdvar_over_time(p).sqrt()),
+        "stdvar_over_time" => |p, _, _| Some(f::stdvar_over_time(p)),
+        _ => return None,
+    })
+}
+
+/// Most accumulator cells (steps × groups) a series-by-series aggregation may hold; larger
+/// ones are evaluated step by step.
+const MAX_BATCH_CELLS: usize = 4_000_000;
+
+/// Aggregations of a simple range function over a selector, `sum by (job) (rate(x[5m]))`,
+/// outside any subquery: in a range query these are evaluated series by series over all
+/// steps at once ([`Evaluator::batch_aggregate`]), each series' samples read front to back.
+fn collect_batchable(node: &Node, out: &mut std::collections::HashSet<usize, FnvBuild>) {
+    match node {
+        Node::Number(_) | Node::Str(_) | Node::Selector(_) | Node::Subquery(_) => {}
+        Node::Neg(e) => collect_batchable(e, out),
+        Node::Call(c) => c.args.iter().for_each(|a| collect_batchable(a, out)),
+        Node::Binary(b) => {
+            collect_batchable(&b.lhs, out);
+            collect_batchable(&b.rhs, out);
+        }
+        Node::Aggregate(a) => {
+            if let Node::Call(c) = &*a.expr {
+                if a.param.is_none()
+                    && SimpleAcc::supports(a.op)
+                    && simple_range_fn(c.name).is_some()
+                    && c.args.len() == 1
+                    && call_output_is_distinct(c)
+                {
+                    out.insert(a as *const plan::Aggregate as usize);
+                }
+            }
+            collect_batchable(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_batchable(p, out);
+            }
+        }
+    }
+}
+
+/// Functions over a range vector that give at most one sample per input series.
+const RANGE_FUNCTIONS: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "resets",
+    "changes",
+    "avg_over_time",
+    "sum_over_time",
+    "min_over_time",
+    "max_over_time",
+    "count_over_time",
+    "last_over_time",
+    "present_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "quantile_over_time",
+    "holt_winters",
+    "double_exponential_smoothing",
+];
+
+/// True when a call's result can never hold two samples with one label set, so the
+/// per-step duplicate check can be skipped: `histogram_quantile` (one sample per group),
+/// and a range function over a selector with `__name__="…"`, whose series differ in
+/// labels other than the name (which the function drops), or `last_over_time`, which keeps
+/// the series' own labels.
+fn call_output_is_distinct(c: &Call) -> bool {
+    if c.name == "histogram_quantile" {
+        return true;
+    }
+    if !RANGE_FUNCTIONS.contains(&c.name) {
+        return false;
+    }
+    let idx = usize::from(c.name == "quantile_over_time");
+    match c.args.get(idx) {
+        Some(Node::Selector(s)) if s.range_ms > 0 => {
+            c.name == "last_over_time"
+                || s.matchers
+                    .iter()
+                    .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+        }
+        _ => false,
     }
 }
 

@@ -8,8 +8,8 @@
 //! operators, [`value`] the values passed between them, [`source`] is the read interface to
 //! the storage, [`timeparse`] reads the API's time and duration parameters, and [`api`] serves
 //! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels`,
-//! `/api/v1/label/{name}/values`, `/api/v1/metadata` (always `{}` until metric metadata is
-//! stored) and `/api/v1/status/buildinfo`.
+//! `/api/v1/label/{name}/values`, `/api/v1/metadata` (from the storage's metadata store) and
+//! `/api/v1/status/buildinfo`.
 //!
 //! Semantics follow Prometheus 2.x (the version Debian ships and our differential test runs
 //! against): range windows and the lookback window are closed at both ends, and functions

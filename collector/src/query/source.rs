@@ -2,7 +2,9 @@
 //! in-memory implementation used by tests and by anything that wants to query a fixed set of
 //! series.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::storage::metadata::MetricMetadata;
 
 use vigil_shared::model::{Labels, Point, Series};
 
@@ -53,6 +55,19 @@ pub trait SeriesSource: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, QueryError>;
+
+    /// Metric metadata as `/api/v1/metadata` returns it: every family (or only `metric`), at
+    /// most `limit` families when `limit >= 0`, at most `limit_per_metric` entries each when
+    /// it is positive. A source without metadata returns nothing (the default).
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        limit: i64,
+        limit_per_metric: i64,
+    ) -> BTreeMap<String, Vec<MetricMetadata>> {
+        let _ = (metric, limit, limit_per_metric);
+        BTreeMap::new()
+    }
 
     /// Sorted, de-duplicated values of label `name` over the series matching every matcher
     /// with data in the range; with no matchers, over all series with data in the range.

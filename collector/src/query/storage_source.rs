@@ -1,7 +1,10 @@
 //! The real storage as a [`SeriesSource`], so PromQL and the query API read the
 //! collector's durable store.
 
+use std::collections::BTreeMap;
+
 use super::{QueryError, SeriesSource};
+use crate::storage::metadata::MetricMetadata;
 use crate::storage::{Matcher, Storage};
 use vigil_shared::model::Series;
 
@@ -24,6 +27,15 @@ impl SeriesSource for Storage {
     ) -> Result<Vec<String>, QueryError> {
         Storage::label_names(self, matchers, start_ms, end_ms)
             .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+
+    fn metadata(
+        &self,
+        metric: Option<&str>,
+        limit: i64,
+        limit_per_metric: i64,
+    ) -> BTreeMap<String, Vec<MetricMetadata>> {
+        Storage::metadata(self).query(metric, limit, limit_per_metric)
     }
 
     fn label_values(

@@ -24,6 +24,7 @@
 //! as the batch, and a resent (duplicate) batch adds nothing. So they are stored exactly
 //! once, like the batch's own samples.
 
+use super::metadata::METADATA_EVENT_KIND;
 use std::collections::BTreeMap;
 use vigil_shared::exposition::is_label_name;
 use vigil_shared::model::{Event, Labels, Point, Series, METRIC_NAME};
@@ -82,7 +83,8 @@ pub fn event_series(agent: &str, events: &[Event]) -> Vec<Series> {
         return Vec::new();
     }
     let mut counts: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
-    for e in events {
+    // Metric metadata rides as events too, but it is kept by the metadata store, not as series.
+    for e in events.iter().filter(|e| e.kind != METADATA_EVENT_KIND) {
         *counts
             .entry(event_labels(agent, e))
             .or_default()

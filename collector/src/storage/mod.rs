@@ -25,6 +25,7 @@
 pub mod chunk;
 pub mod event_series;
 pub mod matcher;
+pub mod metadata;
 pub mod metrics;
 
 mod block;
@@ -268,6 +269,8 @@ struct Shared {
     poisoned: Mutex<Option<String>>,
     /// Label sets shared by the head and the blocks.
     interner: Arc<intern::Interner>,
+    /// Metric metadata from agents and remote_write, for `/api/v1/metadata`.
+    metadata: metadata::MetadataStore,
 }
 
 fn now_ms() -> i64 {
@@ -345,9 +348,17 @@ impl Shared {
                 &mut event_counts,
             );
         }
+        if self.opts.max_events == 0 {
+            for e in &batch.events {
+                self.metadata.record_event(agent, e);
+            }
+        }
         if !batch.events.is_empty() && self.opts.max_events > 0 {
             let mut events = lock(&self.events);
             for e in &batch.events {
+                if self.metadata.record_event(agent, e) {
+                    continue;
+                }
                 if events.len() >= self.opts.max_events {
                     events.pop_front();
                 }
@@ -742,7 +753,10 @@ impl Storage {
         }
         let lock_file = lock_dir(dir)?;
         let interner = Arc::new(intern::Interner::default());
+        let metadata = metadata::MetadataStore::open(dir)
+            .map_err(|e| StorageError::Failed(format!("opening metric metadata: {e}")))?;
         let shared = Arc::new(Shared {
+            metadata,
             blocks: RwLock::new(Vec::new()),
             head: RwLock::new(Head::new(
                 opts.block_duration.as_millis() as i64,
@@ -1200,7 +1214,13 @@ impl Storage {
         &self,
         registry: &prometheus::Registry,
     ) -> Result<(), prometheus::Error> {
-        self.inner.shared.metrics.register(registry)
+        self.inner.shared.metrics.register(registry)?;
+        self.inner.shared.metadata.metrics().register(registry)
+    }
+
+    /// Metric metadata (TYPE/HELP/UNIT) from agents and remote_write.
+    pub fn metadata(&self) -> &metadata::MetadataStore {
+        &self.inner.shared.metadata
     }
 
     /// The data directory.
