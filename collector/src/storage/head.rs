@@ -83,7 +83,12 @@ pub(crate) struct MemSeries {
     pub max_t: i64,
     /// Value bits of the sample at `max_t`.
     pub last_bits: u64,
+    /// The tenant the series counts toward ([`NO_TENANT`] until a tenant writes to it).
+    pub tenant: u16,
 }
+
+/// Tenant of a series restored from a checkpoint or the WAL and not written to since.
+pub(crate) const NO_TENANT: u16 = u16::MAX;
 
 impl MemSeries {
     fn new(labels: Arc<Labels>) -> Self {
@@ -94,6 +99,7 @@ impl MemSeries {
             ooo: BTreeMap::new(),
             max_t: i64::MIN,
             last_bits: 0,
+            tenant: NO_TENANT,
         }
     }
 
@@ -318,6 +324,8 @@ pub(crate) struct Head {
     postings: Postings,
     next_id: u32,
     samples: u64,
+    /// Tenant names by id, and how many head series each one owns.
+    tenants: Vec<(Arc<str>, usize)>,
 }
 
 impl Head {
@@ -378,14 +386,63 @@ impl Head {
         self.find(self.hash_key(&key), &key)
     }
 
-    /// True when series `i` of a parsed batch already exists.
-    pub fn contains_parsed(&self, batch: &ParsedBatch, i: usize) -> bool {
-        if batch.is_canonical(i) {
+    /// The tenant of series `i` of a parsed batch ([`NO_TENANT`] when unowned), or `None`
+    /// when the series does not exist.
+    pub fn parsed_series_tenant(&self, batch: &ParsedBatch, i: usize) -> Option<u16> {
+        let id = if batch.is_canonical(i) {
             let mut key = Vec::new();
             series_key(batch.label_bytes(i), &mut key);
-            self.find(self.hash_key(&key), &key).is_some()
+            self.find(self.hash_key(&key), &key)
         } else {
-            self.lookup(&batch.labels(i)).is_some()
+            self.lookup(&batch.labels(i))
+        }?;
+        self.series.get(&id).map(|s| s.tenant)
+    }
+
+    /// The tenant of the series with these labels ([`NO_TENANT`] when unowned), or `None`
+    /// when it does not exist.
+    pub fn series_tenant(&self, labels: &Labels) -> Option<u16> {
+        self.series.get(&self.lookup(labels)?).map(|s| s.tenant)
+    }
+
+    /// The id of tenant `name`, registering it when new. Past 65 534 tenants the last id is
+    /// shared.
+    pub fn tenant_id(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.tenants.iter().position(|(n, _)| &**n == name) {
+            return i as u16;
+        }
+        if self.tenants.len() >= usize::from(NO_TENANT) {
+            return NO_TENANT - 1;
+        }
+        self.tenants.push((Arc::from(name), 0));
+        (self.tenants.len() - 1) as u16
+    }
+
+    /// Head series owned by tenant `name`.
+    pub fn tenant_series(&self, name: &str) -> usize {
+        self.tenants
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Every tenant seen with the number of head series it owns.
+    pub fn tenant_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.tenants.iter().map(|(n, c)| (&**n, *c))
+    }
+
+    /// Makes `tenant` the owner of series `id` if nobody owns it yet.
+    fn claim(&mut self, id: u32, tenant: Option<u16>) {
+        let Some(t) = tenant.filter(|&t| t != NO_TENANT) else {
+            return;
+        };
+        if let Some(s) = self.series.get_mut(&id) {
+            if s.tenant == NO_TENANT {
+                s.tenant = t;
+                if let Some(c) = self.tenants.get_mut(usize::from(t)) {
+                    c.1 += 1;
+                }
+            }
         }
     }
 
@@ -441,12 +498,14 @@ impl Head {
         id
     }
 
-    /// Appends every series of a parsed batch, tallying outcomes.
+    /// Appends every series of a parsed batch, tallying outcomes; `tenant` becomes the owner
+    /// of series nobody owns yet (`None` on replay).
     pub fn append_parsed(
         &mut self,
         batch: &ParsedBatch,
         ooo_window_ms: i64,
         min_valid_t: i64,
+        tenant: Option<u16>,
         counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
@@ -454,6 +513,7 @@ impl Head {
             let Some(id) = self.get_or_create_parsed(batch, i) else {
                 continue;
             };
+            self.claim(id, tenant);
             let Some(s) = self.series.get_mut(&id) else {
                 continue;
             };
@@ -489,17 +549,20 @@ impl Head {
         o
     }
 
-    /// Appends points to the series with `labels` (created when new), tallying outcomes.
+    /// Appends points to the series with `labels` (created when new), tallying outcomes;
+    /// `tenant` becomes the owner when nobody owns the series yet (`None` on replay).
     pub fn append_points(
         &mut self,
         labels: &Labels,
         points: &[Point],
         ooo_window_ms: i64,
         min_valid_t: i64,
+        tenant: Option<u16>,
         counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
         let id = self.get_or_create(labels);
+        self.claim(id, tenant);
         let Some(s) = self.series.get_mut(&id) else {
             return;
         };
@@ -671,6 +734,9 @@ impl Head {
             .collect();
         for (id, s) in &removed {
             let id = *id;
+            if let Some(c) = self.tenants.get_mut(usize::from(s.tenant)) {
+                c.1 = c.1.saturating_sub(1);
+            }
             let mut key = Vec::new();
             series_key(pair_bytes(&s.labels), &mut key);
             let hash = self.hash_key(&key);
