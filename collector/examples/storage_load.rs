@@ -8,6 +8,10 @@
 //!     older than one block duration), close, and print samples and on-disk bytes
 //! storage_load push HOST:PORT PATH FILE SHIFT_MS [TENANT]
 //!     POST every page as a remote_write request, timestamps shifted by SHIFT_MS
+//! storage_load sled FILE DIR
+//!     the alternative considered for samples: one sled key per sample
+//!     (series id u32 BE, timestamp i64 BE) -> value bits, a batch per page; prints
+//!     samples/s and on-disk bytes per sample after a flush
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -100,6 +104,39 @@ fn load(file: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+fn sled_load(file: &Path, dir: &Path) -> Result<()> {
+    let db = sled::open(dir).context("opening sled")?;
+    let mut ids: std::collections::HashMap<vigil_shared::model::Labels, u32> = Default::default();
+    let started = Instant::now();
+    let mut samples = 0u64;
+    pages(file, |series| {
+        let mut batch = sled::Batch::default();
+        for s in series {
+            let n = ids.len() as u32;
+            let id = *ids.entry(s.labels).or_insert(n);
+            for p in s.points {
+                let mut key = [0u8; 12];
+                key[..4].copy_from_slice(&id.to_be_bytes());
+                key[4..].copy_from_slice(&p.timestamp_ms.to_be_bytes());
+                batch.insert(&key[..], &p.value.to_bits().to_le_bytes()[..]);
+                samples += 1;
+            }
+        }
+        db.apply_batch(batch).context("sled batch")?;
+        Ok(())
+    })?;
+    db.flush().context("sled flush")?;
+    let secs = started.elapsed().as_secs_f64();
+    drop(db);
+    let bytes = dir_bytes(dir);
+    println!(
+        "samples={samples} bytes={bytes} bytes_per_sample={:.3} samples_per_second={:.0}",
+        bytes as f64 / samples.max(1) as f64,
+        samples as f64 / secs
+    );
+    Ok(())
+}
+
 fn post(addr: &str, path: &str, body: &[u8], tenant: Option<&str>) -> Result<()> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     let tenant = tenant
@@ -156,6 +193,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["load", file, dir] => load(Path::new(file), Path::new(dir)),
+        ["sled", file, dir] => sled_load(Path::new(file), Path::new(dir)),
         ["push", addr, path, file, shift] | ["push", addr, path, file, shift, _] => push(
             addr,
             path,
@@ -164,7 +202,7 @@ fn main() -> Result<()> {
             args.get(5).map(String::as_str),
         ),
         _ => bail!(
-            "usage: storage_load load FILE DATA_DIR | storage_load push HOST:PORT PATH FILE SHIFT_MS [TENANT]"
+            "usage: storage_load load FILE DATA_DIR | storage_load sled FILE DIR | storage_load push HOST:PORT PATH FILE SHIFT_MS [TENANT]"
         ),
     }
 }

@@ -5,7 +5,8 @@
 //!   lookback, stale series omitted) in the Prometheus text format, with timestamps.
 //! - `GET /api/v1/export?match[]=…&start=…&end=…`: raw samples as JSON lines in
 //!   VictoriaMetrics' export format.
-//! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf).
+//! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf); the tenant is
+//!   the `X-Scope-OrgID` header (default `default`).
 //! - `GET /api/v1/agents`: agents seen, whether connected, last seen, lag.
 //! - `GET /api/v1/analytics/anomalies?limit=…`: recent anomaly events from agents, newest
 //!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
@@ -274,8 +275,43 @@ fn export_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
     Ok(out)
 }
 
-async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
+/// The tenant of a remote_write request: its `X-Scope-OrgID` header (as in Mimir and
+/// Cortex), or `default`. At most 150 characters of `[A-Za-z0-9!._*'()-]`.
+fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, String> {
+    let Some(v) = headers.get("x-scope-orgid") else {
+        return Ok(crate::storage::DEFAULT_TENANT.to_string());
+    };
+    let t = v.to_str().unwrap_or("");
+    let ok = !t.is_empty()
+        && t.len() <= 150
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!._*'()-".contains(&b));
+    if ok {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "invalid X-Scope-OrgID {:?}: a tenant is 1 to 150 characters of A-Z a-z 0-9 ! . _ * ' ( ) -, e.g. \"team-a\"",
+            String::from_utf8_lossy(v.as_bytes())
+        ))
+    }
+}
+
+async fn write(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     s.metrics.http_requests.with_label_values(&["write"]).inc();
+    let tenant = match tenant_of(&headers) {
+        Ok(t) => t,
+        Err(e) => {
+            s.metrics
+                .remote_write_requests
+                .with_label_values(&["400"])
+                .inc();
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
     let series = match remote_write::decode(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -287,7 +323,7 @@ async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
         }
     };
     let samples: usize = series.iter().map(|s| s.points.len()).sum();
-    match s.storage.append_series(series).await {
+    match s.storage.append_series_for(&tenant, series).await {
         Ok(_) => {
             s.metrics
                 .remote_write_requests
