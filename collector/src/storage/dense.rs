@@ -309,7 +309,7 @@ mod tests {
         let n = round_trip(&at_15s(std::iter::repeat(42.0).take(480)));
         assert!(n < 40, "{n} bytes for a constant");
         // Counter with two decimals (like node_cpu_seconds_total).
-        let cpu = at_15s((0..480).map(|i| 123_456.78 + f64::from(i) * 14.93));
+        let cpu = at_15s((0..480).map(|i| f64::from(12_345_678 + i * 1493) / 100.0));
         let n = round_trip(&cpu);
         assert!(n < 200, "{n} bytes for a steady counter");
         // Gauge with varying decimals and negative values.

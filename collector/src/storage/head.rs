@@ -39,10 +39,28 @@ impl Hasher for IdHasher {
 }
 
 type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
-/// A series id with its series key.
-type KeyedId = (u32, Box<[u8]>);
+/// A series id; its key is checked against the series' own labels.
+type KeyedId = u32;
 /// Keys are already uniformly distributed hashes.
 type IdMap64<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// True when `key` is the series key of `labels`, compared in place (no copy of the key is
+/// kept per series: that would duplicate every series' label bytes in memory).
+fn key_matches(labels: &Labels, key: &[u8]) -> bool {
+    let mut rest = key;
+    for (n, v) in pair_bytes(labels) {
+        for part in [n, v] {
+            let Some((head, tail)) = rest.split_at_checked(part.len()) else {
+                return false;
+            };
+            if head != part || tail.first() != Some(&0xff) {
+                return false;
+            }
+            rest = &tail[1..];
+        }
+    }
+    rest.is_empty()
+}
 
 /// Label pairs of a label set as bytes.
 fn pair_bytes(l: &Labels) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -301,9 +319,10 @@ pub(crate) struct SeriesSnapshot {
 /// The head: series by id, by label hash, and the postings index.
 ///
 /// Series are found by their series key — label names and values each followed by `0xff`,
-/// which UTF-8 never contains — hashed with a keyed SipHash. The key is kept contiguously
-/// next to the hash, so finding a known series costs one hash and one `memcmp` instead of
-/// chasing every label string, and a batch's labels need no `Labels` to be looked up.
+/// which UTF-8 never contains — hashed with a keyed SipHash, and a batch's labels need no
+/// `Labels` to be looked up. Only the id is kept next to the hash; a hit is confirmed by
+/// comparing the key with the series' interned labels in place, which keeps a second copy
+/// of every series' label bytes out of memory (RAM per active series is a target).
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     series: IdMap<MemSeries>,
@@ -368,15 +387,16 @@ impl Head {
 
     /// The series whose series key is `key`.
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let (id, k) = self.by_hash.get(&hash)?;
-        if **k == *key {
-            return Some(*id);
+        let matches = |id: &u32| {
+            self.series
+                .get(id)
+                .is_some_and(|s| key_matches(&s.labels, key))
+        };
+        let id = *self.by_hash.get(&hash)?;
+        if matches(&id) {
+            return Some(id);
         }
-        self.collisions
-            .get(&hash)?
-            .iter()
-            .find(|(_, k)| **k == *key)
-            .map(|(id, _)| *id)
+        self.collisions.get(&hash)?.iter().copied().find(matches)
     }
 
     /// The id of the series with these labels, if it exists.
@@ -451,13 +471,13 @@ impl Head {
         self.next_id += 1;
         let labels = self.interner.intern(labels);
         self.postings.add(id, &labels);
-        let key: Box<[u8]> = key.into();
+        debug_assert!(key_matches(&labels, key));
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push((id, key));
+                self.collisions.entry(hash).or_default().push(id);
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((id, key));
+                v.insert(id);
             }
         }
         self.series.insert(id, MemSeries::new(labels));
@@ -740,7 +760,7 @@ impl Head {
             let mut key = Vec::new();
             series_key(pair_bytes(&s.labels), &mut key);
             let hash = self.hash_key(&key);
-            if self.by_hash.get(&hash).is_some_and(|(i, _)| *i == id) {
+            if self.by_hash.get(&hash).is_some_and(|i| *i == id) {
                 self.by_hash.remove(&hash);
                 if let Some(others) = self.collisions.get_mut(&hash) {
                     if let Some(next) = others.pop() {
@@ -751,7 +771,7 @@ impl Head {
                     }
                 }
             } else if let Some(others) = self.collisions.get_mut(&hash) {
-                others.retain(|(o, _)| *o != id);
+                others.retain(|o| *o != id);
                 if others.is_empty() {
                     self.collisions.remove(&hash);
                 }
