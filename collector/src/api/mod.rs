@@ -296,11 +296,7 @@ fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, String> {
     }
 }
 
-async fn write(
-    State(s): State<ApiState>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn write(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     s.metrics.http_requests.with_label_values(&["write"]).inc();
     let tenant = match tenant_of(&headers) {
         Ok(t) => t,

@@ -738,6 +738,10 @@ mod tests {
         let gorilla: usize = encode_samples(&samples).iter().map(|c| c.2.len()).sum();
         let mut enc = DenseEncoder::new().unwrap();
         let dense = enc.encode(&samples).unwrap();
-        assert!(dense.len() * 4 < gorilla, "dense {} gorilla {gorilla}", dense.len());
+        assert!(
+            dense.len() * 4 < gorilla,
+            "dense {} gorilla {gorilla}",
+            dense.len()
+        );
     }
 }

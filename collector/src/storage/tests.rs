@@ -999,7 +999,11 @@ async fn tenant_series_limit_refuses_remote_write_naming_tenant_and_metric() {
             "a",
             vec![
                 series("x", &[], &[(t + 1, 2.0)]),
-                series("node_filesystem_avail_bytes", &[("device", "sda1")], &[(t, 1.0)]),
+                series(
+                    "node_filesystem_avail_bytes",
+                    &[("device", "sda1")],
+                    &[(t, 1.0)],
+                ),
             ],
         )
         .await
@@ -1020,7 +1024,10 @@ async fn tenant_series_limit_refuses_remote_write_naming_tenant_and_metric() {
     }
     assert!(err.is_client_error());
     let msg = err.to_string();
-    assert!(msg.contains("\"a\"") && msg.contains("node_filesystem_avail_bytes"), "{msg}");
+    assert!(
+        msg.contains("\"a\"") && msg.contains("node_filesystem_avail_bytes"),
+        "{msg}"
+    );
     // Nothing of the refused append was stored.
     assert_eq!(all(&st).iter().map(|s| s.points.len()).sum::<usize>(), 2);
     // Other tenants have limits of their own; writing to another tenant's series is free.
@@ -1051,13 +1058,19 @@ async fn tenant_series_limit_refuses_remote_write_naming_tenant_and_metric() {
     ));
     let m = st.metrics();
     assert_eq!(m.tenant_series_rejected.with_label_values(&["a"]).get(), 1);
-    assert_eq!(m.tenant_series_rejected.with_label_values(&["big"]).get(), 1);
+    assert_eq!(
+        m.tenant_series_rejected.with_label_values(&["big"]).get(),
+        1
+    );
     assert_eq!(m.tenant_series.with_label_values(&["a"]).get(), 2);
     assert_eq!(m.tenant_series.with_label_values(&["b"]).get(), 2);
     // Series from recording rules belong to the default tenant, which has the default limit.
-    st.append_series(vec![series("r1", &[], &[(t, 1.0)]), series("r2", &[], &[(t, 1.0)])])
-        .await
-        .unwrap();
+    st.append_series(vec![
+        series("r1", &[], &[(t, 1.0)]),
+        series("r2", &[], &[(t, 1.0)]),
+    ])
+    .await
+    .unwrap();
     assert!(st
         .append_series(vec![series("r3", &[], &[(t, 1.0)])])
         .await
@@ -1085,7 +1098,9 @@ async fn agent_batch_over_its_tenant_limit_is_stored_without_the_new_series() {
     // Partial accept: the batch is durable and acknowledged; only the new series over the
     // limit is dropped (and counted).
     assert_eq!(
-        st.append_agent_batch("web-1", 1, 0, p.clone()).await.unwrap(),
+        st.append_agent_batch("web-1", 1, 0, p.clone())
+            .await
+            .unwrap(),
         AppendOutcome::Stored { samples: 2 }
     );
     assert_eq!(
@@ -1127,7 +1142,10 @@ async fn agent_batch_over_its_tenant_limit_is_stored_without_the_new_series() {
         AppendOutcome::Stored { samples: 2 }
     );
     assert_eq!(
-        st.metrics().tenant_series.with_label_values(&["team"]).get(),
+        st.metrics()
+            .tenant_series
+            .with_label_values(&["team"])
+            .get(),
         2
     );
 }
