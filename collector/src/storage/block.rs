@@ -637,7 +637,10 @@ mod tests {
     use super::*;
     use crate::storage::testutil::TempDir;
 
-    fn two_series() -> (Arc<Labels>, Arc<Labels>, Vec<(i64, u64)>, Vec<SeriesChunks>) {
+    /// Two series' labels, the first one's samples, and both as head chunks.
+    type TwoSeries = (Arc<Labels>, Arc<Labels>, Vec<(i64, u64)>, Vec<SeriesChunks>);
+
+    fn two_series() -> TwoSeries {
         let a = Arc::new(Labels::metric("a", &[("x", "1")]));
         let b = Arc::new(Labels::metric("b", &[]));
         let samples: Vec<(i64, u64)> = (0..300).map(|i| (i * 10, (i as f64).to_bits())).collect();

@@ -634,7 +634,8 @@ type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 #[derive(Debug)]
 enum Request {
     Append {
-        op: AppendOp,
+        /// Boxed: an append carries far more than the other requests.
+        op: Box<AppendOp>,
         reply: Reply<AppendReply>,
     },
     Checkpoint {
@@ -1111,7 +1112,10 @@ impl Storage {
             tenant: self.inner.shared.opts.agent_tenant(agent).to_string(),
         };
         match self
-            .request_sized(size, |reply| Request::Append { op, reply })
+            .request_sized(size, |reply| Request::Append {
+                op: Box::new(op),
+                reply,
+            })
             .await?
         {
             AppendReply::Agent(o) => Ok(o),
@@ -1155,7 +1159,10 @@ impl Storage {
             tenant: tenant.to_string(),
         };
         match self
-            .request_sized(size, |reply| Request::Append { op, reply })
+            .request_sized(size, |reply| Request::Append {
+                op: Box::new(op),
+                reply,
+            })
             .await?
         {
             AppendReply::Series(s) => Ok(s),
@@ -1472,7 +1479,7 @@ impl Writer {
                 match self.rx.try_recv() {
                     Ok(r) => {
                         if let Request::Append { op, .. } = &r {
-                            bytes += match op {
+                            bytes += match op.as_ref() {
                                 AppendOp::Agent { payload, .. }
                                 | AppendOp::Series { payload, .. } => payload.len(),
                             };
@@ -1501,7 +1508,7 @@ impl Writer {
         let mut appends = Vec::new();
         for req in group {
             match req {
-                Request::Append { op, reply } => appends.push((op, reply)),
+                Request::Append { op, reply } => appends.push((*op, reply)),
                 Request::Checkpoint { reply } => checkpoints.push(reply),
                 Request::Compact { reply } => compactions.push(reply),
                 Request::Close { reply } => close = Some(reply),
