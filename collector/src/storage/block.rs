@@ -715,6 +715,28 @@ mod tests {
     }
 
     #[test]
+    fn merging_rewrites_format_1_blocks_in_format_2() {
+        // What Writer::merge_blocks does with an old block: read every series' samples and
+        // write them into a new block, which gets the current format.
+        let tmp = TempDir::new("block-migrate");
+        let (a, _, samples, series) = two_series();
+        write_v1(tmp.path(), "0000000001", series).unwrap();
+        let old = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
+        let data: Vec<SeriesData> = old
+            .series_labels()
+            .map(|(id, l)| SeriesData {
+                labels: l.clone(),
+                samples: old.read_samples(id).unwrap(),
+            })
+            .collect();
+        write_sorted(tmp.path(), "0000000002", data.into_iter().map(Ok)).unwrap();
+        let new = Block::open(tmp.path(), "0000000002", &Interner::default()).unwrap();
+        assert_eq!(new.version(), 2);
+        check_contents(&new, &a, &samples);
+        assert!(new.size() < old.size());
+    }
+
+    #[test]
     fn an_unknown_format_is_named_in_the_error() {
         let tmp = TempDir::new("block-magic");
         let (_, _, _, series) = two_series();

@@ -1203,8 +1203,11 @@ fn decoders_reject_random_bytes_without_panicking() {
         match round % 4 {
             0 if len >= 8 => bytes[..8].copy_from_slice(b"VGCKPT02"),
             1 if len >= 2 => bytes[0] = 0,
+            2 if len >= 8 => bytes[..8].copy_from_slice(b"VGBLK002"),
+            3 if len >= 1 => bytes[0] = 1,
             _ => {}
         }
+        let _ = dense::decode_range(&bytes, i64::MIN, i64::MAX, &mut Vec::new());
         let _ = checkpoint::decode(&bytes);
         let _ = WalRecord::decode(&bytes);
         let _ = payload::ParsedBatch::decode(&bytes);
