@@ -556,8 +556,6 @@ enum AppendOp {
 /// A series an append would create, or claim for its tenant.
 #[derive(Debug)]
 struct Unowned {
-    /// Position in the batch.
-    index: usize,
     labels: Labels,
     /// The series is in the head already (restored, not owned by any tenant yet).
     exists: bool,
@@ -575,14 +573,13 @@ impl AppendOp {
     fn unowned_series(&self, head: &Head) -> Vec<Unowned> {
         let mut out: Vec<Unowned> = Vec::new();
         let mut seen: HashSet<Labels> = HashSet::new();
-        let mut consider = |index: usize, owner: Option<u16>, labels: &dyn Fn() -> Labels| {
+        let mut consider = |owner: Option<u16>, labels: &dyn Fn() -> Labels| {
             if owner.is_some_and(|t| t != head::NO_TENANT) {
                 return;
             }
             let labels = labels();
             if seen.insert(labels.clone()) {
                 out.push(Unowned {
-                    index,
                     labels,
                     exists: owner.is_some(),
                 });
@@ -591,12 +588,12 @@ impl AppendOp {
         match self {
             AppendOp::Agent { batch, .. } => {
                 for i in 0..batch.series_len() {
-                    consider(i, head.parsed_series_tenant(batch, i), &|| batch.labels(i));
+                    consider(head.parsed_series_tenant(batch, i), &|| batch.labels(i));
                 }
             }
             AppendOp::Series { series, .. } => {
-                for (i, s) in series.iter().enumerate() {
-                    consider(i, head.series_tenant(&s.labels), &|| s.labels.clone());
+                for s in series {
+                    consider(head.series_tenant(&s.labels), &|| s.labels.clone());
                 }
             }
         }
@@ -756,9 +753,13 @@ fn check_series_limits(
                 .inc_by(refused.len() as u64);
             match op {
                 AppendOp::Series { .. } => return Err(err),
-                AppendOp::Agent { agent, .. } => {
+                AppendOp::Agent { agent, batch, .. } => {
                     tracing::warn!(agent = %agent, error = %err, "agent batch stored without the series over its tenant's limit");
-                    let drop: HashSet<usize> = refused.iter().map(|u| u.index).collect();
+                    // Every occurrence of a refused series goes, should a batch repeat one.
+                    let refused: HashSet<&Labels> = refused.iter().map(|u| &u.labels).collect();
+                    let drop: HashSet<usize> = (0..batch.series_len())
+                        .filter(|&i| refused.contains(&batch.labels(i)))
+                        .collect();
                     op.drop_agent_series(&drop)?;
                 }
             }

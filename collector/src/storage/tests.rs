@@ -1092,6 +1092,8 @@ async fn agent_batch_over_its_tenant_limit_is_stored_without_the_new_series() {
             series("up", &[], &[(t, 1.0)]),
             series("load1", &[], &[(t, 0.5)]),
             series("too_many", &[("i", "1")], &[(t, 9.0)]),
+            // A repeat of the refused series in the same batch goes too.
+            series("too_many", &[("i", "1")], &[(t + 1, 9.0)]),
         ],
         vec![],
     );
