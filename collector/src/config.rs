@@ -41,6 +41,8 @@ pub struct CollectorConfig {
     /// Per-tenant active-series limits (`[limits]`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// How long expired silences are kept (Alertmanager's `--data.retention`). Default 120h.
+    pub silence_retention: Option<NonZeroDuration>,
 }
 
 /// `[limits]`: cardinality protection per tenant. A tenant is named by remote_write's
@@ -112,6 +114,7 @@ pub struct Settings {
     pub tenant_max_series: HashMap<String, usize>,
     /// Tenant of each agent by certificate name.
     pub agent_tenants: HashMap<String, String>,
+    pub silence_retention: Duration,
 }
 
 impl CollectorConfig {
@@ -143,7 +146,8 @@ impl CollectorConfig {
             out_of_order_window,
             shutdown_grace,
             evaluation_interval,
-            alertmanager_config
+            alertmanager_config,
+            silence_retention
         );
         if !other.rule_files.is_empty() {
             self.rule_files = other.rule_files;
@@ -224,6 +228,10 @@ impl CollectorConfig {
                 .map(|(t, l)| (t, l.max_series))
                 .collect(),
             agent_tenants: self.limits.agent_tenants.into_iter().collect(),
+            silence_retention: self
+                .silence_retention
+                .map(|d| d.get())
+                .unwrap_or(crate::notify::silence::DEFAULT_RETENTION),
             shutdown_grace: self
                 .shutdown_grace
                 .map(|d| d.get())

@@ -108,6 +108,9 @@ struct RunArgs {
     /// Alertmanager-format configuration routing the rules' alerts.
     #[arg(long)]
     alertmanager_config: Option<PathBuf>,
+    /// How long expired silences are kept (Alertmanager's --data.retention), e.g. 120h.
+    #[arg(long)]
+    silence_retention: Option<NonZeroDuration>,
 }
 
 #[derive(Subcommand)]
@@ -245,6 +248,7 @@ fn main() -> ExitCode {
                     max_series_per_tenant: a.max_series_per_tenant,
                     ..Default::default()
                 },
+                silence_retention: a.silence_retention,
             };
             let settings = match load(a.config.as_ref(), flags) {
                 Ok(s) => s,

@@ -23,6 +23,7 @@
 //! `blocks/<n>.blk` (blocks).
 
 pub mod chunk;
+pub mod event_series;
 pub mod matcher;
 pub mod metrics;
 
@@ -364,7 +365,9 @@ impl Shared {
         counts
     }
 
-    /// Applies one decoded agent batch: samples, dedupe state and events.
+    /// Applies one decoded agent batch: samples, dedupe state and events (kept for
+    /// `recent_events` and stored as `vigil_agent_event` series, see [`event_series`]).
+    /// Returns the counts of the batch's samples and of the event samples.
     /// The caller records the delivery with [`Shared::record_delivery`] once it is durable.
     fn apply_agent_batch(
         &self,
@@ -373,7 +376,7 @@ impl Shared {
         batch: &ParsedBatch,
         now: i64,
         tenant: Option<u16>,
-    ) -> AppendStats {
+    ) -> (AppendStats, AppendStats) {
         let mut counts = AppendStats::default();
         head.append_parsed(
             batch,
@@ -382,6 +385,18 @@ impl Shared {
             tenant,
             &mut counts,
         );
+        let mut event_counts = AppendStats::default();
+        // Event series count toward the global limit only: they stay unowned.
+        for s in event_series::event_series(agent, &batch.events) {
+            head.append_points(
+                &s.labels,
+                &s.points,
+                self.ooo_window_ms(),
+                self.min_valid_t(now),
+                None,
+                &mut event_counts,
+            );
+        }
         if !batch.events.is_empty() && self.opts.max_events > 0 {
             let mut events = lock(&self.events);
             for e in &batch.events {
@@ -391,7 +406,7 @@ impl Shared {
                 events.push_back((agent.to_string(), e.clone()));
             }
         }
-        counts
+        (counts, event_counts)
     }
 
     /// Marks a batch as stored in its stream's dedupe state. Only ever called for durable
@@ -438,7 +453,7 @@ impl Shared {
                 batch,
             } => {
                 // Replayed series stay unowned until a tenant writes to them again.
-                let c = self.apply_agent_batch(head, &agent, &batch, now, None);
+                let (c, _) = self.apply_agent_batch(head, &agent, &batch, now, None);
                 let d = Delivery {
                     agent: &agent,
                     stream_id,
@@ -559,6 +574,8 @@ struct Unowned {
     labels: Labels,
     /// The series is in the head already (restored, not owned by any tenant yet).
     exists: bool,
+    /// An agent event series (`vigil_agent_event`): counted toward the global limit only.
+    event: bool,
 }
 
 impl AppendOp {
@@ -573,7 +590,7 @@ impl AppendOp {
     fn unowned_series(&self, head: &Head) -> Vec<Unowned> {
         let mut out: Vec<Unowned> = Vec::new();
         let mut seen: HashSet<Labels> = HashSet::new();
-        let mut consider = |owner: Option<u16>, labels: &dyn Fn() -> Labels| {
+        let mut consider = |owner: Option<u16>, event: bool, labels: &dyn Fn() -> Labels| {
             if owner.is_some_and(|t| t != head::NO_TENANT) {
                 return;
             }
@@ -581,19 +598,25 @@ impl AppendOp {
             if seen.insert(labels.clone()) {
                 out.push(Unowned {
                     labels,
+                    event,
                     exists: owner.is_some(),
                 });
             }
         };
         match self {
-            AppendOp::Agent { batch, .. } => {
+            AppendOp::Agent { agent, batch, .. } => {
                 for i in 0..batch.series_len() {
-                    consider(head.parsed_series_tenant(batch, i), &|| batch.labels(i));
+                    consider(head.parsed_series_tenant(batch, i), false, &|| {
+                        batch.labels(i)
+                    });
+                }
+                for s in event_series::event_series(agent, &batch.events) {
+                    consider(head.series_tenant(&s.labels), true, &|| s.labels.clone());
                 }
             }
             AppendOp::Series { series, .. } => {
                 for s in series {
-                    consider(head.series_tenant(&s.labels), &|| s.labels.clone());
+                    consider(head.series_tenant(&s.labels), false, &|| s.labels.clone());
                 }
             }
         }
@@ -734,6 +757,8 @@ fn check_series_limits(
         });
     }
     let tenant = op.tenant().to_string();
+    let (events, mut unowned): (Vec<Unowned>, Vec<Unowned>) =
+        unowned.into_iter().partition(|u| u.event);
     if tenant_limit > 0 {
         let owned = head.tenant_series(&tenant) + pending_owned.get(&tenant).copied().unwrap_or(0);
         let room = tenant_limit.saturating_sub(owned);
@@ -765,9 +790,9 @@ fn check_series_limits(
             }
         }
     }
-    *pending_created += unowned.iter().filter(|u| !u.exists).count();
+    *pending_created += unowned.iter().chain(&events).filter(|u| !u.exists).count();
     *pending_owned.entry(tenant).or_default() += unowned.len();
-    pending_new.extend(unowned.into_iter().map(|u| u.labels));
+    pending_new.extend(unowned.into_iter().chain(events).map(|u| u.labels));
     Ok(())
 }
 
@@ -786,9 +811,10 @@ fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendRe
                 ..
             } => {
                 let t = head.tenant_id(tenant);
-                let c = shared.apply_agent_batch(&mut head, agent, batch, now, Some(t));
+                let (c, events) = shared.apply_agent_batch(&mut head, agent, batch, now, Some(t));
                 m.batches_appended.inc();
                 shared.record_counts(&c);
+                m.event_samples_appended.inc_by(events.appended);
                 AppendReply::Agent(AppendOutcome::Stored {
                     samples: c.appended as usize,
                 })
