@@ -414,6 +414,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tenant_is_x_scope_orgid_or_default_and_bad_names_are_refused() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(tenant_of(&h).unwrap(), "default");
+        h.insert("X-Scope-OrgID", "team-a".parse().unwrap());
+        assert_eq!(tenant_of(&h).unwrap(), "team-a");
+        for bad in ["", "a/b", "team a", &"x".repeat(151)] {
+            h.insert("X-Scope-OrgID", bad.parse().unwrap());
+            let e = tenant_of(&h).unwrap_err();
+            assert!(e.contains("X-Scope-OrgID"), "{e}");
+        }
+    }
+
+    #[test]
     fn export_lines_match_victoriametrics_shape() {
         let s = Series {
             labels: Labels::metric("up", &[("job", "a")]),
