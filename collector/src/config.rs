@@ -2,6 +2,7 @@
 //! (flags win), validated as a whole so that `check-config` names every problem at once.
 
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,8 +38,43 @@ pub struct CollectorConfig {
     pub evaluation_interval: Option<NonZeroDuration>,
     /// Alertmanager-format configuration that routes the alerts the rules raise.
     pub alertmanager_config: Option<PathBuf>,
+    /// Per-tenant active-series limits (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// How long expired silences are kept (Alertmanager's `--data.retention`). Default 120h.
     pub silence_retention: Option<NonZeroDuration>,
+}
+
+/// `[limits]`: cardinality protection per tenant. A tenant is named by remote_write's
+/// `X-Scope-OrgID` header, or for agents by `agent_tenants`; data naming none belongs to
+/// the tenant `default`.
+///
+/// ```toml
+/// [limits]
+/// max_series_per_tenant = 100000
+/// agent_tenants = { "web-1" = "team-a", "web-2" = "team-a" }
+/// [limits.tenants.team-a]
+/// max_series = 20000
+/// ```
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most active (head) series one tenant may own; 0 means unlimited. Default 0.
+    pub max_series_per_tenant: Option<usize>,
+    /// Overrides per tenant name.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantLimits>,
+    /// Tenant of each agent, by the name in its certificate. Default: `default`.
+    #[serde(default)]
+    pub agent_tenants: BTreeMap<String, String>,
+}
+
+/// `[limits.tenants.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Most active series this tenant may own; 0 means unlimited.
+    pub max_series: usize,
 }
 
 /// Errors from loading or validating the configuration.
@@ -72,6 +108,12 @@ pub struct Settings {
     pub rule_files: Vec<PathBuf>,
     pub evaluation_interval: Duration,
     pub alertmanager_config: Option<PathBuf>,
+    /// Default per-tenant active-series limit (0 = unlimited).
+    pub max_series_per_tenant: usize,
+    /// Per-tenant overrides of it.
+    pub tenant_max_series: HashMap<String, usize>,
+    /// Tenant of each agent by certificate name.
+    pub agent_tenants: HashMap<String, String>,
     pub silence_retention: Duration,
 }
 
@@ -110,6 +152,9 @@ impl CollectorConfig {
         if !other.rule_files.is_empty() {
             self.rule_files = other.rule_files;
         }
+        if other.limits.max_series_per_tenant.is_some() {
+            self.limits.max_series_per_tenant = other.limits.max_series_per_tenant;
+        }
         self
     }
 
@@ -142,6 +187,16 @@ impl CollectorConfig {
                 problems.push(format!("alertmanager_config: {e}"));
             }
         }
+        for (agent, tenant) in &self.limits.agent_tenants {
+            if tenant.is_empty() {
+                problems.push(format!(
+                    "limits.agent_tenants: agent {agent:?} has an empty tenant name (e.g. \"team-a\")"
+                ));
+            }
+        }
+        if self.limits.tenants.keys().any(String::is_empty) {
+            problems.push("limits.tenants: a tenant name is empty".to_string());
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -165,6 +220,14 @@ impl CollectorConfig {
                 .map(|d| d.get())
                 .unwrap_or(Duration::from_secs(60)),
             alertmanager_config: self.alertmanager_config,
+            max_series_per_tenant: self.limits.max_series_per_tenant.unwrap_or(0),
+            tenant_max_series: self
+                .limits
+                .tenants
+                .into_iter()
+                .map(|(t, l)| (t, l.max_series))
+                .collect(),
+            agent_tenants: self.limits.agent_tenants.into_iter().collect(),
             silence_retention: self
                 .silence_retention
                 .map(|d| d.get())
@@ -210,6 +273,44 @@ mod tests {
         };
         let s = cfg.validate().unwrap();
         assert_eq!(s.out_of_order_window, Duration::from_secs(30 * 86400));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn limits_section_parses_overrides_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-limits-{}", std::process::id()));
+        crate::certs_cmd::init(&dir, &[]).unwrap();
+        let mut file: CollectorConfig = toml::from_str(
+            "[limits]\nmax_series_per_tenant = 100\nagent_tenants = { web-1 = \"team-a\" }\n\
+             [limits.tenants.team-a]\nmax_series = 5\n",
+        )
+        .unwrap();
+        file.certs_dir = Some(dir.clone());
+        let flags = CollectorConfig {
+            limits: LimitsConfig {
+                max_series_per_tenant: Some(7),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let s = file.overlay(flags).validate().unwrap();
+        assert_eq!(s.max_series_per_tenant, 7);
+        assert_eq!(s.tenant_max_series.get("team-a"), Some(&5));
+        assert_eq!(
+            s.agent_tenants.get("web-1").map(String::as_str),
+            Some("team-a")
+        );
+        let err = toml::from_str::<CollectorConfig>("[limits]\nmax_series = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_series"), "{err}");
+        let mut bad: CollectorConfig =
+            toml::from_str("[limits]\nagent_tenants = { web-1 = \"\" }\n").unwrap();
+        bad.certs_dir = Some(dir.clone());
+        let ConfigError::Invalid(p) = bad.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(p[0].contains("web-1"), "{p:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 

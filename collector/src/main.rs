@@ -115,6 +115,9 @@ struct RunArgs {
     /// Active-series limit (0 = unlimited).
     #[arg(long)]
     max_series: Option<usize>,
+    /// Active-series limit of each tenant (0 = unlimited); overrides in `[limits]`.
+    #[arg(long)]
+    max_series_per_tenant: Option<usize>,
     /// Accept samples up to this far behind a series' newest sample.
     #[arg(long)]
     out_of_order_window: Option<PromDuration>,
@@ -273,6 +276,10 @@ fn main() -> ExitCode {
                 rule_files: a.rule_file,
                 evaluation_interval: a.evaluation_interval,
                 alertmanager_config: a.alertmanager_config,
+                limits: vigil_collector::config::LimitsConfig {
+                    max_series_per_tenant: a.max_series_per_tenant,
+                    ..Default::default()
+                },
                 silence_retention: a.silence_retention,
             };
             let settings = match load(a.config.as_ref(), flags) {

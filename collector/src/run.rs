@@ -50,6 +50,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         StorageOptions {
             retention: settings.retention,
             max_series: settings.max_series,
+            max_series_per_tenant: settings.max_series_per_tenant,
+            tenant_max_series: settings.tenant_max_series.clone(),
+            agent_tenants: settings.agent_tenants.clone(),
             out_of_order_window: settings.out_of_order_window,
             ..Default::default()
         },

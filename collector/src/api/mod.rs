@@ -5,7 +5,8 @@
 //!   lookback, stale series omitted) in the Prometheus text format, with timestamps.
 //! - `GET /api/v1/export?match[]=…&start=…&end=…`: raw samples as JSON lines in
 //!   VictoriaMetrics' export format.
-//! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf).
+//! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf); the tenant is
+//!   the `X-Scope-OrgID` header (default `default`).
 //! - `GET /api/v1/agents`: agents seen, whether connected, last seen, lag.
 //! - `GET /api/v1/analytics/anomalies?limit=…`: recent anomaly events from agents, newest
 //!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
@@ -281,8 +282,39 @@ fn export_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
     Ok(out)
 }
 
-async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
+/// The tenant of a remote_write request: its `X-Scope-OrgID` header (as in Mimir and
+/// Cortex), or `default`. At most 150 characters of `[A-Za-z0-9!._*'()-]`.
+fn tenant_of(headers: &axum::http::HeaderMap) -> Result<String, String> {
+    let Some(v) = headers.get("x-scope-orgid") else {
+        return Ok(crate::storage::DEFAULT_TENANT.to_string());
+    };
+    let t = v.to_str().unwrap_or("");
+    let ok = !t.is_empty()
+        && t.len() <= 150
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!._*'()-".contains(&b));
+    if ok {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "invalid X-Scope-OrgID {:?}: a tenant is 1 to 150 characters of A-Z a-z 0-9 ! . _ * ' ( ) -, e.g. \"team-a\"",
+            String::from_utf8_lossy(v.as_bytes())
+        ))
+    }
+}
+
+async fn write(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     s.metrics.http_requests.with_label_values(&["write"]).inc();
+    let tenant = match tenant_of(&headers) {
+        Ok(t) => t,
+        Err(e) => {
+            s.metrics
+                .remote_write_requests
+                .with_label_values(&["400"])
+                .inc();
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
     let (series, metadata) = match remote_write::decode_request(&body) {
         Ok(d) => (d.series, d.metadata),
         Err(e) => {
@@ -302,7 +334,7 @@ async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
             tracing::debug!(error = %e, family = %m.family, "remote_write metadata refused");
         }
     }
-    match s.storage.append_series(series).await {
+    match s.storage.append_series_for(&tenant, series).await {
         Ok(_) => {
             s.samples_arrived.raise();
             s.metrics
@@ -391,6 +423,19 @@ async fn ready(State(s): State<ApiState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tenant_is_x_scope_orgid_or_default_and_bad_names_are_refused() {
+        let mut h = axum::http::HeaderMap::new();
+        assert_eq!(tenant_of(&h).unwrap(), "default");
+        h.insert("X-Scope-OrgID", "team-a".parse().unwrap());
+        assert_eq!(tenant_of(&h).unwrap(), "team-a");
+        for bad in ["", "a/b", "team a", &"x".repeat(151)] {
+            h.insert("X-Scope-OrgID", bad.parse().unwrap());
+            let e = tenant_of(&h).unwrap_err();
+            assert!(e.contains("X-Scope-OrgID"), "{e}");
+        }
+    }
 
     #[test]
     fn export_lines_match_victoriametrics_shape() {

@@ -2,12 +2,19 @@
 //! then only read or deleted whole (by retention). One file per block in `<data>/blocks/`:
 //!
 //! ```text
-//! "VGBLK001"
+//! "VGBLK002"
 //! chunk bytes, series after series (sorted by labels), chunks in time order
-//! index: mint, maxt, series count, then per series its labels and per chunk
-//!        (mint, maxt, sample count, offset, length, CRC-32 of the chunk)
+//! index (zstd-compressed; see below)
 //! footer: index offset u64 LE, index length u64 LE, index CRC-32 u32 LE, "VGBLKEND"
 //! ```
+//!
+//! The index holds mint, maxt, series count, then per series its labels and per chunk
+//! (mint, maxt, offset, length, CRC-32 of the chunk). Format 2 stores the index as
+//! `uvarint raw length` followed by a zstd frame, and its chunks are [`super::dense`] chunks:
+//! every series' samples re-encoded at compaction time into dense, zstd-compressed columns
+//! of up to 8192 samples. Format 1 (`"VGBLK001"`, written before) has a plain index and the
+//! head's Gorilla chunks; such blocks stay readable and are rewritten in format 2 when they
+//! are merged.
 //!
 //! Opening a block reads and verifies only the index; chunks are read with positioned reads
 //! when queried and verified against their CRC. Files are written to a temporary name,
@@ -21,7 +28,8 @@ use std::sync::Arc;
 
 use vigil_shared::model::Labels;
 
-use super::chunk::{self, ChunkAppender, SAMPLES_PER_CHUNK};
+use super::chunk::{self, ChunkAppender, ChunkIter, SAMPLES_PER_CHUNK};
+use super::dense::{self, DenseEncoder};
 use super::encoding::{Dec, DecodeError, Enc};
 use super::intern::Interner;
 use super::matcher::Matcher;
@@ -29,7 +37,12 @@ use super::postings::Postings;
 use super::wal::sync_dir;
 use super::StorageError;
 
-const MAGIC: &[u8; 8] = b"VGBLK001";
+const MAGIC_V1: &[u8; 8] = b"VGBLK001";
+const MAGIC: &[u8; 8] = b"VGBLK002";
+/// Largest decompressed index accepted (a corrupt length must not allocate without bound).
+const MAX_INDEX_BYTES: u64 = 4 << 30;
+/// zstd level for the index: labels repeat a lot, and it is written once.
+const INDEX_ZSTD_LEVEL: i32 = 9;
 const END_MAGIC: &[u8; 8] = b"VGBLKEND";
 const FOOTER_BYTES: usize = 8 + 8 + 4 + 8;
 const SUFFIX: &str = ".blk";
@@ -58,11 +71,51 @@ pub(crate) type RawChunk = (i64, i64, Arc<[u8]>);
 /// One series' samples read from a block: `(timestamp, value bits)`, sorted.
 pub(crate) type SeriesSamples = (Arc<Labels>, Vec<(i64, u64)>);
 
-/// One series' data handed to [`write`]: chunks in any order.
+/// One series' data handed to [`write`]: head (Gorilla) chunks in any order.
 #[derive(Debug)]
 pub(crate) struct SeriesChunks {
     pub labels: Arc<Labels>,
     pub chunks: Vec<RawChunk>,
+}
+
+/// One series' samples handed to [`write_sorted`]: sorted by time, no duplicate timestamps.
+#[derive(Debug)]
+pub(crate) struct SeriesData {
+    pub labels: Arc<Labels>,
+    pub samples: Vec<(i64, u64)>,
+}
+
+/// Sorts samples gathered from several chunks or blocks by time; of samples with the same
+/// timestamp the first one gathered is kept.
+pub(crate) fn sort_dedup(samples: &mut Vec<(i64, u64)>) {
+    if samples.windows(2).any(|w| w[0].0 >= w[1].0) {
+        samples.sort_by_key(|x| x.0);
+        samples.dedup_by_key(|x| x.0);
+    }
+}
+
+impl SeriesChunks {
+    /// Decodes the head chunks into one sorted run of samples.
+    fn into_data(mut self) -> Result<SeriesData, StorageError> {
+        self.chunks.sort_by_key(|c| (c.0, c.1));
+        let mut samples = Vec::new();
+        for (_, _, bytes) in &self.chunks {
+            for s in ChunkIter::new(bytes).map_err(|e| StorageError::Corrupt {
+                what: "head chunk".into(),
+                detail: e.to_string(),
+            })? {
+                samples.push(s.map_err(|e| StorageError::Corrupt {
+                    what: "head chunk".into(),
+                    detail: e.to_string(),
+                })?);
+            }
+        }
+        sort_dedup(&mut samples);
+        Ok(SeriesData {
+            labels: self.labels,
+            samples,
+        })
+    }
 }
 
 /// Encodes sorted samples into chunks of at most [`SAMPLES_PER_CHUNK`].
@@ -89,6 +142,8 @@ pub(crate) struct Block {
     mint: i64,
     maxt: i64,
     size: u64,
+    /// 1: Gorilla chunks, plain index; 2: dense chunks, compressed index.
+    version: u8,
     series: Vec<BlockSeries>,
     postings: Postings,
 }
@@ -107,7 +162,7 @@ pub(crate) fn write(
     mut series: Vec<SeriesChunks>,
 ) -> Result<u64, StorageError> {
     series.sort_by(|a, b| a.labels.cmp(&b.labels));
-    write_sorted(dir, name, series.into_iter().map(Ok))
+    write_sorted(dir, name, series.into_iter().map(SeriesChunks::into_data))
 }
 
 /// Writes a block named `name` in `dir` from series given in label order, streaming chunk
@@ -116,7 +171,7 @@ pub(crate) fn write(
 pub(crate) fn write_sorted(
     dir: &Path,
     name: &str,
-    series: impl Iterator<Item = Result<SeriesChunks, StorageError>>,
+    series: impl Iterator<Item = Result<SeriesData, StorageError>>,
 ) -> Result<u64, StorageError> {
     let tmp = dir.join(format!("{name}{SUFFIX}.tmp"));
     let res = write_file(&tmp, series).and_then(|size| {
@@ -136,7 +191,7 @@ pub(crate) fn write_sorted(
 
 fn write_file(
     tmp: &Path,
-    series: impl Iterator<Item = Result<SeriesChunks, StorageError>>,
+    series: impl Iterator<Item = Result<SeriesData, StorageError>>,
 ) -> Result<u64, StorageError> {
     let io = |e| StorageError::Io {
         context: format!("writing block {}", tmp.display()),
@@ -144,34 +199,48 @@ fn write_file(
     };
     let mut w = io::BufWriter::with_capacity(1 << 20, File::create(tmp).map_err(io)?);
     w.write_all(MAGIC).map_err(io)?;
+    let mut encoder = DenseEncoder::new().map_err(io)?;
     let mut offset = MAGIC.len() as u64;
-    let mut index = Enc::with_capacity(1 << 16);
     let mut mint = i64::MAX;
     let mut maxt = i64::MIN;
     let mut metas: Vec<(Arc<Labels>, Vec<ChunkMeta>)> = Vec::new();
     for s in series {
-        let mut s = s?;
-        s.chunks.sort_by_key(|c| (c.0, c.1));
-        let mut m = Vec::with_capacity(s.chunks.len());
-        for (cmin, cmax, bytes) in &s.chunks {
-            mint = mint.min(*cmin);
-            maxt = maxt.max(*cmax);
+        let s = s?;
+        let mut m = Vec::with_capacity(s.samples.len().div_ceil(dense::MAX_SAMPLES));
+        for part in s.samples.chunks(dense::MAX_SAMPLES) {
+            let (cmin, cmax) = (part[0].0, part[part.len() - 1].0);
+            let bytes = encoder.encode(part).map_err(io)?;
+            mint = mint.min(cmin);
+            maxt = maxt.max(cmax);
             m.push(ChunkMeta {
-                mint: *cmin,
-                maxt: *cmax,
+                mint: cmin,
+                maxt: cmax,
                 offset,
                 len: bytes.len() as u32,
-                crc: crc32fast::hash(bytes),
+                crc: crc32fast::hash(&bytes),
             });
-            w.write_all(bytes).map_err(io)?;
+            w.write_all(&bytes).map_err(io)?;
             offset += bytes.len() as u64;
         }
-        metas.push((s.labels, m));
+        if !m.is_empty() {
+            metas.push((s.labels, m));
+        }
     }
+    let raw = encode_index(mint, maxt, &metas);
+    let mut index = Enc::with_capacity(raw.len() / 4 + 16);
+    index.uvarint(raw.len() as u64);
+    index
+        .buf
+        .extend_from_slice(&zstd::bulk::compress(&raw, INDEX_ZSTD_LEVEL).map_err(io)?);
+    finish(w, offset, &index.buf, io)
+}
+
+fn encode_index(mint: i64, maxt: i64, metas: &[(Arc<Labels>, Vec<ChunkMeta>)]) -> Vec<u8> {
+    let mut index = Enc::with_capacity(1 << 16);
     index.varint(mint);
     index.varint(maxt);
     index.uvarint(metas.len() as u64);
-    for (labels, chunks) in &metas {
+    for (labels, chunks) in metas {
         index.labels(labels);
         index.uvarint(chunks.len() as u64);
         for c in chunks {
@@ -182,16 +251,26 @@ fn write_file(
             index.u32_le(c.crc);
         }
     }
+    index.buf
+}
+
+/// Writes the index and footer after `offset` bytes of chunks, then syncs.
+fn finish(
+    mut w: io::BufWriter<File>,
+    offset: u64,
+    index: &[u8],
+    io: impl Fn(io::Error) -> StorageError,
+) -> Result<u64, StorageError> {
     let index_offset = offset;
-    let index_len = index.buf.len() as u64;
-    let index_crc = crc32fast::hash(&index.buf);
-    w.write_all(&index.buf).map_err(io)?;
-    w.write_all(&index_offset.to_le_bytes()).map_err(io)?;
-    w.write_all(&index_len.to_le_bytes()).map_err(io)?;
-    w.write_all(&index_crc.to_le_bytes()).map_err(io)?;
-    w.write_all(END_MAGIC).map_err(io)?;
+    let index_len = index.len() as u64;
+    let index_crc = crc32fast::hash(index);
+    w.write_all(index).map_err(&io)?;
+    w.write_all(&index_offset.to_le_bytes()).map_err(&io)?;
+    w.write_all(&index_len.to_le_bytes()).map_err(&io)?;
+    w.write_all(&index_crc.to_le_bytes()).map_err(&io)?;
+    w.write_all(END_MAGIC).map_err(&io)?;
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
+    file.sync_all().map_err(&io)?;
     Ok(index_offset + index_len + FOOTER_BYTES as u64)
 }
 
@@ -257,6 +336,23 @@ fn decode_index(
     Ok((mint, maxt, series))
 }
 
+fn decompress_index(stored: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let mut d = Dec::new(stored);
+    let raw_len = d.uvarint()?;
+    if raw_len > MAX_INDEX_BYTES {
+        return Err(DecodeError(format!("index claims {raw_len} bytes")));
+    }
+    let raw = zstd::bulk::decompress(d.rest(), raw_len as usize)
+        .map_err(|e| DecodeError(format!("index does not decompress: {e}")))?;
+    if raw.len() as u64 != raw_len {
+        return Err(DecodeError(format!(
+            "index decompressed to {} bytes, expected {raw_len}",
+            raw.len()
+        )));
+    }
+    Ok(raw)
+}
+
 impl Block {
     /// Opens block `name` in `dir`, reading and verifying its index.
     pub fn open(dir: &Path, name: &str, interner: &Interner) -> Result<Block, StorageError> {
@@ -281,6 +377,14 @@ impl Block {
         if &footer[20..] != END_MAGIC {
             return Err(corrupt(&p, "bad footer magic"));
         }
+        let mut magic = [0u8; 8];
+        file.read_exact_at(&mut magic, 0)
+            .map_err(|e| corrupt(&p, e))?;
+        let version = match &magic {
+            m if m == MAGIC_V1 => 1,
+            m if m == MAGIC => 2,
+            _ => return Err(corrupt(&p, "unknown block format (bad header magic)")),
+        };
         let mut d = Dec::new(&footer);
         let (index_offset, index_len, index_crc) = (
             d.u64_le().map_err(|e| corrupt(&p, e))?,
@@ -299,6 +403,9 @@ impl Block {
             .map_err(|e| corrupt(&p, e))?;
         if crc32fast::hash(&index) != index_crc {
             return Err(corrupt(&p, "index checksum mismatch"));
+        }
+        if version >= 2 {
+            index = decompress_index(&index).map_err(|e| corrupt(&p, e))?;
         }
         let (mint, maxt, series) = decode_index(&index, interner).map_err(|e| corrupt(&p, e))?;
         if series
@@ -319,6 +426,7 @@ impl Block {
             mint,
             maxt,
             size,
+            version,
             series,
             postings,
         })
@@ -338,6 +446,26 @@ impl Block {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The block's format version (1 or 2).
+    #[cfg(test)]
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Decodes one chunk of this block's format into `out`.
+    fn decode_chunk(
+        &self,
+        bytes: &[u8],
+        start: i64,
+        end: i64,
+        out: &mut Vec<(i64, u64)>,
+    ) -> Result<(), StorageError> {
+        match self.version {
+            1 => chunk::decode_range(bytes, start, end, out).map_err(|e| corrupt(&self.path, e)),
+            _ => dense::decode_range(bytes, start, end, out).map_err(|e| corrupt(&self.path, e)),
+        }
     }
 
     fn overlaps(&self, start: i64, end: i64) -> bool {
@@ -377,8 +505,8 @@ impl Block {
             .map(|(i, s)| (i as u32, &s.labels))
     }
 
-    /// All chunks of series `id`, checksums verified, for merging blocks.
-    pub fn read_chunks(&self, id: u32) -> Result<Vec<RawChunk>, StorageError> {
+    /// All samples of series `id` in time order, checksums verified, for merging blocks.
+    pub fn read_samples(&self, id: u32) -> Result<Vec<(i64, u64)>, StorageError> {
         let Some(s) = self.series.get(id as usize) else {
             return Ok(Vec::new());
         };
@@ -392,7 +520,7 @@ impl Block {
         self.file
             .read_exact_at(&mut buf, first.offset)
             .map_err(|e| corrupt(&self.path, e))?;
-        let mut out = Vec::with_capacity(s.chunks.len());
+        let mut out = Vec::new();
         for c in &s.chunks {
             let lo = (c.offset - first.offset) as usize;
             let bytes = &buf[lo..lo + c.len as usize];
@@ -402,7 +530,10 @@ impl Block {
                     format!("chunk checksum mismatch at offset {}", c.offset),
                 ));
             }
-            out.push((c.mint, c.maxt, Arc::from(bytes)));
+            self.decode_chunk(bytes, i64::MIN, i64::MAX, &mut out)?;
+        }
+        if s.overlapping {
+            sort_dedup(&mut out);
         }
         Ok(out)
     }
@@ -448,8 +579,7 @@ impl Block {
                         format!("chunk checksum mismatch at offset {}", c.offset),
                     ));
                 }
-                chunk::decode_range(bytes, start, end, &mut samples)
-                    .map_err(|e| corrupt(&p(), e))?;
+                self.decode_chunk(bytes, start, end, &mut samples)?;
             }
             if s.overlapping {
                 samples.sort_by_key(|x| x.0);
@@ -463,38 +593,74 @@ impl Block {
     }
 }
 
+/// Writes a block in the old format 1 (Gorilla chunks, plain index), to test that such
+/// blocks stay readable and are migrated by merging.
+#[cfg(test)]
+pub(crate) fn write_v1(
+    dir: &Path,
+    name: &str,
+    mut series: Vec<SeriesChunks>,
+) -> Result<u64, StorageError> {
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let io = |e| StorageError::Io {
+        context: "writing v1 block".into(),
+        source: e,
+    };
+    let mut w = io::BufWriter::new(File::create(path(dir, name)).map_err(io)?);
+    w.write_all(MAGIC_V1).map_err(io)?;
+    let mut offset = MAGIC_V1.len() as u64;
+    let (mut mint, mut maxt) = (i64::MAX, i64::MIN);
+    let mut metas = Vec::new();
+    for mut s in series {
+        s.chunks.sort_by_key(|c| (c.0, c.1));
+        let mut m = Vec::new();
+        for (cmin, cmax, bytes) in &s.chunks {
+            mint = mint.min(*cmin);
+            maxt = maxt.max(*cmax);
+            m.push(ChunkMeta {
+                mint: *cmin,
+                maxt: *cmax,
+                offset,
+                len: bytes.len() as u32,
+                crc: crc32fast::hash(bytes),
+            });
+            w.write_all(bytes).map_err(io)?;
+            offset += bytes.len() as u64;
+        }
+        metas.push((s.labels, m));
+    }
+    finish(w, offset, &encode_index(mint, maxt, &metas), io)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::storage::testutil::TempDir;
 
-    #[test]
-    fn block_round_trips_and_detects_corruption() {
-        let tmp = TempDir::new("block");
+    /// Two series' labels, the first one's samples, and both as head chunks.
+    type TwoSeries = (Arc<Labels>, Arc<Labels>, Vec<(i64, u64)>, Vec<SeriesChunks>);
+
+    fn two_series() -> TwoSeries {
         let a = Arc::new(Labels::metric("a", &[("x", "1")]));
         let b = Arc::new(Labels::metric("b", &[]));
         let samples: Vec<(i64, u64)> = (0..300).map(|i| (i * 10, (i as f64).to_bits())).collect();
         let mut b_chunks = encode_samples(&[(5, 1), (15, 2)]);
         // An out-of-order chunk overlapping the first one, as compaction may produce.
         b_chunks.extend(encode_samples(&[(10, 3), (15, 2)]));
-        let size = write(
-            tmp.path(),
-            "0000000001",
-            vec![
-                SeriesChunks {
-                    labels: b.clone(),
-                    chunks: b_chunks,
-                },
-                SeriesChunks {
-                    labels: a.clone(),
-                    chunks: encode_samples(&samples),
-                },
-            ],
-        )
-        .unwrap();
-        assert_eq!(list(tmp.path()).unwrap(), vec!["0000000001".to_string()]);
-        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
-        assert_eq!(blk.size(), size);
+        let series = vec![
+            SeriesChunks {
+                labels: b.clone(),
+                chunks: b_chunks,
+            },
+            SeriesChunks {
+                labels: a.clone(),
+                chunks: encode_samples(&samples),
+            },
+        ];
+        (a, b, samples, series)
+    }
+
+    fn check_contents(blk: &Block, a: &Labels, samples: &[(i64, u64)]) {
         assert_eq!((blk.mint(), blk.maxt()), (0, 2990));
         let all = blk.select(&[], i64::MIN, i64::MAX).unwrap();
         assert_eq!(all.len(), 2);
@@ -506,6 +672,20 @@ mod tests {
         assert_eq!(part[0].1.len(), 51);
         assert!(blk.select(&[], 3000, 4000).unwrap().is_empty());
         assert_eq!(blk.labels_in_range(&[], 0, 6).len(), 2);
+        assert_eq!(blk.read_samples(0).unwrap(), samples);
+        assert_eq!(blk.read_samples(1).unwrap(), vec![(5, 1), (10, 3), (15, 2)]);
+    }
+
+    #[test]
+    fn block_round_trips_and_detects_corruption() {
+        let tmp = TempDir::new("block");
+        let (a, _, samples, series) = two_series();
+        let size = write(tmp.path(), "0000000001", series).unwrap();
+        assert_eq!(list(tmp.path()).unwrap(), vec!["0000000001".to_string()]);
+        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
+        assert_eq!(blk.size(), size);
+        assert_eq!(blk.version(), 2);
+        check_contents(&blk, &a, &samples);
         drop(blk);
 
         let p = path(tmp.path(), "0000000001");
@@ -522,5 +702,71 @@ mod tests {
         assert!(Block::open(tmp.path(), "0000000001", &Interner::default()).is_err());
         fs::write(&p, &bytes[..10]).unwrap();
         assert!(Block::open(tmp.path(), "0000000001", &Interner::default()).is_err());
+    }
+
+    #[test]
+    fn format_1_blocks_stay_readable() {
+        let tmp = TempDir::new("block-v1");
+        let (a, _, samples, series) = two_series();
+        write_v1(tmp.path(), "0000000001", series).unwrap();
+        let blk = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
+        assert_eq!(blk.version(), 1);
+        check_contents(&blk, &a, &samples);
+    }
+
+    #[test]
+    fn merging_rewrites_format_1_blocks_in_format_2() {
+        // What Writer::merge_blocks does with an old block: read every series' samples and
+        // write them into a new block, which gets the current format.
+        let tmp = TempDir::new("block-migrate");
+        let (a, _, samples, series) = two_series();
+        write_v1(tmp.path(), "0000000001", series).unwrap();
+        let old = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap();
+        let data: Vec<SeriesData> = old
+            .series_labels()
+            .map(|(id, l)| SeriesData {
+                labels: l.clone(),
+                samples: old.read_samples(id).unwrap(),
+            })
+            .collect();
+        write_sorted(tmp.path(), "0000000002", data.into_iter().map(Ok)).unwrap();
+        let new = Block::open(tmp.path(), "0000000002", &Interner::default()).unwrap();
+        assert_eq!(new.version(), 2);
+        check_contents(&new, &a, &samples);
+        assert!(new.size() < old.size());
+    }
+
+    #[test]
+    fn an_unknown_format_is_named_in_the_error() {
+        let tmp = TempDir::new("block-magic");
+        let (_, _, _, series) = two_series();
+        write(tmp.path(), "0000000001", series).unwrap();
+        let p = path(tmp.path(), "0000000001");
+        let mut bytes = fs::read(&p).unwrap();
+        bytes[7] = b'9';
+        fs::write(&p, &bytes).unwrap();
+        let err = Block::open(tmp.path(), "0000000001", &Interner::default()).unwrap_err();
+        assert!(err.to_string().contains("unknown block format"), "{err}");
+    }
+
+    #[test]
+    fn dense_blocks_are_much_smaller_than_gorilla_chunks() {
+        // A scrape-like series: regular 15 s timestamps, a counter with two decimals.
+        let samples: Vec<(i64, u64)> = (0..480)
+            .map(|i| {
+                (
+                    1_700_000_000_000 + i * 15_000,
+                    ((100_000 + i * 1501) as f64 / 100.0).to_bits(),
+                )
+            })
+            .collect();
+        let gorilla: usize = encode_samples(&samples).iter().map(|c| c.2.len()).sum();
+        let mut enc = DenseEncoder::new().unwrap();
+        let dense = enc.encode(&samples).unwrap();
+        assert!(
+            dense.len() * 4 < gorilla,
+            "dense {} gorilla {gorilla}",
+            dense.len()
+        );
     }
 }

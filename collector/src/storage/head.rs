@@ -39,10 +39,28 @@ impl Hasher for IdHasher {
 }
 
 type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
-/// A series id with its series key.
-type KeyedId = (u32, Box<[u8]>);
+/// A series id; its key is checked against the series' own labels.
+type KeyedId = u32;
 /// Keys are already uniformly distributed hashes.
 type IdMap64<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// True when `key` is the series key of `labels`, compared in place (no copy of the key is
+/// kept per series: that would duplicate every series' label bytes in memory).
+fn key_matches(labels: &Labels, key: &[u8]) -> bool {
+    let mut rest = key;
+    for (n, v) in pair_bytes(labels) {
+        for part in [n, v] {
+            let Some((head, tail)) = rest.split_at_checked(part.len()) else {
+                return false;
+            };
+            if head != part || tail.first() != Some(&0xff) {
+                return false;
+            }
+            rest = &tail[1..];
+        }
+    }
+    rest.is_empty()
+}
 
 /// Label pairs of a label set as bytes.
 fn pair_bytes(l: &Labels) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -83,7 +101,12 @@ pub(crate) struct MemSeries {
     pub max_t: i64,
     /// Value bits of the sample at `max_t`.
     pub last_bits: u64,
+    /// The tenant the series counts toward ([`NO_TENANT`] until a tenant writes to it).
+    pub tenant: u16,
 }
+
+/// Tenant of a series restored from a checkpoint or the WAL and not written to since.
+pub(crate) const NO_TENANT: u16 = u16::MAX;
 
 impl MemSeries {
     fn new(labels: Arc<Labels>) -> Self {
@@ -94,6 +117,7 @@ impl MemSeries {
             ooo: BTreeMap::new(),
             max_t: i64::MIN,
             last_bits: 0,
+            tenant: NO_TENANT,
         }
     }
 
@@ -295,9 +319,10 @@ pub(crate) struct SeriesSnapshot {
 /// The head: series by id, by label hash, and the postings index.
 ///
 /// Series are found by their series key — label names and values each followed by `0xff`,
-/// which UTF-8 never contains — hashed with a keyed SipHash. The key is kept contiguously
-/// next to the hash, so finding a known series costs one hash and one `memcmp` instead of
-/// chasing every label string, and a batch's labels need no `Labels` to be looked up.
+/// which UTF-8 never contains — hashed with a keyed SipHash, and a batch's labels need no
+/// `Labels` to be looked up. Only the id is kept next to the hash; a hit is confirmed by
+/// comparing the key with the series' interned labels in place, which keeps a second copy
+/// of every series' label bytes out of memory (RAM per active series is a target).
 #[derive(Debug, Default)]
 pub(crate) struct Head {
     series: IdMap<MemSeries>,
@@ -318,6 +343,8 @@ pub(crate) struct Head {
     postings: Postings,
     next_id: u32,
     samples: u64,
+    /// Tenant names by id, and how many head series each one owns.
+    tenants: Vec<(Arc<str>, usize)>,
 }
 
 impl Head {
@@ -360,15 +387,16 @@ impl Head {
 
     /// The series whose series key is `key`.
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let (id, k) = self.by_hash.get(&hash)?;
-        if **k == *key {
-            return Some(*id);
+        let matches = |id: &u32| {
+            self.series
+                .get(id)
+                .is_some_and(|s| key_matches(&s.labels, key))
+        };
+        let id = *self.by_hash.get(&hash)?;
+        if matches(&id) {
+            return Some(id);
         }
-        self.collisions
-            .get(&hash)?
-            .iter()
-            .find(|(_, k)| **k == *key)
-            .map(|(id, _)| *id)
+        self.collisions.get(&hash)?.iter().copied().find(matches)
     }
 
     /// The id of the series with these labels, if it exists.
@@ -378,14 +406,63 @@ impl Head {
         self.find(self.hash_key(&key), &key)
     }
 
-    /// True when series `i` of a parsed batch already exists.
-    pub fn contains_parsed(&self, batch: &ParsedBatch, i: usize) -> bool {
-        if batch.is_canonical(i) {
+    /// The tenant of series `i` of a parsed batch ([`NO_TENANT`] when unowned), or `None`
+    /// when the series does not exist.
+    pub fn parsed_series_tenant(&self, batch: &ParsedBatch, i: usize) -> Option<u16> {
+        let id = if batch.is_canonical(i) {
             let mut key = Vec::new();
             series_key(batch.label_bytes(i), &mut key);
-            self.find(self.hash_key(&key), &key).is_some()
+            self.find(self.hash_key(&key), &key)
         } else {
-            self.lookup(&batch.labels(i)).is_some()
+            self.lookup(&batch.labels(i))
+        }?;
+        self.series.get(&id).map(|s| s.tenant)
+    }
+
+    /// The tenant of the series with these labels ([`NO_TENANT`] when unowned), or `None`
+    /// when it does not exist.
+    pub fn series_tenant(&self, labels: &Labels) -> Option<u16> {
+        self.series.get(&self.lookup(labels)?).map(|s| s.tenant)
+    }
+
+    /// The id of tenant `name`, registering it when new. Past 65 534 tenants the last id is
+    /// shared.
+    pub fn tenant_id(&mut self, name: &str) -> u16 {
+        if let Some(i) = self.tenants.iter().position(|(n, _)| &**n == name) {
+            return i as u16;
+        }
+        if self.tenants.len() >= usize::from(NO_TENANT) {
+            return NO_TENANT - 1;
+        }
+        self.tenants.push((Arc::from(name), 0));
+        (self.tenants.len() - 1) as u16
+    }
+
+    /// Head series owned by tenant `name`.
+    pub fn tenant_series(&self, name: &str) -> usize {
+        self.tenants
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Every tenant seen with the number of head series it owns.
+    pub fn tenant_counts(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.tenants.iter().map(|(n, c)| (&**n, *c))
+    }
+
+    /// Makes `tenant` the owner of series `id` if nobody owns it yet.
+    fn claim(&mut self, id: u32, tenant: Option<u16>) {
+        let Some(t) = tenant.filter(|&t| t != NO_TENANT) else {
+            return;
+        };
+        if let Some(s) = self.series.get_mut(&id) {
+            if s.tenant == NO_TENANT {
+                s.tenant = t;
+                if let Some(c) = self.tenants.get_mut(usize::from(t)) {
+                    c.1 += 1;
+                }
+            }
         }
     }
 
@@ -394,13 +471,13 @@ impl Head {
         self.next_id += 1;
         let labels = self.interner.intern(labels);
         self.postings.add(id, &labels);
-        let key: Box<[u8]> = key.into();
+        debug_assert!(key_matches(&labels, key));
         match self.by_hash.entry(hash) {
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push((id, key));
+                self.collisions.entry(hash).or_default().push(id);
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert((id, key));
+                v.insert(id);
             }
         }
         self.series.insert(id, MemSeries::new(labels));
@@ -441,12 +518,14 @@ impl Head {
         id
     }
 
-    /// Appends every series of a parsed batch, tallying outcomes.
+    /// Appends every series of a parsed batch, tallying outcomes; `tenant` becomes the owner
+    /// of series nobody owns yet (`None` on replay).
     pub fn append_parsed(
         &mut self,
         batch: &ParsedBatch,
         ooo_window_ms: i64,
         min_valid_t: i64,
+        tenant: Option<u16>,
         counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
@@ -454,6 +533,7 @@ impl Head {
             let Some(id) = self.get_or_create_parsed(batch, i) else {
                 continue;
             };
+            self.claim(id, tenant);
             let Some(s) = self.series.get_mut(&id) else {
                 continue;
             };
@@ -489,17 +569,20 @@ impl Head {
         o
     }
 
-    /// Appends points to the series with `labels` (created when new), tallying outcomes.
+    /// Appends points to the series with `labels` (created when new), tallying outcomes;
+    /// `tenant` becomes the owner when nobody owns the series yet (`None` on replay).
     pub fn append_points(
         &mut self,
         labels: &Labels,
         points: &[Point],
         ooo_window_ms: i64,
         min_valid_t: i64,
+        tenant: Option<u16>,
         counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
         let id = self.get_or_create(labels);
+        self.claim(id, tenant);
         let Some(s) = self.series.get_mut(&id) else {
             return;
         };
@@ -671,10 +754,13 @@ impl Head {
             .collect();
         for (id, s) in &removed {
             let id = *id;
+            if let Some(c) = self.tenants.get_mut(usize::from(s.tenant)) {
+                c.1 = c.1.saturating_sub(1);
+            }
             let mut key = Vec::new();
             series_key(pair_bytes(&s.labels), &mut key);
             let hash = self.hash_key(&key);
-            if self.by_hash.get(&hash).is_some_and(|(i, _)| *i == id) {
+            if self.by_hash.get(&hash).is_some_and(|i| *i == id) {
                 self.by_hash.remove(&hash);
                 if let Some(others) = self.collisions.get_mut(&hash) {
                     if let Some(next) = others.pop() {
@@ -685,7 +771,7 @@ impl Head {
                     }
                 }
             } else if let Some(others) = self.collisions.get_mut(&hash) {
-                others.retain(|(o, _)| *o != id);
+                others.retain(|o| *o != id);
                 if others.is_empty() {
                     self.collisions.remove(&hash);
                 }

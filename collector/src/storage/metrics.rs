@@ -3,7 +3,9 @@
 //! are plain `prometheus` collectors created with the storage and registered on demand with
 //! [`super::Storage::register_metrics`].
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Counters and gauges the storage updates as it works.
 #[derive(Debug, Clone)]
@@ -34,6 +36,10 @@ pub struct StorageMetrics {
     pub wal_size_bytes: IntGauge,
     pub blocks: IntGauge,
     pub block_size_bytes: IntGauge,
+    /// New series refused by the per-tenant active-series limit, by tenant.
+    pub tenant_series_rejected: IntCounterVec,
+    /// Head series owned by each tenant.
+    pub tenant_series: IntGaugeVec,
 }
 
 fn counter(name: &str, help: &str) -> IntCounter {
@@ -153,6 +159,22 @@ impl StorageMetrics {
                 "vigil_storage_block_size_bytes",
                 "Bytes of on-disk blocks.",
             ),
+            tenant_series_rejected: IntCounterVec::new(
+                Opts::new(
+                    "vigil_storage_tenant_series_rejected_total",
+                    "New series refused because their tenant reached its active-series limit.",
+                ),
+                &["tenant"],
+            )
+            .expect("valid metric"),
+            tenant_series: IntGaugeVec::new(
+                Opts::new(
+                    "vigil_storage_tenant_series",
+                    "Head series owned by each tenant (restored series count once written to).",
+                ),
+                &["tenant"],
+            )
+            .expect("valid metric"),
         }
     }
 
@@ -191,6 +213,8 @@ impl StorageMetrics {
         ] {
             registry.register(Box::new(g.clone()))?;
         }
+        registry.register(Box::new(self.tenant_series_rejected.clone()))?;
+        registry.register(Box::new(self.tenant_series.clone()))?;
         registry.register(Box::new(self.wal_fsync_seconds.clone()))?;
         registry.register(Box::new(self.group_commit_records.clone()))?;
         Ok(())

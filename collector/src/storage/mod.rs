@@ -30,6 +30,7 @@ pub mod metrics;
 
 mod block;
 mod checkpoint;
+mod dense;
 mod encoding;
 mod head;
 mod intern;
@@ -66,6 +67,13 @@ pub struct StorageOptions {
     pub retention: Duration,
     /// Most series the head may hold; a new series beyond it is rejected. 0 = unlimited.
     pub max_series: usize,
+    /// Most head series one tenant may own (0 = unlimited); see [`StorageOptions::tenant_limit`].
+    pub max_series_per_tenant: usize,
+    /// Per-tenant overrides of `max_series_per_tenant` (0 = unlimited for that tenant).
+    pub tenant_max_series: HashMap<String, usize>,
+    /// Tenant of each agent (by certificate name); agents not listed belong to
+    /// [`DEFAULT_TENANT`].
+    pub agent_tenants: HashMap<String, String>,
     /// How far behind a series' newest sample an older sample is still accepted.
     /// Default 0: out-of-order samples are rejected.
     pub out_of_order_window: Duration,
@@ -93,6 +101,9 @@ impl Default for StorageOptions {
         StorageOptions {
             retention: Duration::from_secs(15 * 24 * 3600),
             max_series: 0,
+            max_series_per_tenant: 0,
+            tenant_max_series: HashMap::new(),
+            agent_tenants: HashMap::new(),
             out_of_order_window: Duration::ZERO,
             wal_segment_bytes: 64 << 20,
             checkpoint_wal_bytes: 256 << 20,
@@ -102,6 +113,27 @@ impl Default for StorageOptions {
             queue_depth: 4096,
             queue_bytes: 256 << 20,
         }
+    }
+}
+
+/// Tenant of data that names none (remote_write without `X-Scope-OrgID`, agents not mapped,
+/// recording rules).
+pub const DEFAULT_TENANT: &str = "default";
+
+impl StorageOptions {
+    /// The active-series limit of `tenant` (0 = unlimited).
+    pub fn tenant_limit(&self, tenant: &str) -> usize {
+        self.tenant_max_series
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.max_series_per_tenant)
+    }
+
+    /// The tenant of `agent`.
+    pub fn agent_tenant(&self, agent: &str) -> &str {
+        self.agent_tenants
+            .get(agent)
+            .map_or(DEFAULT_TENANT, String::as_str)
     }
 }
 
@@ -121,6 +153,16 @@ pub enum StorageError {
     /// Storing the data would create more active series than `max_series` allows.
     #[error("active series limit of {limit} reached: new series of metric {metric:?} rejected")]
     SeriesLimit { metric: String, limit: usize },
+    /// Storing the data would give a tenant more active series than its limit allows.
+    #[error(
+        "per-tenant series limit of {limit} reached for tenant {tenant:?}: new series of metric {metric:?} rejected ({rejected} new series refused)"
+    )]
+    TenantSeriesLimit {
+        tenant: String,
+        metric: String,
+        limit: usize,
+        rejected: usize,
+    },
     /// One append is larger than a WAL record may be.
     #[error("append of {0} bytes exceeds the WAL record limit")]
     TooLarge(usize),
@@ -310,12 +352,18 @@ impl Shared {
     }
 
     /// Applies a batch's samples to the head.
-    fn apply_series(&self, head: &mut Head, series: &[Series], now: i64) -> AppendStats {
+    fn apply_series(
+        &self,
+        head: &mut Head,
+        series: &[Series],
+        now: i64,
+        tenant: Option<u16>,
+    ) -> AppendStats {
         let window = self.ooo_window_ms();
         let min_valid = self.min_valid_t(now);
         let mut counts = AppendStats::default();
         for s in series {
-            head.append_points(&s.labels, &s.points, window, min_valid, &mut counts);
+            head.append_points(&s.labels, &s.points, window, min_valid, tenant, &mut counts);
         }
         counts
     }
@@ -330,21 +378,25 @@ impl Shared {
         agent: &str,
         batch: &ParsedBatch,
         now: i64,
+        tenant: Option<u16>,
     ) -> (AppendStats, AppendStats) {
         let mut counts = AppendStats::default();
         head.append_parsed(
             batch,
             self.ooo_window_ms(),
             self.min_valid_t(now),
+            tenant,
             &mut counts,
         );
         let mut event_counts = AppendStats::default();
+        // Event series count toward the global limit only: they stay unowned.
         for s in event_series::event_series(agent, &batch.events) {
             head.append_points(
                 &s.labels,
                 &s.points,
                 self.ooo_window_ms(),
                 self.min_valid_t(now),
+                None,
                 &mut event_counts,
             );
         }
@@ -393,6 +445,12 @@ impl Shared {
     fn update_head_gauges(&self, head: &Head) {
         self.metrics.head_series.set(head.series_count() as i64);
         self.metrics.head_samples.set(head.sample_count() as i64);
+        for (tenant, n) in head.tenant_counts() {
+            self.metrics
+                .tenant_series
+                .with_label_values(&[tenant])
+                .set(n as i64);
+        }
     }
 
     /// Applies one decoded WAL record.
@@ -405,7 +463,8 @@ impl Shared {
                 append_ms,
                 batch,
             } => {
-                let (c, _) = self.apply_agent_batch(head, &agent, &batch, now);
+                // Replayed series stay unowned until a tenant writes to them again.
+                let (c, _) = self.apply_agent_batch(head, &agent, &batch, now, None);
                 let d = Delivery {
                     agent: &agent,
                     stream_id,
@@ -420,6 +479,7 @@ impl Shared {
                     &batch,
                     self.ooo_window_ms(),
                     self.min_valid_t(now),
+                    None,
                     &mut counts,
                 );
             }
@@ -510,42 +570,87 @@ enum AppendOp {
         seq: u64,
         payload: Vec<u8>,
         batch: ParsedBatch,
+        tenant: String,
     },
     Series {
         payload: Vec<u8>,
         series: Vec<Series>,
+        tenant: String,
     },
 }
 
+/// A series an append would create, or claim for its tenant.
+#[derive(Debug)]
+struct Unowned {
+    labels: Labels,
+    /// The series is in the head already (restored, not owned by any tenant yet).
+    exists: bool,
+    /// An agent event series (`vigil_agent_event`): counted toward the global limit only.
+    event: bool,
+}
+
 impl AppendOp {
-    /// Labels of the series this append would create (deduplicated).
-    fn new_series(&self, head: &Head) -> Vec<Labels> {
-        let mut new: Vec<Labels> = Vec::new();
+    fn tenant(&self) -> &str {
+        match self {
+            AppendOp::Agent { tenant, .. } | AppendOp::Series { tenant, .. } => tenant,
+        }
+    }
+
+    /// Series this append would create or claim for its tenant (deduplicated by labels): new
+    /// series, and existing ones no tenant owns yet.
+    fn unowned_series(&self, head: &Head) -> Vec<Unowned> {
+        let mut out: Vec<Unowned> = Vec::new();
+        let mut seen: HashSet<Labels> = HashSet::new();
+        let mut consider = |owner: Option<u16>, event: bool, labels: &dyn Fn() -> Labels| {
+            if owner.is_some_and(|t| t != head::NO_TENANT) {
+                return;
+            }
+            let labels = labels();
+            if seen.insert(labels.clone()) {
+                out.push(Unowned {
+                    labels,
+                    event,
+                    exists: owner.is_some(),
+                });
+            }
+        };
         match self {
             AppendOp::Agent { agent, batch, .. } => {
                 for i in 0..batch.series_len() {
-                    if !head.contains_parsed(batch, i) {
-                        let l = batch.labels(i);
-                        if !new.contains(&l) {
-                            new.push(l);
-                        }
-                    }
+                    consider(head.parsed_series_tenant(batch, i), false, &|| {
+                        batch.labels(i)
+                    });
                 }
                 for s in event_series::event_series(agent, &batch.events) {
-                    if head.lookup(&s.labels).is_none() && !new.contains(&s.labels) {
-                        new.push(s.labels);
-                    }
+                    consider(head.series_tenant(&s.labels), true, &|| s.labels.clone());
                 }
             }
             AppendOp::Series { series, .. } => {
                 for s in series {
-                    if head.lookup(&s.labels).is_none() && !new.contains(&s.labels) {
-                        new.push(s.labels.clone());
-                    }
+                    consider(head.series_tenant(&s.labels), false, &|| s.labels.clone());
                 }
             }
         }
-        new
+        out
+    }
+
+    /// Removes series (by position) from an agent batch, re-encoding its payload, so the WAL
+    /// holds exactly what was stored.
+    fn drop_agent_series(&mut self, drop: &HashSet<usize>) -> Result<(), StorageError> {
+        let AppendOp::Agent { payload, batch, .. } = self else {
+            return Ok(());
+        };
+        let mut full = vigil_shared::codec::decode_batch(payload)
+            .map_err(|e| StorageError::Malformed(e.to_string()))?;
+        let mut i = 0;
+        full.series.retain(|_| {
+            i += 1;
+            !drop.contains(&(i - 1))
+        });
+        *payload = encode_batch(&full).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        *batch =
+            ParsedBatch::decode(payload).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -560,7 +665,8 @@ type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 #[derive(Debug)]
 enum Request {
     Append {
-        op: AppendOp,
+        /// Boxed: an append carries far more than the other requests.
+        op: Box<AppendOp>,
         reply: Reply<AppendReply>,
     },
     Checkpoint {
@@ -622,6 +728,85 @@ fn copy_error(e: &StorageError) -> StorageError {
     }
 }
 
+/// Enforces the global and the per-tenant active-series limits on one append, counting the
+/// series it creates or claims into the group's pending tallies when it may go ahead.
+///
+/// Over the global limit the whole append is refused. Over its tenant's limit a remote_write
+/// (or rule) append is refused whole, with an error naming the tenant and a metric (like
+/// Mimir's per-tenant series limit); an agent batch is accepted without the series that do
+/// not fit (they are counted in `vigil_storage_tenant_series_rejected_total` and logged),
+/// and its payload is re-encoded so the WAL holds what was stored. Nothing else of the batch
+/// is lost, and the agent does not resend it forever.
+fn check_series_limits(
+    shared: &Shared,
+    head: &Head,
+    op: &mut AppendOp,
+    pending_new: &mut HashSet<Labels>,
+    pending_created: &mut usize,
+    pending_owned: &mut HashMap<String, usize>,
+) -> Result<(), StorageError> {
+    let global = shared.opts.max_series;
+    let tenant_limit = shared.opts.tenant_limit(op.tenant());
+    if global == 0 && tenant_limit == 0 {
+        return Ok(());
+    }
+    let mut unowned = op.unowned_series(head);
+    unowned.retain(|u| !pending_new.contains(&u.labels));
+    if unowned.is_empty() {
+        return Ok(());
+    }
+    let creating = unowned.iter().filter(|u| !u.exists).count();
+    if global > 0 && creating > 0 && head.series_count() + *pending_created + creating > global {
+        shared.metrics.series_limit_rejections.inc();
+        let metric = unowned
+            .iter()
+            .find(|u| !u.exists)
+            .map_or("", |u| u.labels.name());
+        return Err(StorageError::SeriesLimit {
+            metric: metric.to_string(),
+            limit: global,
+        });
+    }
+    let tenant = op.tenant().to_string();
+    let (events, mut unowned): (Vec<Unowned>, Vec<Unowned>) =
+        unowned.into_iter().partition(|u| u.event);
+    if tenant_limit > 0 {
+        let owned = head.tenant_series(&tenant) + pending_owned.get(&tenant).copied().unwrap_or(0);
+        let room = tenant_limit.saturating_sub(owned);
+        if unowned.len() > room {
+            let refused = unowned.split_off(room);
+            let err = StorageError::TenantSeriesLimit {
+                tenant: tenant.clone(),
+                metric: refused[0].labels.name().to_string(),
+                limit: tenant_limit,
+                rejected: refused.len(),
+            };
+            shared.metrics.series_limit_rejections.inc();
+            shared
+                .metrics
+                .tenant_series_rejected
+                .with_label_values(&[&tenant])
+                .inc_by(refused.len() as u64);
+            match op {
+                AppendOp::Series { .. } => return Err(err),
+                AppendOp::Agent { agent, batch, .. } => {
+                    tracing::warn!(agent = %agent, error = %err, "agent batch stored without the series over its tenant's limit");
+                    // Every occurrence of a refused series goes, should a batch repeat one.
+                    let refused: HashSet<&Labels> = refused.iter().map(|u| &u.labels).collect();
+                    let drop: HashSet<usize> = (0..batch.series_len())
+                        .filter(|&i| refused.contains(&batch.labels(i)))
+                        .collect();
+                    op.drop_agent_series(&drop)?;
+                }
+            }
+        }
+    }
+    *pending_created += unowned.iter().chain(&events).filter(|u| !u.exists).count();
+    *pending_owned.entry(tenant).or_default() += unowned.len();
+    pending_new.extend(unowned.into_iter().chain(events).map(|u| u.labels));
+    Ok(())
+}
+
 /// Applies an accepted group's samples and events to the head, returning each caller's
 /// answer. Dedupe state is recorded separately, once the group is durable.
 fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendReply> {
@@ -630,8 +815,14 @@ fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendRe
     let mut head = write(&shared.head);
     for a in accepted {
         let r = match &a.op {
-            AppendOp::Agent { agent, batch, .. } => {
-                let (c, events) = shared.apply_agent_batch(&mut head, agent, batch, now);
+            AppendOp::Agent {
+                agent,
+                batch,
+                tenant,
+                ..
+            } => {
+                let t = head.tenant_id(tenant);
+                let (c, events) = shared.apply_agent_batch(&mut head, agent, batch, now, Some(t));
                 m.batches_appended.inc();
                 shared.record_counts(&c);
                 m.event_samples_appended.inc_by(events.appended);
@@ -639,8 +830,9 @@ fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendRe
                     samples: c.appended as usize,
                 })
             }
-            AppendOp::Series { series, .. } => {
-                let c = shared.apply_series(&mut head, series, now);
+            AppendOp::Series { series, tenant, .. } => {
+                let t = head.tenant_id(tenant);
+                let c = shared.apply_series(&mut head, series, now, Some(t));
                 shared.record_counts(&c);
                 AppendReply::Series(c)
             }
@@ -958,9 +1150,13 @@ impl Storage {
             seq,
             payload,
             batch,
+            tenant: self.inner.shared.opts.agent_tenant(agent).to_string(),
         };
         match self
-            .request_sized(size, |reply| Request::Append { op, reply })
+            .request_sized(size, |reply| Request::Append {
+                op: Box::new(op),
+                reply,
+            })
             .await?
         {
             AppendReply::Agent(o) => Ok(o),
@@ -970,8 +1166,20 @@ impl Storage {
         }
     }
 
-    /// Stores series from remote_write or recording rules. Returns once durable.
+    /// Stores series from recording rules (or anything else of the default tenant). Returns
+    /// once durable.
     pub async fn append_series(&self, series: Vec<Series>) -> Result<AppendStats, StorageError> {
+        self.append_series_for(DEFAULT_TENANT, series).await
+    }
+
+    /// Stores series written by `tenant` (remote_write's `X-Scope-OrgID`). New series over the
+    /// tenant's active-series limit make the whole append fail with
+    /// [`StorageError::TenantSeriesLimit`]. Returns once durable.
+    pub async fn append_series_for(
+        &self,
+        tenant: &str,
+        series: Vec<Series>,
+    ) -> Result<AppendStats, StorageError> {
         let mut series = series;
         normalize_series(&mut series)?;
         if series.iter().all(|s| s.points.is_empty()) {
@@ -989,9 +1197,13 @@ impl Storage {
         let op = AppendOp::Series {
             payload,
             series: batch.series,
+            tenant: tenant.to_string(),
         };
         match self
-            .request_sized(size, |reply| Request::Append { op, reply })
+            .request_sized(size, |reply| Request::Append {
+                op: Box::new(op),
+                reply,
+            })
             .await?
         {
             AppendReply::Series(s) => Ok(s),
@@ -1314,7 +1526,7 @@ impl Writer {
                 match self.rx.try_recv() {
                     Ok(r) => {
                         if let Request::Append { op, .. } = &r {
-                            bytes += match op {
+                            bytes += match op.as_ref() {
                                 AppendOp::Agent { payload, .. }
                                 | AppendOp::Series { payload, .. } => payload.len(),
                             };
@@ -1343,7 +1555,7 @@ impl Writer {
         let mut appends = Vec::new();
         for req in group {
             match req {
-                Request::Append { op, reply } => appends.push((op, reply)),
+                Request::Append { op, reply } => appends.push((*op, reply)),
                 Request::Checkpoint { reply } => checkpoints.push(reply),
                 Request::Compact { reply } => compactions.push(reply),
                 Request::Close { reply } => close = Some(reply),
@@ -1351,13 +1563,17 @@ impl Writer {
         }
         // Sequences accepted earlier in this group, and later requests repeating them: those
         // are answered only once the first is durable, with its outcome.
-        let mut pending_seqs: HashMap<(&str, u64, u64), usize> = HashMap::new();
+        let mut pending_seqs: HashMap<(String, u64, u64), usize> = HashMap::new();
         let mut repeats: Vec<(usize, usize)> = Vec::new();
+        // Series created or claimed by earlier appends of this group, and how many of them
+        // are new to the head and how many each tenant claimed.
         let mut pending_new: HashSet<Labels> = HashSet::new();
+        let mut pending_created = 0usize;
+        let mut pending_owned: HashMap<String, usize> = HashMap::new();
         let head = read(&shared.head);
         let mut keep = vec![false; appends.len()];
         let mut early: Vec<(usize, Result<AppendReply, StorageError>)> = Vec::new();
-        for (i, (op, _)) in appends.iter().enumerate() {
+        for (i, (op, _)) in appends.iter_mut().enumerate() {
             if let Some(f) = &self.failed {
                 early.push((i, Err(StorageError::Failed(f.clone()))));
                 continue;
@@ -1374,37 +1590,32 @@ impl Writer {
                     early.push((i, Ok(AppendReply::Agent(AppendOutcome::Duplicate))));
                     continue;
                 }
-                if let Some(&first) = pending_seqs.get(&(agent.as_str(), *stream_id, *seq)) {
+                let key = (agent.clone(), *stream_id, *seq);
+                if let Some(&first) = pending_seqs.get(&key) {
                     repeats.push((i, first));
                     continue;
                 }
-                pending_seqs.insert((agent.as_str(), *stream_id, *seq), i);
+                pending_seqs.insert(key, i);
             }
-            let limit = shared.opts.max_series;
-            if limit > 0 {
-                let mut new = op.new_series(&head);
-                new.retain(|l| !pending_new.contains(l));
-                if !new.is_empty() && head.series_count() + pending_new.len() + new.len() > limit {
-                    shared.metrics.series_limit_rejections.inc();
-                    early.push((
-                        i,
-                        Err(StorageError::SeriesLimit {
-                            metric: new[0].name().to_string(),
-                            limit,
-                        }),
-                    ));
-                    if let AppendOp::Agent {
-                        agent,
-                        stream_id,
-                        seq,
-                        ..
-                    } = op
-                    {
-                        pending_seqs.remove(&(agent.as_str(), *stream_id, *seq));
-                    }
-                    continue;
+            if let Err(e) = check_series_limits(
+                &shared,
+                &head,
+                op,
+                &mut pending_new,
+                &mut pending_created,
+                &mut pending_owned,
+            ) {
+                early.push((i, Err(e)));
+                if let AppendOp::Agent {
+                    agent,
+                    stream_id,
+                    seq,
+                    ..
+                } = op
+                {
+                    pending_seqs.remove(&(agent.clone(), *stream_id, *seq));
                 }
-                pending_new.extend(new);
+                continue;
             }
             match op {
                 AppendOp::Agent {
@@ -1754,11 +1965,12 @@ impl Writer {
                 }
             }
             let source = by_labels.into_iter().map(|(labels, refs)| {
-                let mut chunks = Vec::new();
+                let mut samples = Vec::new();
                 for (bi, si) in refs {
-                    chunks.extend(group[bi].read_chunks(si)?);
+                    samples.extend(group[bi].read_samples(si)?);
                 }
-                Ok(block::SeriesChunks { labels, chunks })
+                block::sort_dedup(&mut samples);
+                Ok(block::SeriesData { labels, samples })
             });
             block::write_sorted(&self.blocks_dir, &name, source)?;
             let merged = match Block::open(&self.blocks_dir, &name, &self.shared.interner) {
@@ -1937,6 +2149,7 @@ impl StorageError {
             self,
             StorageError::Malformed(_)
                 | StorageError::SeriesLimit { .. }
+                | StorageError::TenantSeriesLimit { .. }
                 | StorageError::TooLarge(_)
         )
     }

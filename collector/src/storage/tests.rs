@@ -976,6 +976,183 @@ async fn a_full_queue_makes_appenders_wait_until_the_writer_catches_up() {
 }
 
 #[tokio::test]
+async fn tenant_series_limit_refuses_remote_write_naming_tenant_and_metric() {
+    let tmp = TempDir::new("tenant-limit");
+    let st = Storage::open(
+        tmp.path(),
+        StorageOptions {
+            max_series_per_tenant: 2,
+            tenant_max_series: [("big".to_string(), 3)].into(),
+            ..opts()
+        },
+    )
+    .unwrap();
+    let t = now();
+    st.append_series_for(
+        "a",
+        vec![series("x", &[], &[(t, 1.0)]), series("y", &[], &[(t, 1.0)])],
+    )
+    .await
+    .unwrap();
+    let err = st
+        .append_series_for(
+            "a",
+            vec![
+                series("x", &[], &[(t + 1, 2.0)]),
+                series(
+                    "node_filesystem_avail_bytes",
+                    &[("device", "sda1")],
+                    &[(t, 1.0)],
+                ),
+            ],
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        StorageError::TenantSeriesLimit {
+            tenant,
+            metric,
+            limit,
+            rejected,
+        } => {
+            assert_eq!(
+                (tenant.as_str(), metric.as_str(), *limit, *rejected),
+                ("a", "node_filesystem_avail_bytes", 2, 1)
+            );
+        }
+        e => panic!("unexpected {e}"),
+    }
+    assert!(err.is_client_error());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"a\"") && msg.contains("node_filesystem_avail_bytes"),
+        "{msg}"
+    );
+    // Nothing of the refused append was stored.
+    assert_eq!(all(&st).iter().map(|s| s.points.len()).sum::<usize>(), 2);
+    // Other tenants have limits of their own; writing to another tenant's series is free.
+    st.append_series_for(
+        "b",
+        vec![
+            series("x", &[], &[(t + 1, 2.0)]),
+            series("b1", &[], &[(t, 1.0)]),
+            series("b2", &[], &[(t, 1.0)]),
+        ],
+    )
+    .await
+    .unwrap();
+    st.append_series_for(
+        "big",
+        vec![
+            series("c1", &[], &[(t, 1.0)]),
+            series("c2", &[], &[(t, 1.0)]),
+            series("c3", &[], &[(t, 1.0)]),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        st.append_series_for("big", vec![series("c4", &[], &[(t, 1.0)])])
+            .await,
+        Err(StorageError::TenantSeriesLimit { .. })
+    ));
+    let m = st.metrics();
+    assert_eq!(m.tenant_series_rejected.with_label_values(&["a"]).get(), 1);
+    assert_eq!(
+        m.tenant_series_rejected.with_label_values(&["big"]).get(),
+        1
+    );
+    assert_eq!(m.tenant_series.with_label_values(&["a"]).get(), 2);
+    assert_eq!(m.tenant_series.with_label_values(&["b"]).get(), 2);
+    // Series from recording rules belong to the default tenant, which has the default limit.
+    st.append_series(vec![
+        series("r1", &[], &[(t, 1.0)]),
+        series("r2", &[], &[(t, 1.0)]),
+    ])
+    .await
+    .unwrap();
+    assert!(st
+        .append_series(vec![series("r3", &[], &[(t, 1.0)])])
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn agent_batch_over_its_tenant_limit_is_stored_without_the_new_series() {
+    let tmp = TempDir::new("tenant-agent");
+    let o = StorageOptions {
+        max_series_per_tenant: 2,
+        agent_tenants: [("web-1".to_string(), "team".to_string())].into(),
+        ..opts()
+    };
+    let st = Storage::open(tmp.path(), o.clone()).unwrap();
+    let t = now();
+    let p = payload(
+        vec![
+            series("up", &[], &[(t, 1.0)]),
+            series("load1", &[], &[(t, 0.5)]),
+            series("too_many", &[("i", "1")], &[(t, 9.0)]),
+            // A repeat of the refused series in the same batch goes too.
+            series("too_many", &[("i", "1")], &[(t + 1, 9.0)]),
+        ],
+        vec![],
+    );
+    // Partial accept: the batch is durable and acknowledged; only the new series over the
+    // limit is dropped (and counted).
+    assert_eq!(
+        st.append_agent_batch("web-1", 1, 0, p.clone())
+            .await
+            .unwrap(),
+        AppendOutcome::Stored { samples: 2 }
+    );
+    assert_eq!(
+        st.append_agent_batch("web-1", 1, 0, p).await.unwrap(),
+        AppendOutcome::Duplicate
+    );
+    assert_eq!(
+        st.metrics()
+            .tenant_series_rejected
+            .with_label_values(&["team"])
+            .get(),
+        1
+    );
+    let names = |st: &Storage| -> Vec<String> {
+        all(st)
+            .iter()
+            .map(|s| s.labels.name().to_string())
+            .collect()
+    };
+    assert_eq!(names(&st), ["load1", "up"]);
+    // An agent of another tenant is not affected.
+    let p = payload(vec![series("too_many", &[("i", "1")], &[(t, 9.0)])], vec![]);
+    st.append_agent_batch("web-2", 1, 0, p).await.unwrap();
+    drop(st);
+    // The WAL holds what was stored: the dropped series does not come back on replay, and
+    // once the agent writes again its series count toward its tenant as before.
+    let st = Storage::open(tmp.path(), o).unwrap();
+    assert_eq!(names(&st), ["load1", "too_many", "up"]);
+    let p = payload(
+        vec![
+            series("up", &[], &[(t + 15_000, 1.0)]),
+            series("load1", &[], &[(t + 15_000, 0.5)]),
+            series("new_one", &[], &[(t + 15_000, 1.0)]),
+        ],
+        vec![],
+    );
+    assert_eq!(
+        st.append_agent_batch("web-1", 1, 1, p).await.unwrap(),
+        AppendOutcome::Stored { samples: 2 }
+    );
+    assert_eq!(
+        st.metrics()
+            .tenant_series
+            .with_label_values(&["team"])
+            .get(),
+        2
+    );
+}
+
+#[tokio::test]
 async fn finished_windows_of_small_blocks_are_merged_into_one() {
     let tmp = TempDir::new("merge");
     let o = StorageOptions {
@@ -1028,8 +1205,11 @@ fn decoders_reject_random_bytes_without_panicking() {
         match round % 4 {
             0 if len >= 8 => bytes[..8].copy_from_slice(b"VGCKPT02"),
             1 if len >= 2 => bytes[0] = 0,
+            2 if len >= 8 => bytes[..8].copy_from_slice(b"VGBLK002"),
+            3 if len >= 1 => bytes[0] = 1,
             _ => {}
         }
+        let _ = dense::decode_range(&bytes, i64::MIN, i64::MAX, &mut Vec::new());
         let _ = checkpoint::decode(&bytes);
         let _ = WalRecord::decode(&bytes);
         let _ = payload::ParsedBatch::decode(&bytes);
