@@ -16,8 +16,8 @@
 //! - the Prometheus query API, merged from [`crate::query`].
 //! - Alertmanager's v2 silences, alerts and status API, merged from [`alertmanager`].
 
-pub mod alertmanager;
 pub mod actions;
+pub mod alertmanager;
 pub mod remote_write;
 
 use crate::ingest::AgentRegistry;
