@@ -126,9 +126,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     Arc::new(config),
                     crate::notify::DispatchOptions {
                         external_url: format!("http://{http_addr}"),
+                        data_dir: Some(settings.data_dir.clone()),
                         ..Default::default()
                     },
                 );
+                if let Err(e) = handle.stats().metrics.register(&metrics.registry) {
+                    tracing::warn!(error = %e, "registering notification metrics");
+                }
                 tracker.spawn(
                     dispatcher
                         .run(cancel.clone())

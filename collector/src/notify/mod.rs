@@ -1,16 +1,23 @@
 //! Alertmanager-format notification routing: loading `alertmanager.yml` ([`config`]), the
 //! label matchers it uses ([`matcher`]), the routing tree and group keys ([`route`]), and
 //! inhibition ([`inhibit`]), and the notification pipeline ([`dispatch`]: aggregation groups,
-//! timers, dedup, retries) with the webhook integration ([`webhook`]). `routes_test` prints
-//! what `amtool config routes test` prints.
+//! timers, dedup, retries) with its integrations — webhook ([`webhook`]), Slack ([`slack`]),
+//! PagerDuty ([`pagerduty`]), email ([`email`]) — rendered with Alertmanager's notification
+//! templates ([`templates`]), and the persistent notification log ([`nflog`]).
+//! `routes_test` prints what `amtool config routes test` prints.
 
 pub mod alert;
 pub mod config;
 pub mod dispatch;
+pub mod email;
 pub mod inhibit;
 mod locate;
 pub mod matcher;
+pub mod nflog;
+pub mod pagerduty;
 pub mod route;
+pub mod slack;
+pub mod templates;
 mod unknown;
 pub mod webhook;
 
