@@ -1076,6 +1076,7 @@ mod tests {
             attempt_timeout: Duration::from_secs(2),
             maintenance_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(1),
+            ..DispatchOptions::default()
         }
     }
 
@@ -1354,5 +1355,234 @@ receivers:
         assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
         assert_eq!(h.stats().alerts_received.load(Ordering::Relaxed), 2);
         cancel.cancel();
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Slack, PagerDuty, email and the persistent notification log, end to end.
+    // -----------------------------------------------------------------------------------
+
+    fn start_with(
+        yaml: &str,
+        opts: DispatchOptions,
+    ) -> (DispatcherHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+        let cfg = Config::load_str(yaml, "t.yml").unwrap_or_else(|e| panic!("{e}"));
+        let (handle, d) = dispatcher(Arc::new(cfg), opts);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(d.run(cancel.clone()));
+        (handle, cancel, task)
+    }
+
+    #[tokio::test]
+    async fn slack_messages_are_rendered_and_posted() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: chat, group_by: [alertname], group_wait: 50ms, group_interval: 300ms}}
+receivers: [{{name: chat, slack_configs: [{{api_url: '{}', channel: '#ops', send_resolved: true,
+  text: '{{{{ range .Alerts }}}}{{{{ .Labels.instance }}}} {{{{ end }}}}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down"), ("instance", "db1")]);
+        h.send(a.clone()).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("slack message");
+        assert_eq!(m["channel"], "#ops");
+        assert_eq!(m["username"], "Alertmanager");
+        let att = &m["attachments"][0];
+        assert_eq!(att["title"], "[FIRING:1] Down (db1)");
+        assert_eq!(att["text"], "db1 ");
+        assert_eq!(att["color"], "danger");
+        assert_eq!(
+            att["title_link"],
+            "http://vigil.test:9093/#/alerts?receiver=chat"
+        );
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("resolved slack message");
+        assert_eq!(m["attachments"][0]["title"], "[RESOLVED] Down (db1)");
+        assert_eq!(m["attachments"][0]["color"], "good");
+        assert_eq!(
+            h.stats()
+                .metrics
+                .notifications
+                .with_label_values(&["slack"])
+                .get(),
+            2
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn pagerduty_events_are_retried_after_a_500_and_resolve_by_default() {
+        let mut s = sink(1, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: pd, group_by: [alertname], group_wait: 50ms, group_interval: 300ms}}
+receivers: [{{name: pd, pagerduty_configs: [{{routing_key: rk, url: '{}', severity: '{{{{ .CommonLabels.severity }}}}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down"), ("severity", "critical")]);
+        h.send(a.clone()).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("pagerduty trigger");
+        assert_eq!(s.attempts.load(Ordering::SeqCst), 2, "one 500, then success");
+        assert_eq!(m["event_action"], "trigger");
+        assert_eq!(m["routing_key"], "rk");
+        assert_eq!(m["payload"]["severity"], "critical");
+        assert_eq!(
+            m["dedup_key"],
+            super::super::pagerduty::group_key_hash("{}:{alertname=\"Down\"}")
+        );
+        assert_eq!(
+            h.stats()
+                .metrics
+                .notification_retries
+                .with_label_values(&["pagerduty"])
+                .get(),
+            1
+        );
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("pagerduty resolve");
+        assert_eq!(m["event_action"], "resolve");
+        assert_eq!(m["dedup_key"].as_str().map(str::len), Some(64));
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn pagerduty_service_keys_go_to_the_v1_api() {
+        let mut s = sink(0, 500).await;
+        let opts = DispatchOptions {
+            pagerduty_v1_url: s.url.clone(),
+            ..fast_opts()
+        };
+        let (h, cancel, _task) = start_with(
+            "route: {receiver: pd, group_wait: 50ms}
+receivers: [{name: pd, pagerduty_configs: [{service_key: sk, url: 'http://127.0.0.1:9/not-used-by-v1'}]}]",
+            opts,
+        );
+        h.send(alert(&[("alertname", "Down")])).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("v1 event");
+        assert_eq!(m["service_key"], "sk");
+        assert_eq!(m["event_type"], "trigger");
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn emails_are_sent_and_4xx_answers_retried() {
+        let (port, mut rx) = super::super::email::tests::smtp_sink(1).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: mail, group_by: [alertname], group_wait: 50ms}}
+receivers: [{{name: mail, email_configs: [{{to: ops@example.org, from: vigil@example.org, smarthost: '127.0.0.1:{port}', require_tls: false}}]}}]"
+        ));
+        h.send(alert(&[("alertname", "DiskFull"), ("instance", "db1")]))
+            .await
+            .unwrap();
+        let session = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("an email within the deadline")
+            .expect("an email");
+        assert!(
+            session.data.contains("Subject: [FIRING:1] DiskFull (db1)"),
+            "{}",
+            session.data
+        );
+        assert!(session.data.contains("text/html"), "{}", session.data);
+        assert_eq!(
+            h.stats()
+                .metrics
+                .notification_retries
+                .with_label_values(&["email"])
+                .get(),
+            1
+        );
+        cancel.cancel();
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vigil-dispatch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    async fn stop(cancel: CancellationToken, task: tokio::task::JoinHandle<()>) {
+        cancel.cancel();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("dispatcher stops")
+            .expect("dispatcher task");
+    }
+
+    #[tokio::test]
+    async fn a_restart_does_not_repeat_an_unchanged_notification() {
+        let dir = scratch("restart-quiet");
+        let mut s = sink(0, 500).await;
+        let yaml = format!(
+            "route: {{receiver: ops, group_by: [alertname], group_wait: 50ms, group_interval: 200ms, repeat_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        );
+        let opts = || DispatchOptions {
+            data_dir: Some(dir.clone()),
+            ..fast_opts()
+        };
+        let a = alert(&[("alertname", "Down")]);
+        let (h, cancel, task) = start_with(&yaml, opts());
+        h.send(a.clone()).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some(), "first notification");
+        stop(cancel, task).await;
+        assert!(dir.join("nflog.json").exists());
+
+        // The rules engine re-sends the still-firing alert after the restart.
+        let (h, cancel, task) = start_with(&yaml, opts());
+        assert_eq!(h.stats().metrics.nflog_entries.get(), 1);
+        h.send(a.clone()).await.unwrap();
+        assert!(
+            next(&mut s, Duration::from_millis(1000)).await.is_none(),
+            "already notified and unchanged: no page before repeat_interval"
+        );
+        // A new alert in the group is news.
+        h.send(alert(&[("alertname", "Down"), ("instance", "b")]))
+            .await
+            .unwrap();
+        let m = next(&mut s, WAIT).await.expect("notification for the new alert");
+        assert_eq!(m["alerts"].as_array().map(Vec::len), Some(2));
+        stop(cancel, task).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_restart_still_sends_a_notification_that_failed() {
+        let dir = scratch("restart-failed");
+        let broken = sink(usize::MAX, 400).await;
+        let mut good = sink(0, 500).await;
+        let yaml = |url: &str| {
+            format!(
+                "route: {{receiver: ops, group_by: [alertname], group_wait: 50ms, group_interval: 1h, repeat_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{url}'}}]}}]"
+            )
+        };
+        let opts = || DispatchOptions {
+            data_dir: Some(dir.clone()),
+            ..fast_opts()
+        };
+        let a = alert(&[("alertname", "Down")]);
+        let (h, cancel, task) = start_with(&yaml(&broken.url), opts());
+        h.send(a.clone()).await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        while h.stats().notifications_failed.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "delivery never failed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop(cancel, task).await;
+
+        let (h, cancel, task) = start_with(&yaml(&good.url), opts());
+        assert_eq!(h.stats().metrics.nflog_entries.get(), 0);
+        h.send(a).await.unwrap();
+        assert!(
+            next(&mut good, WAIT).await.is_some(),
+            "the page that failed before the restart is sent"
+        );
+        stop(cancel, task).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -323,7 +323,7 @@ mod tests {
         );
         assert_eq!(
             set.render_text(
-                r#"{{ (index .Alerts 0).Fingerprint | len }} {{ stringSlice "a" "b" | join "+" }} {{ reReplaceAll ":.*" "" (index .Alerts 1).Labels.instance }}"#,
+                r#"{{ with index .Alerts 0 }}{{ .Fingerprint | len }}{{ end }} {{ stringSlice "a" "b" | join "+" }} {{ with index .Alerts 1 }}{{ reReplaceAll ":.*" "" .Labels.instance }}{{ end }}"#,
                 &d
             )
             .unwrap_or_else(|e| panic!("{e}")),
