@@ -37,6 +37,11 @@ pub struct CollectorConfig {
     pub evaluation_interval: Option<NonZeroDuration>,
     /// Alertmanager-format configuration that routes the alerts the rules raise.
     pub alertmanager_config: Option<PathBuf>,
+    /// External Alertmanagers (base URLs, e.g. `http://alertmanager:9093`) that every
+    /// firing and resolved alert is also sent to with `POST /api/v2/alerts`, like
+    /// Prometheus's `alerting.alertmanagers`.
+    #[serde(default)]
+    pub alertmanager_urls: Vec<String>,
 }
 
 /// Errors from loading or validating the configuration.
@@ -70,6 +75,8 @@ pub struct Settings {
     pub rule_files: Vec<PathBuf>,
     pub evaluation_interval: Duration,
     pub alertmanager_config: Option<PathBuf>,
+    /// `POST /api/v2/alerts` endpoints of external Alertmanagers.
+    pub alertmanager_urls: Vec<String>,
 }
 
 impl CollectorConfig {
@@ -106,6 +113,9 @@ impl CollectorConfig {
         if !other.rule_files.is_empty() {
             self.rule_files = other.rule_files;
         }
+        if !other.alertmanager_urls.is_empty() {
+            self.alertmanager_urls = other.alertmanager_urls;
+        }
         self
     }
 
@@ -138,6 +148,13 @@ impl CollectorConfig {
                 problems.push(format!("alertmanager_config: {e}"));
             }
         }
+        let mut alertmanager_urls = Vec::new();
+        for u in &self.alertmanager_urls {
+            match crate::notify::forward::alerts_endpoint(u) {
+                Ok(e) => alertmanager_urls.push(e),
+                Err(e) => problems.push(format!("alertmanager_urls: {e}")),
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -161,6 +178,7 @@ impl CollectorConfig {
                 .map(|d| d.get())
                 .unwrap_or(Duration::from_secs(60)),
             alertmanager_config: self.alertmanager_config,
+            alertmanager_urls,
             shutdown_grace: self
                 .shutdown_grace
                 .map(|d| d.get())

@@ -105,6 +105,10 @@ struct RunArgs {
     /// Alertmanager-format configuration routing the rules' alerts.
     #[arg(long)]
     alertmanager_config: Option<PathBuf>,
+    /// External Alertmanager to send every firing and resolved alert to with
+    /// `POST /api/v2/alerts` (repeatable), e.g. `http://alertmanager:9093`.
+    #[arg(long = "alertmanager-url")]
+    alertmanager_url: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -238,6 +242,7 @@ fn main() -> ExitCode {
                 rule_files: a.rule_file,
                 evaluation_interval: a.evaluation_interval,
                 alertmanager_config: a.alertmanager_config,
+                alertmanager_urls: a.alertmanager_url,
             };
             let settings = match load(a.config.as_ref(), flags) {
                 Ok(s) => s,

@@ -181,3 +181,48 @@ impl NotifyMetrics {
         Ok(())
     }
 }
+
+/// Metrics of forwarding alerts to external Alertmanagers (`notify::forward`), like
+/// Prometheus's `prometheus_notifications_*`.
+#[derive(Debug, Clone)]
+pub struct ForwardMetrics {
+    /// Alerts delivered, by Alertmanager endpoint.
+    pub alerts_sent: IntCounterVec,
+    /// Alerts whose request failed, by Alertmanager endpoint.
+    pub alerts_failed: IntCounterVec,
+    /// Batches dropped because the forward queue was full.
+    pub batches_dropped: IntCounter,
+}
+
+impl Default for ForwardMetrics {
+    fn default() -> Self {
+        let cv = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["alertmanager"]).expect("valid metric")
+        };
+        ForwardMetrics {
+            alerts_sent: cv(
+                "vigil_alertmanager_alerts_sent_total",
+                "Alerts sent to an external Alertmanager.",
+            ),
+            alerts_failed: cv(
+                "vigil_alertmanager_alerts_errors_total",
+                "Alerts whose POST to an external Alertmanager failed.",
+            ),
+            batches_dropped: IntCounter::new(
+                "vigil_alertmanager_batches_dropped_total",
+                "Alert batches dropped because the forward queue was full.",
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl ForwardMetrics {
+    /// Adds the metrics to a registry.
+    pub fn register(&self, r: &Registry) -> prometheus::Result<()> {
+        r.register(Box::new(self.alerts_sent.clone()))?;
+        r.register(Box::new(self.alerts_failed.clone()))?;
+        r.register(Box::new(self.batches_dropped.clone()))?;
+        Ok(())
+    }
+}

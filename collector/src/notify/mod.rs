@@ -4,12 +4,14 @@
 //! timers, dedup, retries) with its integrations — webhook ([`webhook`]), Slack ([`slack`]),
 //! PagerDuty ([`pagerduty`]), email ([`email`]) — rendered with Alertmanager's notification
 //! templates ([`templates`]), and the persistent notification log ([`nflog`]).
+//! Alerts can also be forwarded to external Alertmanagers ([`forward`]).
 //! `routes_test` prints what `amtool config routes test` prints.
 
 pub mod alert;
 pub mod config;
 pub mod dispatch;
 pub mod email;
+pub mod forward;
 pub mod inhibit;
 mod locate;
 pub mod matcher;

@@ -64,16 +64,13 @@ struct Payload {
 #[derive(Debug, Serialize)]
 struct Image {
     src: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     alt: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     href: String,
 }
 
 #[derive(Debug, Serialize)]
 struct Link {
     href: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     text: String,
 }
 
@@ -131,7 +128,7 @@ pub fn request(
             msg.client = t(&conf.client)?;
             msg.client_url = t(&conf.client_url)?;
         }
-        return Ok((v1_url.to_string(), serde_json::to_vec(&V1(&msg)).unwrap_or_default()));
+        return Ok((v1_url.to_string(), json_line(&V1(&msg))));
     }
     let mut images = Vec::new();
     for i in &conf.images {
@@ -183,7 +180,14 @@ pub fn request(
         links,
     };
     let url = conf.url.clone().unwrap_or_default();
-    Ok((url, serde_json::to_vec(&msg).unwrap_or_default()))
+    Ok((url, json_line(&msg)))
+}
+
+/// JSON followed by a newline, as Go's `json.Encoder` writes it (Alertmanager's bodies).
+fn json_line<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut body = serde_json::to_vec(v).unwrap_or_default();
+    body.push(b'\n');
+    body
 }
 
 /// v1 messages have no `event_action`/`payload` fields at all.
@@ -261,13 +265,15 @@ mod tests {
         assert_eq!(url, "http://127.0.0.1:1/pdv2");
         assert_eq!(
             String::from_utf8(body).unwrap(),
-            r#"{"routing_key":"rk123","dedup_key":"9f2a099adf99adbf3e1d24abbd84835468e75b8b96fca010db3f2b763340e4c1","event_action":"trigger","payload":{"summary":"[FIRING:2] HighCPU (page)","source":"Alertmanager","severity":"error","custom_details":{"firing":"Labels:\n - alertname = HighCPU\n - instance = a:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\nLabels:\n - alertname = HighCPU\n - instance = b:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\n","num_firing":"2","num_resolved":"0","resolved":""}},"client":"Alertmanager","client_url":"http://am.example:9093/#/alerts?receiver=all","links":[{"href":"http://l/firing","text":"L"}]}"#
+            r#"{"routing_key":"rk123","dedup_key":"9f2a099adf99adbf3e1d24abbd84835468e75b8b96fca010db3f2b763340e4c1","event_action":"trigger","payload":{"summary":"[FIRING:2] HighCPU (page)","source":"Alertmanager","severity":"error","custom_details":{"firing":"Labels:\n - alertname = HighCPU\n - instance = a:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\nLabels:\n - alertname = HighCPU\n - instance = b:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\n","num_firing":"2","num_resolved":"0","resolved":""}},"client":"Alertmanager","client_url":"http://am.example:9093/#/alerts?receiver=all","links":[{"href":"http://l/firing","text":"L"}]}
+"#
         );
         let d = notify_data("all", &gl, &alerts(true), "http://am.example:9093", now);
         let (_, body) = request(&c, &default_set(), &d, key, V1_URL).unwrap();
         assert_eq!(
             String::from_utf8(body).unwrap(),
-            r#"{"routing_key":"rk123","dedup_key":"9f2a099adf99adbf3e1d24abbd84835468e75b8b96fca010db3f2b763340e4c1","event_action":"resolve","payload":{"summary":"[RESOLVED] HighCPU (page)","source":"Alertmanager","severity":"error","custom_details":{"firing":"","num_firing":"0","num_resolved":"2","resolved":"Labels:\n - alertname = HighCPU\n - instance = a:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\nLabels:\n - alertname = HighCPU\n - instance = b:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\n"}},"client":"Alertmanager","client_url":"http://am.example:9093/#/alerts?receiver=all","links":[{"href":"http://l/resolved","text":"L"}]}"#
+            r#"{"routing_key":"rk123","dedup_key":"9f2a099adf99adbf3e1d24abbd84835468e75b8b96fca010db3f2b763340e4c1","event_action":"resolve","payload":{"summary":"[RESOLVED] HighCPU (page)","source":"Alertmanager","severity":"error","custom_details":{"firing":"","num_firing":"0","num_resolved":"2","resolved":"Labels:\n - alertname = HighCPU\n - instance = a:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\nLabels:\n - alertname = HighCPU\n - instance = b:9100\n - severity = page\nAnnotations:\n - summary = cpu high\nSource: http://prom/graph\n"}},"client":"Alertmanager","client_url":"http://am.example:9093/#/alerts?receiver=all","links":[{"href":"http://l/resolved","text":"L"}]}
+"#
         );
     }
 

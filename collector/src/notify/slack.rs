@@ -157,7 +157,10 @@ pub fn message(
         link_names: conf.link_names,
         attachments: vec![attachment],
     };
-    Ok(serde_json::to_vec(&req).unwrap_or_default())
+    // Go's json.Encoder ends the document with a newline; Alertmanager's body has it.
+    let mut body = serde_json::to_vec(&req).unwrap_or_default();
+    body.push(b'\n');
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -217,13 +220,15 @@ receivers:
         let got = String::from_utf8(message(sc, &set, &firing).unwrap()).unwrap();
         assert_eq!(
             got,
-            r##"{"channel":"#ops","username":"Alertmanager","attachments":[{"title":"[FIRING:2] HighCPU (page)","title_link":"http://am.example:9093/#/alerts?receiver=all","text":"","fallback":"[FIRING:2] HighCPU (page) | http://am.example:9093/#/alerts?receiver=all","callback_id":"","fields":[{"title":"Sev","value":"page","short":false}],"actions":[{"type":"button","text":"Runbook","url":"http://rb/HighCPU"}],"footer":"","color":"danger","mrkdwn_in":["fallback","pretext","text"]}]}"##
+            r##"{"channel":"#ops","username":"Alertmanager","attachments":[{"title":"[FIRING:2] HighCPU (page)","title_link":"http://am.example:9093/#/alerts?receiver=all","text":"","fallback":"[FIRING:2] HighCPU (page) | http://am.example:9093/#/alerts?receiver=all","callback_id":"","fields":[{"title":"Sev","value":"page","short":false}],"actions":[{"type":"button","text":"Runbook","url":"http://rb/HighCPU"}],"footer":"","color":"danger","mrkdwn_in":["fallback","pretext","text"]}]}
+"##
         );
         let resolved = notify_data("all", &gl, &alerts(true), "http://am.example:9093", now);
         let got = String::from_utf8(message(sc, &set, &resolved).unwrap()).unwrap();
         assert_eq!(
             got,
-            r##"{"channel":"#ops","username":"Alertmanager","attachments":[{"title":"[RESOLVED] HighCPU (page)","title_link":"http://am.example:9093/#/alerts?receiver=all","text":"","fallback":"[RESOLVED] HighCPU (page) | http://am.example:9093/#/alerts?receiver=all","callback_id":"","fields":[{"title":"Sev","value":"page","short":false}],"actions":[{"type":"button","text":"Runbook","url":"http://rb/HighCPU"}],"footer":"","color":"good","mrkdwn_in":["fallback","pretext","text"]}]}"##
+            r##"{"channel":"#ops","username":"Alertmanager","attachments":[{"title":"[RESOLVED] HighCPU (page)","title_link":"http://am.example:9093/#/alerts?receiver=all","text":"","fallback":"[RESOLVED] HighCPU (page) | http://am.example:9093/#/alerts?receiver=all","callback_id":"","fields":[{"title":"Sev","value":"page","short":false}],"actions":[{"type":"button","text":"Runbook","url":"http://rb/HighCPU"}],"footer":"","color":"good","mrkdwn_in":["fallback","pretext","text"]}]}
+"##
         );
     }
 
