@@ -128,14 +128,21 @@ async fn forwarded_alerts_reach_a_real_alertmanager() {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let endpoint = alerts_endpoint(&format!("http://127.0.0.1:{}", am.port)).expect("endpoint");
-    let f = Forwarder::start(vec![endpoint.clone()], Duration::from_secs(5), cancel.clone(), &tracker);
+    let f = Forwarder::start(
+        vec![endpoint.clone()],
+        Duration::from_secs(5),
+        cancel.clone(),
+        &tracker,
+    );
 
     let mut a = alert("a:9100");
     a.ends_at = Some(SystemTime::now() + Duration::from_secs(240));
     f.forward(vec![a.clone()]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let listed = loop {
-        let (code, body) = http_get(am.port, "/api/v2/alerts").await.expect("GET alerts");
+        let (code, body) = http_get(am.port, "/api/v2/alerts")
+            .await
+            .expect("GET alerts");
         assert_eq!(code, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
         if let Some(found) = v.as_array().and_then(|l| l.first()).cloned() {
@@ -158,7 +165,18 @@ async fn forwarded_alerts_reach_a_real_alertmanager() {
     );
     assert_eq!(listed["generatorURL"], a.generator_url);
     assert_eq!(listed["status"]["state"], "active");
-    assert_eq!(f.metrics().alerts_sent.with_label_values(&[endpoint.as_str()]).get(), 1);
+    // The counter moves once the POST's answer is read, possibly after the GET above.
+    let sent = || {
+        f.metrics()
+            .alerts_sent
+            .with_label_values(&[endpoint.as_str()])
+            .get()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sent() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sent(), 1);
 
     // Resolved: Prometheus sends the alert with its real end time.
     let mut r = a;
@@ -191,17 +209,18 @@ async fn listener() -> (u16, mpsc::Receiver<(String, String)>) {
         .expect("bind");
     let port = l.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::channel(32);
-    let app = axum::Router::new().fallback(
-        move |uri: axum::http::Uri, body: axum::body::Bytes| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx
-                    .send((uri.path().to_string(), String::from_utf8_lossy(&body).to_string()))
-                    .await;
-                r#"{"status":"success"}"#
-            }
-        },
-    );
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx
+                .send((
+                    uri.path().to_string(),
+                    String::from_utf8_lossy(&body).to_string(),
+                ))
+                .await;
+            r#"{"status":"success"}"#
+        }
+    });
     tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });
@@ -218,6 +237,8 @@ async fn slack_and_pagerduty_bodies_match_alertmanager() {
   group_wait: 1s
 receivers:
 - name: team-x
+  webhook_configs:
+  - url: http://127.0.0.1:{port}/webhook
   slack_configs:
   - api_url: http://127.0.0.1:{port}/slack
     channel: '#alerts'
@@ -263,7 +284,7 @@ receivers:
         );
     }
     let mut got = BTreeMap::new();
-    while got.len() < 2 {
+    while got.len() < 3 {
         let (path, body) = tokio::time::timeout(Duration::from_secs(15), rx.recv())
             .await
             .expect("alertmanager notified within 15s")
@@ -289,8 +310,25 @@ receivers:
         String::from_utf8(slack::message(&rcv.slack_configs[0], &set, &data).expect("slack"))
             .expect("utf8");
     assert_eq!(ours_slack, got["/slack"]);
-    let (_, ours_pd) =
-        pagerduty::request(&rcv.pagerduty_configs[0], &set, &data, &group_key, pagerduty::V1_URL)
-            .expect("pagerduty");
+    let (_, ours_pd) = pagerduty::request(
+        &rcv.pagerduty_configs[0],
+        &set,
+        &data,
+        &group_key,
+        pagerduty::V1_URL,
+    )
+    .expect("pagerduty");
     assert_eq!(String::from_utf8(ours_pd).expect("utf8"), got["/pd"]);
+    let ours_webhook = vigil_collector::notify::webhook::WebhookMessage::new(
+        "team-x",
+        &group_key,
+        &group_labels,
+        &alerts,
+        0,
+        "http://am.example:9093",
+        SystemTime::now(),
+    );
+    let mut ours_webhook = serde_json::to_string(&ours_webhook).expect("json");
+    ours_webhook.push('\n');
+    assert_eq!(ours_webhook, got["/webhook"]);
 }

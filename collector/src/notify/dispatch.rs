@@ -208,7 +208,7 @@ enum Payload {
     /// A JSON POST (webhook, Slack, PagerDuty).
     Http {
         url: String,
-        http: HttpConfig,
+        http: Box<HttpConfig>,
         body: Bytes,
     },
     /// An email.
@@ -359,10 +359,7 @@ impl Dispatcher {
         while let Ok(done) = self.done_rx.try_recv() {
             self.finish(done);
         }
-        if let Err(e) = self.nflog.persist_now() {
-            self.stats.metrics.nflog_write_failures.inc();
-            tracing::error!(error = %e, "writing the notification log at shutdown");
-        }
+        std::mem::take(&mut self.nflog).close().await;
     }
 
     fn ingest(&mut self, mut alert: Alert) {
@@ -547,7 +544,15 @@ impl Dispatcher {
                     opts: &self.opts,
                     templates: &self.templates,
                 };
-                match ctx.render(receiver, kind, idx, &group.key, &group.labels, &to_send, now_wall) {
+                match ctx.render(
+                    receiver,
+                    kind,
+                    idx,
+                    &group.key,
+                    &group.labels,
+                    &to_send,
+                    now_wall,
+                ) {
                     Ok(p) => (Some(p), false),
                     Err(e) => {
                         tracing::error!(receiver = %receiver_name, %integration, error = %e,
@@ -575,8 +580,16 @@ impl Dispatcher {
                 .into_iter()
                 .map(|d| {
                     if d.broken {
-                        self.stats.metrics.notifications.with_label_values(&[d.kind]).inc();
-                        self.stats.metrics.notifications_failed.with_label_values(&[d.kind]).inc();
+                        self.stats
+                            .metrics
+                            .notifications
+                            .with_label_values(&[d.kind])
+                            .inc();
+                        self.stats
+                            .metrics
+                            .notifications_failed
+                            .with_label_values(&[d.kind])
+                            .inc();
                         DispatchStats::inc(&self.stats.notifications_failed);
                     }
                     (d.integration, d.firing, d.resolved, !d.broken)
@@ -683,11 +696,13 @@ impl Dispatcher {
         }
         if changed {
             let bytes = self.nflog.persist();
-            self.stats.metrics.nflog_entries.set(self.nflog.len() as i64);
+            self.stats
+                .metrics
+                .nflog_entries
+                .set(self.nflog.len() as i64);
             self.stats.metrics.nflog_snapshot_bytes.set(bytes as i64);
         }
     }
-
 }
 
 /// What rendering a message needs from the dispatcher.
@@ -726,17 +741,24 @@ impl RenderContext<'_> {
                     ext,
                     now,
                 );
-                let body = serde_json::to_vec(&msg)
+                let mut body = serde_json::to_vec(&msg)
                     .map_err(|e| SendError::Template(format!("encoding webhook message: {e}")))?;
+                // Go's json.Encoder ends the document with a newline, and so does
+                // Alertmanager's body (checked in tests/alertmanager_receivers.rs).
+                body.push(b'\n');
                 Ok(Payload::Http {
                     url: wh.url.clone().unwrap_or_default(),
-                    http: wh.http_config.clone().unwrap_or_else(|| global_http.clone()),
+                    http: Box::new(
+                        wh.http_config
+                            .clone()
+                            .unwrap_or_else(|| global_http.clone()),
+                    ),
                     body: Bytes::from(body),
                 })
             }
             "slack" => {
                 let sc = &receiver.slack_configs[idx];
-                let body = super::slack::message(sc, &self.templates, &data())
+                let body = super::slack::message(sc, self.templates, &data())
                     .map_err(|e| SendError::Template(e.to_string()))?;
                 let url = match (&sc.api_url, &sc.api_url_file) {
                     (Some(u), _) => u.clone(),
@@ -745,7 +767,11 @@ impl RenderContext<'_> {
                 };
                 Ok(Payload::Http {
                     url,
-                    http: sc.http_config.clone().unwrap_or_else(|| global_http.clone()),
+                    http: Box::new(
+                        sc.http_config
+                            .clone()
+                            .unwrap_or_else(|| global_http.clone()),
+                    ),
                     body: Bytes::from(body),
                 })
             }
@@ -753,25 +779,28 @@ impl RenderContext<'_> {
                 let pd = &receiver.pagerduty_configs[idx];
                 let (url, body) = super::pagerduty::request(
                     pd,
-                    &self.templates,
+                    self.templates,
                     &data(),
                     group_key,
                     &self.opts.pagerduty_v1_url,
                 )?;
                 Ok(Payload::Http {
                     url,
-                    http: pd.http_config.clone().unwrap_or_else(|| global_http.clone()),
+                    http: Box::new(
+                        pd.http_config
+                            .clone()
+                            .unwrap_or_else(|| global_http.clone()),
+                    ),
                     body: Bytes::from(body),
                 })
             }
             _ => {
                 let ec = &receiver.email_configs[idx];
-                let email = super::email::build(ec, &self.templates, &data())?;
+                let email = super::email::build(ec, self.templates, &data())?;
                 Ok(Payload::Email(Box::new(email)))
             }
         }
     }
-
 }
 
 impl Dispatcher {
@@ -1364,7 +1393,11 @@ receivers:
     fn start_with(
         yaml: &str,
         opts: DispatchOptions,
-    ) -> (DispatcherHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+    ) -> (
+        DispatcherHandle,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
         let cfg = Config::load_str(yaml, "t.yml").unwrap_or_else(|e| panic!("{e}"));
         let (handle, d) = dispatcher(Arc::new(cfg), opts);
         let cancel = CancellationToken::new();
@@ -1422,7 +1455,11 @@ receivers: [{{name: pd, pagerduty_configs: [{{routing_key: rk, url: '{}', severi
         let a = alert(&[("alertname", "Down"), ("severity", "critical")]);
         h.send(a.clone()).await.unwrap();
         let m = next(&mut s, WAIT).await.expect("pagerduty trigger");
-        assert_eq!(s.attempts.load(Ordering::SeqCst), 2, "one 500, then success");
+        assert_eq!(
+            s.attempts.load(Ordering::SeqCst),
+            2,
+            "one 500, then success"
+        );
         assert_eq!(m["event_action"], "trigger");
         assert_eq!(m["routing_key"], "rk");
         assert_eq!(m["payload"]["severity"], "critical");
@@ -1498,7 +1535,8 @@ receivers: [{{name: mail, email_configs: [{{to: ops@example.org, from: vigil@exa
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("vigil-dispatch-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("vigil-dispatch-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         dir
@@ -1544,7 +1582,9 @@ receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
         h.send(alert(&[("alertname", "Down"), ("instance", "b")]))
             .await
             .unwrap();
-        let m = next(&mut s, WAIT).await.expect("notification for the new alert");
+        let m = next(&mut s, WAIT)
+            .await
+            .expect("notification for the new alert");
         assert_eq!(m["alerts"].as_array().map(Vec::len), Some(2));
         stop(cancel, task).await;
         let _ = std::fs::remove_dir_all(&dir);

@@ -40,13 +40,25 @@ fn template_err(field: &str, e: impl std::fmt::Display) -> SendError {
 }
 
 /// Renders the message for this notification.
-pub fn build(conf: &EmailConfig, tmpl: &TemplateSet, data: &NotifyData) -> Result<Email, SendError> {
-    let t = |field: &str, s: &str| tmpl.render_text(s, data).map_err(|e| template_err(field, e));
+pub fn build(
+    conf: &EmailConfig,
+    tmpl: &TemplateSet,
+    data: &NotifyData,
+) -> Result<Email, SendError> {
+    let t = |field: &str, s: &str| {
+        tmpl.render_text(s, data)
+            .map_err(|e| template_err(field, e))
+    };
     let mut headers: Vec<(String, String)> = Vec::new();
     for (k, v) in &conf.headers {
         headers.push((k.clone(), t(&format!("header {k}"), &v.0)?));
     }
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let subject = match header("Subject") {
         Some(s) => s,
         None => t("subject", DEFAULT_SUBJECT)?,
@@ -129,7 +141,9 @@ fn split_host_port(smarthost: &str) -> Result<(String, u16), SendError> {
         .parse()
         .map_err(|_| SendError::Unsupported(format!("smarthost {smarthost:?}: bad port")))?;
     Ok((
-        host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port,
     ))
 }
@@ -359,17 +373,33 @@ receivers:
             .await
             .expect("session")
             .expect("session");
-        assert!(s.commands[0].eq_ignore_ascii_case("EHLO vigil.test"), "{:?}", s.commands);
-        // AUTH PLAIN base64("\0bot\0s3cret")
         assert!(
-            s.commands.iter().any(|c| c == "AUTH PLAIN AGJvdABzM2NyZXQ="),
+            s.commands[0].eq_ignore_ascii_case("EHLO vigil.test"),
             "{:?}",
             s.commands
         );
-        assert!(s.commands.iter().any(|c| c == "MAIL FROM:<vigil@example.org>"));
+        // AUTH PLAIN base64("\0bot\0s3cret")
+        assert!(
+            s.commands
+                .iter()
+                .any(|c| c == "AUTH PLAIN AGJvdABzM2NyZXQ="),
+            "{:?}",
+            s.commands
+        );
+        assert!(s
+            .commands
+            .iter()
+            .any(|c| c == "MAIL FROM:<vigil@example.org>"));
         assert!(s.commands.iter().any(|c| c == "RCPT TO:<ops@example.org>"));
-        assert!(s.commands.iter().any(|c| c == "RCPT TO:<pager@example.org>"));
-        assert!(s.data.contains("Subject: [FIRING:1] DiskFull (db)\r\n"), "{}", s.data);
+        assert!(s
+            .commands
+            .iter()
+            .any(|c| c == "RCPT TO:<pager@example.org>"));
+        assert!(
+            s.data.contains("Subject: [FIRING:1] DiskFull (db)\r\n"),
+            "{}",
+            s.data
+        );
         assert!(s.data.contains("X-Team: db\r\n"), "{}", s.data);
         assert!(s.data.contains("multipart/alternative"), "{}", s.data);
         assert!(s.data.contains("plain firing"), "{}", s.data);

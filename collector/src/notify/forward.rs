@@ -138,7 +138,9 @@ impl Forwarder {
                                     st.alerts_sent.with_label_values(&[url.as_str()]).inc_by(n);
                                 }
                                 Err(e) => {
-                                    st.alerts_failed.with_label_values(&[url.as_str()]).inc_by(n);
+                                    st.alerts_failed
+                                        .with_label_values(&[url.as_str()])
+                                        .inc_by(n);
                                     tracing::warn!(alertmanager = %url, error = %e, count = n,
                                         "sending alerts to Alertmanager failed");
                                 }
@@ -170,9 +172,9 @@ impl Forwarder {
 }
 
 /// Runs the futures concurrently and returns their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();

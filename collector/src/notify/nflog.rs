@@ -90,6 +90,8 @@ pub struct Nflog {
     entries: HashMap<NflogKey, NflogEntry>,
     /// Where snapshots go; `None` keeps the log in memory only.
     snapshots: Option<watch::Sender<Option<Vec<u8>>>>,
+    /// The snapshot writer task.
+    writer: Option<tokio::task::JoinHandle<()>>,
     path: Option<PathBuf>,
 }
 
@@ -105,6 +107,7 @@ impl Nflog {
         Nflog {
             entries: HashMap::new(),
             snapshots: None,
+            writer: None,
             path: None,
         }
     }
@@ -124,10 +127,11 @@ impl Nflog {
         let path = dir.join(FILE_NAME);
         let entries = load(&path, retention)?;
         let (tx, rx) = watch::channel(None);
-        tokio::spawn(write_loop(path.clone(), rx, write_failures));
+        let writer = tokio::spawn(write_loop(path.clone(), rx, write_failures));
         Ok(Nflog {
             entries,
             snapshots: Some(tx),
+            writer: Some(writer),
             path: Some(path),
         })
     }
@@ -171,7 +175,21 @@ impl Nflog {
         }
     }
 
-    /// Writes the current state synchronously (at shutdown).
+    /// Hands the final state to the snapshot writer and waits until it is on disk
+    /// (at shutdown).
+    pub async fn close(mut self) {
+        self.persist();
+        // Dropping the sender ends the writer after it has written the last snapshot.
+        self.snapshots = None;
+        if let Some(w) = self.writer.take() {
+            if let Err(e) = w.await {
+                tracing::error!(error = %e, "notification log writer failed");
+            }
+        }
+    }
+
+    /// Writes the current state synchronously, bypassing the snapshot writer; only for a log
+    /// nothing else persists concurrently (benchmarks, tests).
     pub fn persist_now(&self) -> Result<(), NflogError> {
         match &self.path {
             Some(p) => write_atomic(p, &self.encode()),
@@ -253,7 +271,11 @@ fn load(path: &Path, retention: Duration) -> Result<HashMap<NflogKey, NflogEntry
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NflogError> {
     let io = |op: &'static str, p: &Path| {
         let p = p.display().to_string();
-        move |source| NflogError::Io { op, path: p, source }
+        move |source| NflogError::Io {
+            op,
+            path: p,
+            source,
+        }
     };
     let tmp = path.with_extension("json.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
@@ -327,7 +349,10 @@ mod tests {
         let back = Nflog::open(&dir, Duration::from_secs(3600)).unwrap();
         assert_eq!(back.len(), 1, "the 2h-old entry is past the 1h retention");
         let got = back.get(&key("a")).unwrap();
-        assert_eq!(got.firing, fresh.firing, "u64 fingerprints round-trip exactly");
+        assert_eq!(
+            got.firing, fresh.firing,
+            "u64 fingerprints round-trip exactly"
+        );
         assert_eq!(got.resolved, fresh.resolved);
         let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
         assert_eq!(ms(got.at), ms(at));
@@ -361,7 +386,10 @@ mod tests {
                     break;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "snapshot never landed");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "snapshot never landed"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -81,7 +81,10 @@ pub fn group_key_hash(key: &str) -> String {
 }
 
 fn key(inline: &Option<String>, file: &Option<String>) -> Result<String, SendError> {
-    match (inline.as_deref().filter(|s| !s.is_empty()), file.as_deref().filter(|s| !s.is_empty())) {
+    match (
+        inline.as_deref().filter(|s| !s.is_empty()),
+        file.as_deref().filter(|s| !s.is_empty()),
+    ) {
         (Some(k), _) => Ok(k.to_string()),
         (None, Some(f)) => read_secret(f),
         (None, None) => Ok(String::new()),
@@ -281,7 +284,8 @@ mod tests {
     fn service_key_uses_the_v1_api() {
         let c = conf("{service_key: sk1, severity: critical}");
         let d = notify_data("all", &[], &alerts(false), "http://x", SystemTime::now());
-        let (url, body) = request(&c, &default_set(), &d, "{}:{}", "http://127.0.0.1:9/v1").unwrap();
+        let (url, body) =
+            request(&c, &default_set(), &d, "{}:{}", "http://127.0.0.1:9/v1").unwrap();
         assert_eq!(url, "http://127.0.0.1:9/v1");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["service_key"], "sk1");

@@ -126,10 +126,11 @@ pub fn load(config: &Config) -> Result<TemplateSet, TemplateLoadError> {
         };
         for path in expand_glob(&full)? {
             let shown = path.display().to_string();
-            let text = std::fs::read_to_string(&path).map_err(|source| TemplateLoadError::Read {
-                path: shown.clone(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| TemplateLoadError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
             set.add(&shown, &text)
                 .map_err(|source| TemplateLoadError::Parse {
                     path: shown.clone(),
@@ -285,7 +286,10 @@ mod tests {
     fn defaults_render_like_alertmanager() {
         let set = default_set();
         let d = two_alerts();
-        let r = |t: &str| set.render_text(t, &d).unwrap_or_else(|e| panic!("{t}: {e}"));
+        let r = |t: &str| {
+            set.render_text(t, &d)
+                .unwrap_or_else(|e| panic!("{t}: {e}"))
+        };
         // Expected strings are what Alertmanager 0.25 sent for the same alerts.
         assert_eq!(
             r(r#"{{ template "slack.default.title" . }}"#),
@@ -333,7 +337,10 @@ mod tests {
             .render_text(r#"{{ template "nope" . }}"#, &d)
             .expect_err("undefined template");
         assert!(e.to_string().contains("no such template"), "{e}");
-        assert!(set.check("{{ humanize 1 }}").is_err(), "Prometheus-only function");
+        assert!(
+            set.check("{{ humanize 1 }}").is_err(),
+            "Prometheus-only function"
+        );
     }
 
     #[test]

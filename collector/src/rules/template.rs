@@ -1171,103 +1171,103 @@ impl Exec<'_> {
     fn field(&self, base: Val, fields: &[String]) -> Result<Val, TemplateError> {
         let mut v = base;
         for f in fields {
-            v =
-                match v {
-                    Val::Root => match f.as_str() {
-                        "Labels" => Val::Map(self.data.labels.clone()),
-                        "ExternalLabels" => Val::Map(self.data.external_labels.clone()),
-                        "ExternalURL" => Val::Str(self.data.external_url.clone()),
-                        "Value" => Val::F64(self.data.value),
-                        _ => {
-                            return Err(self
-                                .err(format!("can't evaluate field {f} in type *template.Data")))
-                        }
-                    },
-                    Val::Map(m) if self.defs_mode() => match f.as_str() {
-                        "SortedPairs" => Val::List(
-                            m.iter()
-                                .map(|(k, v)| Val::Pair(k.clone(), v.clone()))
-                                .collect(),
-                        ),
-                        "Names" => Val::List(m.keys().map(|k| Val::Str(k.clone())).collect()),
-                        "Values" => Val::List(m.values().map(|v| Val::Str(v.clone())).collect()),
-                        _ => m
-                            .get(f)
-                            .map(|s| Val::Str(s.clone()))
-                            .unwrap_or(Val::Str(String::new())),
-                    },
-                    Val::Map(m) => m
+            v = match v {
+                Val::Root => match f.as_str() {
+                    "Labels" => Val::Map(self.data.labels.clone()),
+                    "ExternalLabels" => Val::Map(self.data.external_labels.clone()),
+                    "ExternalURL" => Val::Str(self.data.external_url.clone()),
+                    "Value" => Val::F64(self.data.value),
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type *template.Data"))
+                        )
+                    }
+                },
+                Val::Map(m) if self.defs_mode() => match f.as_str() {
+                    "SortedPairs" => Val::List(
+                        m.iter()
+                            .map(|(k, v)| Val::Pair(k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    "Names" => Val::List(m.keys().map(|k| Val::Str(k.clone())).collect()),
+                    "Values" => Val::List(m.values().map(|v| Val::Str(v.clone())).collect()),
+                    _ => m
                         .get(f)
                         .map(|s| Val::Str(s.clone()))
                         .unwrap_or(Val::Str(String::new())),
-                    Val::Pair(n, v) => match f.as_str() {
-                        "Name" => Val::Str(n),
-                        "Value" => Val::Str(v),
-                        _ => {
-                            return Err(
-                                self.err(format!("can't evaluate field {f} in type template.Pair"))
-                            )
-                        }
-                    },
-                    Val::Obj(o) => match o.fields.iter().find(|(n, _)| *n == f.as_str()) {
-                        Some((_, v)) => v.clone(),
-                        None => {
-                            return Err(self
-                                .err(format!("can't evaluate field {f} in type {}", o.ty)))
-                        }
-                    },
-                    Val::List(items) => match f.as_str() {
-                        // template.Pairs
-                        "Names" | "Values" if items.iter().all(|i| matches!(i, Val::Pair(..))) => {
-                            Val::List(
-                                items
-                                    .into_iter()
-                                    .map(|i| match i {
-                                        Val::Pair(n, v) => Val::Str(if f == "Names" { n } else { v }),
-                                        other => other,
-                                    })
-                                    .collect(),
-                            )
-                        }
-                        // template.Alerts
-                        "Firing" | "Resolved" => {
-                            let want = if f == "Firing" { "firing" } else { "resolved" };
-                            Val::List(
-                                items
-                                    .into_iter()
-                                    .filter(|i| match i {
-                                        Val::Obj(o) => o.fields.iter().any(|(n, v)| {
-                                            *n == "Status" && *v == Val::Str(want.into())
-                                        }),
-                                        _ => false,
-                                    })
-                                    .collect(),
-                            )
-                        }
-                        _ => {
-                            return Err(self.err(format!(
-                                "can't evaluate field {f} in type []interface {{}}"
-                            )))
-                        }
-                    },
-                    Val::Sample(l, x) => match f.as_str() {
-                        "Labels" => Val::Map(l),
-                        "Value" => Val::F64(x),
-                        _ => {
-                            return Err(self
-                                .err(format!("can't evaluate field {f} in type *template.sample")))
-                        }
-                    },
-                    Val::Nil | Val::Missing => {
-                        return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
+                },
+                Val::Map(m) => m
+                    .get(f)
+                    .map(|s| Val::Str(s.clone()))
+                    .unwrap_or(Val::Str(String::new())),
+                Val::Pair(n, v) => match f.as_str() {
+                    "Name" => Val::Str(n),
+                    "Value" => Val::Str(v),
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type template.Pair"))
+                        )
                     }
-                    other => {
-                        return Err(self.err(format!(
-                            "can't evaluate field {f} in type {}",
-                            other.type_name()
-                        )))
+                },
+                Val::Obj(o) => match o.fields.iter().find(|(n, _)| *n == f.as_str()) {
+                    Some((_, v)) => v.clone(),
+                    None => {
+                        return Err(self.err(format!("can't evaluate field {f} in type {}", o.ty)))
                     }
-                };
+                },
+                Val::List(items) => match f.as_str() {
+                    // template.Pairs
+                    "Names" | "Values" if items.iter().all(|i| matches!(i, Val::Pair(..))) => {
+                        Val::List(
+                            items
+                                .into_iter()
+                                .map(|i| match i {
+                                    Val::Pair(n, v) => Val::Str(if f == "Names" { n } else { v }),
+                                    other => other,
+                                })
+                                .collect(),
+                        )
+                    }
+                    // template.Alerts
+                    "Firing" | "Resolved" => {
+                        let want = if f == "Firing" { "firing" } else { "resolved" };
+                        Val::List(
+                            items
+                                .into_iter()
+                                .filter(|i| match i {
+                                    Val::Obj(o) => o.fields.iter().any(|(n, v)| {
+                                        *n == "Status" && *v == Val::Str(want.into())
+                                    }),
+                                    _ => false,
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type []interface {{}}"))
+                        )
+                    }
+                },
+                Val::Sample(l, x) => match f.as_str() {
+                    "Labels" => Val::Map(l),
+                    "Value" => Val::F64(x),
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type *template.sample"))
+                        )
+                    }
+                },
+                Val::Nil | Val::Missing => {
+                    return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
+                }
+                other => {
+                    return Err(self.err(format!(
+                        "can't evaluate field {f} in type {}",
+                        other.type_name()
+                    )))
+                }
+            };
         }
         Ok(v)
     }
@@ -1511,9 +1511,8 @@ impl Exec<'_> {
                         match usize::try_from(i).ok().and_then(|i| v.get(i)) {
                             Some(x) => x.clone(),
                             None => {
-                                return Err(self.err(format!(
-                                    "error calling index: index out of range: {i}"
-                                )))
+                                return Err(self
+                                    .err(format!("error calling index: index out of range: {i}")))
                             }
                         }
                     }
@@ -2215,7 +2214,10 @@ impl NotifyData {
                 ),
                 ("GroupLabels", Val::Map(self.group_labels.clone())),
                 ("CommonLabels", Val::Map(self.common_labels.clone())),
-                ("CommonAnnotations", Val::Map(self.common_annotations.clone())),
+                (
+                    "CommonAnnotations",
+                    Val::Map(self.common_annotations.clone()),
+                ),
                 ("ExternalURL", Val::Str(self.external_url.clone())),
             ],
         }))
