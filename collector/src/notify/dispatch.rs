@@ -1445,6 +1445,28 @@ receivers: [{{name: chat, slack_configs: [{{api_url: '{}', channel: '#ops', send
     }
 
     #[tokio::test]
+    async fn slack_resolutions_are_not_sent_by_default() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: chat, group_by: [alertname], group_wait: 50ms, group_interval: 200ms}}
+receivers: [{{name: chat, slack_configs: [{{api_url: '{}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down")]);
+        h.send(a.clone()).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some(), "firing message");
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        assert!(
+            next(&mut s, Duration::from_millis(1000)).await.is_none(),
+            "slack_configs default to send_resolved: false"
+        );
+        assert_eq!(h.stats().groups_removed.load(Ordering::Relaxed), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
     async fn pagerduty_events_are_retried_after_a_500_and_resolve_by_default() {
         let mut s = sink(1, 500).await;
         let (h, cancel) = start(&format!(

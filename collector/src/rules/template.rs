@@ -1556,7 +1556,7 @@ impl Exec<'_> {
                 }
                 let ord = |a: &Val, b: &Val| -> Result<std::cmp::Ordering, TemplateError> {
                     match (a, b) {
-                        (Val::Str(x), Val::Str(y)) => Ok(x.cmp(y)),
+                        (Val::Str(x) | Val::Safe(x), Val::Str(y) | Val::Safe(y)) => Ok(x.cmp(y)),
                         (Val::Bool(x), Val::Bool(y)) if f == "eq" || f == "ne" => Ok(x.cmp(y)),
                         (Val::Int(x), Val::Int(y)) => Ok(x.cmp(y)),
                         (Val::F64(_) | Val::Int(_), Val::F64(_) | Val::Int(_))
