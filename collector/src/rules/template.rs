@@ -2266,8 +2266,16 @@ impl TemplateSet {
             return Ok(String::new());
         }
         let t = Template::parse_notify("", text)?;
-        let mut defs = self.defs.clone();
-        defs.extend(t.defs);
+        // Only text that defines templates of its own needs a merged copy of the set.
+        let merged;
+        let defs = if t.defs.is_empty() {
+            &self.defs
+        } else {
+            let mut d = self.defs.clone();
+            d.extend(t.defs);
+            merged = d;
+            &merged
+        };
         let dot = data.to_val();
         let td = TemplateData::default();
         let mut ex = Exec {
@@ -2275,7 +2283,7 @@ impl TemplateSet {
             vars: vec![("$".into(), dot.clone())],
             data: &td,
             out: String::new(),
-            defs: &defs,
+            defs,
             depth: 0,
             escape_html: html,
             notify: true,
