@@ -234,4 +234,22 @@ mod tests {
         };
         assert_eq!(p.len(), 3, "{p:?}");
     }
+
+    #[test]
+    fn alertmanager_urls_are_checked_and_named() {
+        let cfg = CollectorConfig {
+            certs_dir: Some("/nonexistent".into()),
+            alertmanager_urls: vec!["am:9093".into(), "http://am:9093".into()],
+            ..Default::default()
+        };
+        let ConfigError::Invalid(p) = cfg.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let bad: Vec<&String> = p
+            .iter()
+            .filter(|l| l.starts_with("alertmanager_urls:"))
+            .collect();
+        assert_eq!(bad.len(), 1, "{p:?}");
+        assert!(bad[0].contains("\"am:9093\""), "{p:?}");
+    }
 }
