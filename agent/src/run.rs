@@ -5,7 +5,8 @@
 //! moment to finish in-flight sends, and flush the buffer.
 
 use crate::buffer::{Buffer, OpenOutcome};
-use crate::checks::threshold::{CheckKind, ThresholdChecks};
+use crate::checks::export;
+use crate::checks::threshold::{ActiveCheck, CheckKind, ThresholdChecks};
 use crate::collect::{self, HostCollector};
 use crate::config::Settings;
 use crate::remediate::Remediator;
@@ -26,6 +27,8 @@ use vigil_shared::model::{Batch, Event, Series};
 
 /// Events kept for `vigil-agent status`.
 const RECENT_EVENTS: usize = 20;
+/// Active checks (firing, or a recent anomaly) listed by `vigil-agent status`.
+const ACTIVE_CHECKS: usize = 50;
 
 /// Wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -98,6 +101,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
     let last_collection: Arc<Mutex<Option<i64>>> = Arc::default();
     let recent_events: Arc<Mutex<VecDeque<Event>>> = Arc::default();
+    let active_checks: Arc<Mutex<Vec<ActiveCheck>>> = Arc::default();
     let mut checks = ThresholdChecks::new(&settings.checks).context("setting up checks")?;
     let remediator = Remediator::new(
         settings.remediation.clone(),
@@ -132,6 +136,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             last_collection.clone(),
             recent_events.clone(),
         );
+        let active_checks = active_checks.clone();
         let host = settings.host.clone();
         let snapshot = move || {
             let now = now_ms();
@@ -158,6 +163,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     .iter()
                     .cloned()
                     .collect(),
+                active_checks: active_checks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
             }
         };
         tracker.spawn(
@@ -281,6 +290,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         // Local checks see every sample of this cycle; their transitions and the results of
         // the actions they trigger travel as events on the priority path.
         let transitions = checks.observe(&series, now);
+        // The checks' per-series state travels as ordinary samples in this same batch and is
+        // served on /metrics.
+        let dropped_before = metrics.check_series_dropped.get();
+        metrics
+            .check_series_dropped
+            .inc_by(checks.dropped_series.saturating_sub(dropped_before));
+        let exported = checks.exported();
+        let mut check_series = export::to_series(&exported, &checks.take_retired(), now);
+        stamp(&mut check_series, &settings.host, settings.pod.as_deref());
+        metrics
+            .check_series_tracked
+            .set(checks.tracked_series() as i64);
+        metrics.check_series_exported.set(exported.len() as i64);
+        metrics.check_series.set(exported);
+        *active_checks.lock().unwrap_or_else(|p| p.into_inner()) =
+            checks.active(now, ACTIVE_CHECKS);
         for t in &transitions {
             let kind = match t.kind {
                 CheckKind::Threshold => "threshold",
@@ -304,6 +329,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
         }
         let priority = !events.is_empty();
+        series.extend(check_series);
         let batch = Batch { series, events };
         metrics
             .samples_collected

@@ -25,6 +25,12 @@ pub struct AgentMetrics {
     pub connects: IntCounterVec,
     pub scrape_errors: IntCounterVec,
     pub check_transitions: IntCounterVec,
+    /// Per watched series: `vigil_check_firing`, `vigil_anomaly_score`, `vigil_anomalies_total`
+    /// (see [`crate::checks::export`]).
+    pub check_series: crate::checks::export::CheckSeriesExport,
+    pub check_series_tracked: IntGauge,
+    pub check_series_exported: IntGauge,
+    pub check_series_dropped: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -142,6 +148,26 @@ impl Default for AgentMetrics {
                 &["job"],
             ),
             check_transitions: counter_vec(&r, "vigil_agent_check_transitions_total", "Local check transitions (anomalies and threshold breaches), by check, kind and state.", &["check", "kind", "state"]),
+            check_series: {
+                let e = crate::checks::export::CheckSeriesExport::default();
+                r.register(Box::new(e.clone())).expect("unique metric");
+                e
+            },
+            check_series_tracked: gauge(
+                &r,
+                "vigil_agent_check_series_tracked",
+                "Label sets the local checks keep state for.",
+            ),
+            check_series_exported: gauge(
+                &r,
+                "vigil_agent_check_series_exported",
+                "Label sets whose check state is exported as vigil_check_firing/vigil_anomaly_score/vigil_anomalies_total.",
+            ),
+            check_series_dropped: counter(
+                &r,
+                "vigil_agent_check_series_dropped_total",
+                "New label sets a check ignored because it already tracked its maximum.",
+            ),
             registry: r,
         }
     }

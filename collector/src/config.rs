@@ -42,6 +42,8 @@ pub struct CollectorConfig {
     /// Prometheus's `alerting.alertmanagers`.
     #[serde(default)]
     pub alertmanager_urls: Vec<String>,
+    /// How long expired silences are kept (Alertmanager's `--data.retention`). Default 120h.
+    pub silence_retention: Option<NonZeroDuration>,
 }
 
 /// Errors from loading or validating the configuration.
@@ -77,6 +79,7 @@ pub struct Settings {
     pub alertmanager_config: Option<PathBuf>,
     /// `POST /api/v2/alerts` endpoints of external Alertmanagers.
     pub alertmanager_urls: Vec<String>,
+    pub silence_retention: Duration,
 }
 
 impl CollectorConfig {
@@ -108,7 +111,8 @@ impl CollectorConfig {
             out_of_order_window,
             shutdown_grace,
             evaluation_interval,
-            alertmanager_config
+            alertmanager_config,
+            silence_retention
         );
         if !other.rule_files.is_empty() {
             self.rule_files = other.rule_files;
@@ -179,6 +183,10 @@ impl CollectorConfig {
                 .unwrap_or(Duration::from_secs(60)),
             alertmanager_config: self.alertmanager_config,
             alertmanager_urls,
+            silence_retention: self
+                .silence_retention
+                .map(|d| d.get())
+                .unwrap_or(crate::notify::silence::DEFAULT_RETENTION),
             shutdown_grace: self
                 .shutdown_grace
                 .map(|d| d.get())

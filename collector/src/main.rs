@@ -109,6 +109,9 @@ struct RunArgs {
     /// `POST /api/v2/alerts` (repeatable), e.g. `http://alertmanager:9093`.
     #[arg(long = "alertmanager-url")]
     alertmanager_url: Vec<String>,
+    /// How long expired silences are kept (Alertmanager's --data.retention), e.g. 120h.
+    #[arg(long)]
+    silence_retention: Option<NonZeroDuration>,
 }
 
 #[derive(Subcommand)]
@@ -243,6 +246,7 @@ fn main() -> ExitCode {
                 evaluation_interval: a.evaluation_interval,
                 alertmanager_config: a.alertmanager_config,
                 alertmanager_urls: a.alertmanager_url,
+                silence_retention: a.silence_retention,
             };
             let settings = match load(a.config.as_ref(), flags) {
                 Ok(s) => s,

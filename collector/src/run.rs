@@ -59,6 +59,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     storage
         .register_metrics(&metrics.registry)
         .context("registering storage metrics")?;
+    // Silences (persisted in the data directory) and the dispatcher's alerts, shared with
+    // the Alertmanager v2 API.
+    let silence_metrics = crate::telemetry::SilenceMetrics::register(&metrics.registry)
+        .context("registering silence metrics")?;
+    let silences = Arc::new(
+        crate::notify::Silences::open(
+            &settings.data_dir,
+            settings.silence_retention,
+            Some(silence_metrics.clone()),
+        )
+        .context("loading silences")?,
+    );
+    metrics
+        .registry
+        .register(Box::new(crate::notify::silence::SilenceStateGauge::new(
+            silences.clone(),
+        )))
+        .context("registering the silences gauge")?;
+    let alert_store = crate::notify::AlertStore::default();
+    let mut am_config: Option<Arc<crate::notify::Config>> = None;
     let agents = AgentRegistry::default();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -78,11 +98,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A machine-readable line for scripts and tests that start the collector on port 0.
     println!("vigil-collector listening quic={quic_addr} http={http_addr}");
 
+    // Ingest raises this after storing samples; the rule manager then evaluates alerting
+    // groups at once instead of on their next interval.
+    let samples_arrived = crate::rules::manager::SamplesArrived::default();
     let ingest = Ingest {
         storage: storage.clone(),
         agents: agents.clone(),
         metrics: metrics.clone(),
         now_ms,
+        samples_arrived: samples_arrived.clone(),
     };
     tracker.spawn(
         ingest
@@ -107,6 +131,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 notify: Some(alert_tx),
+                samples_arrived: samples_arrived.clone(),
+                evaluations: Some(metrics.rule_group_evaluations.clone()),
                 ..Default::default()
             },
         )
@@ -120,10 +146,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         let handle = match &settings.alertmanager_config {
             Some(path) => {
-                let config = crate::notify::Config::load_file(path)
-                    .with_context(|| format!("loading {}", path.display()))?;
+                let config = Arc::new(
+                    crate::notify::Config::load_file(path)
+                        .with_context(|| format!("loading {}", path.display()))?,
+                );
+                am_config = Some(config.clone());
                 let (handle, dispatcher) = crate::notify::dispatcher(
-                    Arc::new(config),
+                    config,
                     crate::notify::DispatchOptions {
                         external_url: format!("http://{http_addr}"),
                         data_dir: Some(settings.data_dir.clone()),
@@ -133,6 +162,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 if let Err(e) = handle.stats().metrics.register(&metrics.registry) {
                     tracing::warn!(error = %e, "registering notification metrics");
                 }
+                let dispatcher = dispatcher.with_silences(silences.clone(), alert_store.clone());
                 tracker.spawn(
                     dispatcher
                         .run(cancel.clone())
@@ -184,9 +214,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
         ready: ready.clone(),
         now_ms,
+        samples_arrived,
+    };
+    tracker.spawn(
+        silences
+            .clone()
+            .maintain(crate::notify::silence::MAINTENANCE_INTERVAL, cancel.clone())
+            .instrument(tracing::info_span!("silences")),
+    );
+    let config_text = match &settings.alertmanager_config {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => String::new(),
     };
     let app = api::router(state)
         .merge(api::rules_router(rules.clone()))
+        .merge(api::alertmanager::router(
+            api::alertmanager::AlertmanagerApi {
+                silences,
+                alerts: alert_store,
+                config: am_config,
+                config_text,
+                started: std::time::SystemTime::now(),
+                metrics: Some(silence_metrics),
+            },
+        ))
         .merge(crate::query::router(
             Arc::new(storage.clone()),
             Default::default(),

@@ -17,6 +17,7 @@ pub struct CollectorMetrics {
     pub remote_write_requests: IntCounterVec,
     pub remote_write_samples: IntCounter,
     pub http_requests: IntCounterVec,
+    pub rule_group_evaluations: IntCounterVec,
 }
 
 impl Default for CollectorMetrics {
@@ -84,6 +85,11 @@ impl Default for CollectorMetrics {
             "HTTP requests, by handler.",
             &["handler"],
         );
+        let rule_group_evaluations = cv(
+            "vigil_collector_rule_group_evaluations_total",
+            "Rule group evaluations, by trigger (schedule, or samples for early evaluations of alerting-only groups when new samples arrive).",
+            &["trigger"],
+        );
         CollectorMetrics {
             registry: r,
             connections,
@@ -96,6 +102,7 @@ impl Default for CollectorMetrics {
             remote_write_requests,
             remote_write_samples,
             http_requests,
+            rule_group_evaluations,
         }
     }
 }
@@ -224,5 +231,81 @@ impl ForwardMetrics {
         r.register(Box::new(self.alerts_failed.clone()))?;
         r.register(Box::new(self.batches_dropped.clone()))?;
         Ok(())
+    }
+}
+
+/// Metrics of the silence store (`notify::silence`), named after Alertmanager's
+/// `alertmanager_silences_*`. The per-state gauge (`vigil_collector_silences{state}`) is
+/// computed at scrape time by `notify::silence::SilenceStateGauge`.
+#[derive(Debug, Clone)]
+pub struct SilenceMetrics {
+    /// Silence queries: one per alert label set checked for muting.
+    pub queries: IntCounter,
+    /// Requests to the silences API that failed (bad filter, invalid silence, not found,
+    /// snapshot error).
+    pub query_errors: IntCounter,
+    /// Time to check one label set against the silences.
+    pub query_duration: Histogram,
+    /// Time to write and fsync one snapshot.
+    pub snapshot_duration: Histogram,
+    /// Size of the last snapshot written.
+    pub snapshot_size: IntGauge,
+    /// Snapshots that could not be written (the change was refused).
+    pub snapshot_errors: IntCounter,
+    /// Expired silences removed after the retention.
+    pub gc_removed: IntCounter,
+}
+
+impl SilenceMetrics {
+    /// Creates the metrics and registers them with `r`.
+    pub fn register(r: &Registry) -> Result<SilenceMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            r.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram =
+            |name: &str, help: &str, start: f64| -> Result<Histogram, prometheus::Error> {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(name, help)
+                        .buckets(prometheus::exponential_buckets(start, 4.0, 10)?),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
+        let snapshot_size = IntGauge::new(
+            "vigil_collector_silences_snapshot_size_bytes",
+            "Size of the last silences snapshot written.",
+        )?;
+        r.register(Box::new(snapshot_size.clone()))?;
+        Ok(SilenceMetrics {
+            queries: counter(
+                "vigil_collector_silences_queries_total",
+                "Alert label sets checked against the silences.",
+            )?,
+            query_errors: counter(
+                "vigil_collector_silences_query_errors_total",
+                "Silences API requests that failed.",
+            )?,
+            query_duration: histogram(
+                "vigil_collector_silences_query_duration_seconds",
+                "Time to check one alert label set against the silences.",
+                0.000_001,
+            )?,
+            snapshot_duration: histogram(
+                "vigil_collector_silences_snapshot_duration_seconds",
+                "Time to write and fsync one silences snapshot.",
+                0.000_1,
+            )?,
+            snapshot_size,
+            snapshot_errors: counter(
+                "vigil_collector_silences_snapshot_errors_total",
+                "Silences snapshots that could not be written (the change was refused).",
+            )?,
+            gc_removed: counter(
+                "vigil_collector_silences_gc_removed_total",
+                "Expired silences removed after the retention period.",
+            )?,
+        })
     }
 }

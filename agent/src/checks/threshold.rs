@@ -11,8 +11,9 @@
 //! whose condition stops holding, or whose series disappears for [`STALE_AFTER_MS`], resolves.
 
 use super::anomaly::{Detector, DetectorParams, DEFAULT_ANOMALY_THRESHOLD};
+use super::export::{self, CheckSeries, MAX_EXPORTED_PER_CHECK};
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use vigil_shared::duration::PromDuration;
 use vigil_shared::model::{Event, Labels, Series, METRIC_NAME};
@@ -428,7 +429,41 @@ struct SeriesState {
     /// Anomaly detector and the last raw sample for counter rates.
     detector: Option<Box<Detector>>,
     last_raw: Option<(i64, f64)>,
+    /// The highest anomaly score of the latest cycle (None before the detector scored).
+    score: Option<f64>,
+    /// Samples that scored at or above [`DEFAULT_ANOMALY_THRESHOLD`] since tracking began.
+    anomalies: u64,
+    /// The latest such sample: (when, score).
+    last_anomaly: Option<(i64, f64)>,
+    /// The label set this series is exported under ([`export::export_labels`]), or None when
+    /// the check already exported [`MAX_EXPORTED_PER_CHECK`] label sets.
+    export: Option<vigil_shared::model::Labels>,
 }
+
+/// A check's label set that is firing, or that saw an anomaly within
+/// [`ACTIVE_ANOMALY_MS`]: what `vigil-agent status` lists as active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveCheck {
+    /// The check's name.
+    pub check: String,
+    /// `threshold` or `anomaly`.
+    pub kind: String,
+    /// The watched series' labels.
+    pub labels: Labels,
+    /// Whether the check is firing for this label set now.
+    pub firing: bool,
+    /// Since when the condition has held (firing checks).
+    pub since_ms: Option<i64>,
+    /// The latest evaluated value (None when not a finite number: JSON has no NaN).
+    pub value: Option<f64>,
+    /// When the latest anomalous sample was seen and its score (anomaly checks).
+    pub last_anomaly_ms: Option<i64>,
+    pub last_anomaly_score: Option<f64>,
+}
+
+/// How long after its latest anomalous sample a series stays listed as an active anomaly
+/// (Prometheus's lookback, so status agrees with an instant query at the collector).
+pub const ACTIVE_ANOMALY_MS: i64 = 5 * 60_000;
 
 #[derive(Debug)]
 struct Check {
@@ -438,6 +473,28 @@ struct Check {
     for_ms: i64,
     action: Option<String>,
     state: HashMap<Labels, SeriesState>,
+    /// Label sets of `state` that are exported (at most [`MAX_EXPORTED_PER_CHECK`]).
+    exported: usize,
+}
+
+impl Check {
+    fn kind(&self) -> CheckKind {
+        if self.condition == Condition::Anomaly {
+            CheckKind::Anomaly
+        } else {
+            CheckKind::Threshold
+        }
+    }
+}
+
+impl CheckKind {
+    /// `threshold` or `anomaly`, as in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Threshold => "threshold",
+            CheckKind::Anomaly => "anomaly",
+        }
+    }
 }
 
 /// All configured checks and their per-series state.
@@ -447,6 +504,9 @@ pub struct ThresholdChecks {
     params: DetectorParams,
     /// New label sets ignored because a check already tracked [`MAX_SERIES_PER_CHECK`].
     pub dropped_series: u64,
+    /// Exported label sets forgotten since the last [`ThresholdChecks::take_retired`]: they
+    /// get a stale marker so the collector stops returning them at once.
+    retired: Vec<(CheckKind, Labels)>,
 }
 
 /// The per-second increase over `samples` (oldest first), treating a decrease as a counter
@@ -512,12 +572,14 @@ impl ThresholdChecks {
                     .unwrap_or(0),
                 action: c.action.clone(),
                 state: HashMap::new(),
+                exported: 0,
             });
         }
         Ok(ThresholdChecks {
             checks,
             params: DetectorParams::default(),
             dropped_series: 0,
+            retired: Vec::new(),
         })
     }
 
@@ -536,6 +598,67 @@ impl ThresholdChecks {
     /// Label sets currently tracked, over all checks (the state bound).
     pub fn tracked_series(&self) -> usize {
         self.checks.iter().map(|c| c.state.len()).sum()
+    }
+
+    /// The exported label sets' current state, in a stable order (check order, then labels):
+    /// what [`export::to_series`] and the `/metrics` endpoint publish.
+    pub fn exported(&self) -> Vec<CheckSeries> {
+        let mut out = Vec::new();
+        for check in &self.checks {
+            let kind = check.kind();
+            let start = out.len();
+            for st in check.state.values() {
+                let Some(labels) = &st.export else { continue };
+                out.push(CheckSeries {
+                    kind,
+                    labels: labels.clone(),
+                    firing: st.firing,
+                    score: st.score,
+                    anomalies: st.anomalies,
+                });
+            }
+            out[start..].sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        out
+    }
+
+    /// Exported label sets forgotten since the last call (see [`export::to_series`]).
+    pub fn take_retired(&mut self) -> Vec<(CheckKind, Labels)> {
+        std::mem::take(&mut self.retired)
+    }
+
+    /// Label sets that are firing or had an anomalous sample within [`ACTIVE_ANOMALY_MS`]
+    /// of `now_ms`, firing first, then the most recent anomaly; at most `limit`.
+    pub fn active(&self, now_ms: i64, limit: usize) -> Vec<ActiveCheck> {
+        let mut out: Vec<ActiveCheck> = Vec::new();
+        for check in &self.checks {
+            for (labels, st) in &check.state {
+                let recent = st
+                    .last_anomaly
+                    .filter(|(t, _)| now_ms - *t < ACTIVE_ANOMALY_MS);
+                if !st.firing && recent.is_none() {
+                    continue;
+                }
+                out.push(ActiveCheck {
+                    check: check.name.clone(),
+                    kind: check.kind().as_str().to_string(),
+                    labels: labels.clone(),
+                    firing: st.firing,
+                    since_ms: if st.firing { st.active_since } else { None },
+                    value: st.last_value.is_finite().then_some(st.last_value),
+                    last_anomaly_ms: recent.map(|(t, _)| t),
+                    last_anomaly_score: recent.map(|(_, s)| s),
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            b.firing
+                .cmp(&a.firing)
+                .then(b.last_anomaly_ms.cmp(&a.last_anomaly_ms))
+                .then_with(|| (&a.check, &a.labels).cmp(&(&b.check, &b.labels)))
+        });
+        out.truncate(limit);
+        out
     }
 
     /// Evaluates every check on one collection cycle's series and returns the transitions.
@@ -580,6 +703,10 @@ impl ThresholdChecks {
                                 samples: VecDeque::new(),
                                 detector: None,
                                 last_raw: None,
+                                score: None,
+                                anomalies: 0,
+                                last_anomaly: None,
+                                export: None,
                             },
                         );
                     }
@@ -631,9 +758,18 @@ impl ThresholdChecks {
             } else {
                 CheckKind::Threshold
             };
+            let retired = &mut self.retired;
+            let exported = &mut check.exported;
             check.state.retain(|labels, st| {
                 if now_ms - st.last_seen_ms < STALE_AFTER_MS {
                     return true;
+                }
+                if let Some(l) = st.export.take() {
+                    *exported -= 1;
+                    // Bounded even if nobody takes them: at most what one check exports.
+                    if retired.len() < MAX_EXPORTED_PER_CHECK {
+                        retired.push((kind, l));
+                    }
                 }
                 if st.firing {
                     out.push(CheckTransition {
@@ -649,6 +785,19 @@ impl ThresholdChecks {
                 }
                 false
             });
+            // Free export slots go to label sets not exported yet (new ones, or ones that
+            // found the check full earlier).
+            if check.exported < MAX_EXPORTED_PER_CHECK && check.exported < check.state.len() {
+                for (labels, st) in check.state.iter_mut() {
+                    if check.exported >= MAX_EXPORTED_PER_CHECK {
+                        break;
+                    }
+                    if st.export.is_none() {
+                        st.export = Some(export::export_labels(&check.name, labels));
+                        check.exported += 1;
+                    }
+                }
+            }
         }
         out
     }
@@ -710,6 +859,7 @@ fn evaluate(
                 .get_or_insert_with(|| Box::new(Detector::new(params)));
             let mut best = 0.0f64;
             let mut value = f64::NAN;
+            let mut scored = false;
             for p in &s.points {
                 let input = if counter {
                     let prev = st.last_raw.replace((p.timestamp_ms, p.value));
@@ -724,8 +874,17 @@ fn evaluate(
                 };
                 if let Some(v) = input {
                     value = v;
-                    best = best.max(det.observe(p.timestamp_ms, v));
+                    let score = det.observe(p.timestamp_ms, v);
+                    if score >= DEFAULT_ANOMALY_THRESHOLD {
+                        st.anomalies += 1;
+                        st.last_anomaly = Some((p.timestamp_ms, score));
+                    }
+                    best = best.max(score);
+                    scored = true;
                 }
+            }
+            if scored {
+                st.score = Some(best);
             }
             (best >= DEFAULT_ANOMALY_THRESHOLD, value, Some(best))
         }
@@ -916,6 +1075,78 @@ mod tests {
         assert_eq!(t.len(), MAX_SERIES_PER_CHECK);
         assert!(t.iter().all(|t| t.state == CheckState::Resolved));
         assert_eq!(c.tracked_series(), 0);
+    }
+
+    #[test]
+    fn exported_state_counts_anomalies_lists_them_as_active_and_retires_stale_sets() {
+        let mut c = ThresholdChecks::new(&ThresholdChecks::default_configs()).unwrap();
+        let mut spike_at = None;
+        for i in 0..600i64 {
+            let v = if i == 550 {
+                400.0
+            } else {
+                1.0 + 0.01 * ((i % 7) as f64)
+            };
+            let t = i * 10_000;
+            c.observe(&[series("node_load1", &[("host", "h")], t, v)], t);
+            let rows = c.exported();
+            assert_eq!(rows.len(), 1);
+            let score = rows[0].score.unwrap();
+            assert!((0.0..=1.0).contains(&score));
+            if i == 550 {
+                spike_at = Some(t);
+                assert!(score >= DEFAULT_ANOMALY_THRESHOLD, "{score}");
+                assert!(rows[0].firing);
+            }
+            assert_eq!(rows[0].anomalies, u64::from(i >= 550), "sample {i}");
+        }
+        let rows = c.exported();
+        assert_eq!(rows[0].labels.get("metric"), Some("node_load1"));
+        assert_eq!(rows[0].labels.get("check"), Some("host_anomaly"));
+        assert!(
+            !rows[0].firing,
+            "an anomaly check resolves on the next normal sample"
+        );
+        // Listed as active for 5 minutes after the anomalous sample, then no longer.
+        let last = 599 * 10_000;
+        let active = c.active(spike_at.unwrap() + 60_000, 10);
+        assert_eq!(active.len(), 1, "{active:?}");
+        assert_eq!(active[0].last_anomaly_ms, spike_at);
+        assert!(!active[0].firing);
+        let later = spike_at.unwrap() + ACTIVE_ANOMALY_MS;
+        assert!(c.active(later, 10).is_empty());
+        assert!(c.take_retired().is_empty());
+        // The series goes away: its label set is forgotten and retired once.
+        c.observe(&[], last + STALE_AFTER_MS);
+        assert!(c.exported().is_empty());
+        let retired = c.take_retired();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].0, CheckKind::Anomaly);
+        assert_eq!(retired[0].1, rows[0].labels);
+        assert!(c.take_retired().is_empty());
+    }
+
+    #[test]
+    fn exported_label_sets_are_capped_per_check_and_slots_free_when_stale() {
+        let mut c = ThresholdChecks::new(&[check("hi", "m", "value > 0", "0s")]).unwrap();
+        let batch = |from: usize, n: usize, t: i64| -> Vec<Series> {
+            (from..from + n)
+                .map(|i| series("m", &[("i", &i.to_string())], t, 1.0))
+                .collect()
+        };
+        c.observe(&batch(0, MAX_EXPORTED_PER_CHECK + 10, 0), 0);
+        assert_eq!(c.tracked_series(), MAX_EXPORTED_PER_CHECK + 10);
+        let rows = c.exported();
+        assert_eq!(rows.len(), MAX_EXPORTED_PER_CHECK);
+        assert!(rows
+            .iter()
+            .all(|r| r.firing && r.kind == CheckKind::Threshold));
+        // Firing threshold checks are active.
+        assert_eq!(c.active(0, 5).len(), 5);
+        // All go stale; new label sets get the freed slots.
+        c.observe(&batch(5_000, 3, STALE_AFTER_MS), STALE_AFTER_MS);
+        assert_eq!(c.exported().len(), 3);
+        assert_eq!(c.take_retired().len(), MAX_EXPORTED_PER_CHECK);
     }
 
     #[test]

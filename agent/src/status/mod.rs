@@ -38,6 +38,9 @@ pub struct AgentStatus {
     /// The latest check transitions (anomalies, threshold breaches) and remediation runs.
     #[serde(default)]
     pub recent_events: Vec<vigil_shared::model::Event>,
+    /// Check label sets firing now or with an anomaly in the last 5 minutes.
+    #[serde(default)]
+    pub active_checks: Vec<crate::checks::threshold::ActiveCheck>,
 }
 
 /// Errors from the status client.
@@ -184,6 +187,27 @@ pub fn render(s: &AgentStatus) -> String {
                 .unwrap_or_default()
         );
     }
+    if s.active_checks.is_empty() {
+        let _ = writeln!(o, "active:     no check firing, no anomaly in the last 5m");
+    }
+    for a in &s.active_checks {
+        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let mut line = format!(
+            "active:     {} {} {} {{{}}} value={}",
+            if a.firing { "FIRING" } else { "recent" },
+            a.kind,
+            a.check,
+            labels.join(","),
+            a.value.map_or("-".to_string(), |v| v.to_string())
+        );
+        if let Some(t) = a.since_ms.filter(|_| a.firing) {
+            let _ = write!(line, " since {}", age(s.now_ms, Some(t)));
+        }
+        if let (Some(t), Some(score)) = (a.last_anomaly_ms, a.last_anomaly_score) {
+            let _ = write!(line, " anomaly score={score:.6} {}", age(s.now_ms, Some(t)));
+        }
+        let _ = writeln!(o, "{line}");
+    }
     for e in &s.recent_events {
         let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let labels: Vec<String> = e.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
@@ -230,6 +254,38 @@ mod tests {
         assert!(liveness(&s, Duration::from_secs(60)).is_err());
         s.collector.last_ack_ms = Some(80_000);
         assert!(liveness(&s, Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn active_checks_are_rendered_with_their_labels_and_score() {
+        let mut s = AgentStatus {
+            now_ms: 10_000,
+            ..Default::default()
+        };
+        assert!(render(&s).contains("no check firing, no anomaly"));
+        s.active_checks = vec![crate::checks::threshold::ActiveCheck {
+            check: "host_anomaly".into(),
+            kind: "anomaly".into(),
+            labels: vigil_shared::model::Labels::metric("node_load1", &[("host", "a")]),
+            firing: false,
+            since_ms: None,
+            value: Some(7.5),
+            last_anomaly_ms: Some(8_000),
+            last_anomaly_score: Some(0.9995),
+        }];
+        let text = render(&s);
+        assert!(
+            text.contains(
+                r#"active:     recent anomaly host_anomaly {__name__="node_load1",host="a"} value=7.5 anomaly score=0.999500 2.0s ago"#
+            ),
+            "{text}"
+        );
+        // Regression guard: a value that is not a number must not make the status document
+        // unreadable (JSON has no NaN), so it travels as null.
+        s.active_checks[0].value = None;
+        let back: AgentStatus = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back.active_checks, s.active_checks);
+        assert!(render(&back).contains("value=- anomaly"));
     }
 
     #[tokio::test]

@@ -11,7 +11,9 @@
 //!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
 //! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
 //! - the Prometheus query API, merged from [`crate::query`].
+//! - Alertmanager's v2 silences, alerts and status API, merged from [`alertmanager`].
 
+pub mod alertmanager;
 pub mod remote_write;
 
 use crate::ingest::AgentRegistry;
@@ -47,6 +49,8 @@ pub struct ApiState {
     pub metrics: CollectorMetrics,
     pub ready: Arc<AtomicBool>,
     pub now_ms: fn() -> i64,
+    /// Raised after every stored remote_write request, so alerting rules see it at once.
+    pub samples_arrived: crate::rules::manager::SamplesArrived,
 }
 
 /// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` over the rule manager (empty
@@ -289,6 +293,7 @@ async fn write(State(s): State<ApiState>, body: Bytes) -> Response {
     let samples: usize = series.iter().map(|s| s.points.len()).sum();
     match s.storage.append_series(series).await {
         Ok(_) => {
+            s.samples_arrived.raise();
             s.metrics
                 .remote_write_requests
                 .with_label_values(&["204"])

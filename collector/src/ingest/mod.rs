@@ -4,6 +4,7 @@
 //! as a duplicate). Oversized, malformed or slow frames are refused with a logged reason and
 //! affect only their own stream.
 
+use crate::rules::manager::SamplesArrived;
 use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::CollectorMetrics;
 use serde::Serialize;
@@ -80,6 +81,8 @@ pub struct Ingest {
     pub agents: AgentRegistry,
     pub metrics: CollectorMetrics,
     pub now_ms: fn() -> i64,
+    /// Raised after every stored batch, so alerting rules see new samples at once.
+    pub samples_arrived: SamplesArrived,
 }
 
 impl Ingest {
@@ -210,6 +213,7 @@ impl Ingest {
                     .await
                 {
                     Ok(AppendOutcome::Stored { samples }) => {
+                        self.samples_arrived.raise();
                         self.metrics.batches.with_label_values(&["stored"]).inc();
                         self.metrics.samples_ingested.inc_by(samples as u64);
                         self.metrics.ingest_bytes.inc_by(bytes);

@@ -8,7 +8,8 @@
 //!   route, keyed by Alertmanager's group key. A new group waits `group_wait` (or flushes at
 //!   once when its first alert started more than `group_wait` ago), then flushes every
 //!   `group_interval`.
-//! - A flush drops inhibited alerts, then, per integration, notifies only when the notification
+//! - A flush drops inhibited alerts, then silenced ones (alerts matching a silence active
+//!   at flush time, see [`Dispatcher::with_silences`]), then, per integration, notifies only when the notification
 //!   log says something changed (new firing alerts, all resolved, newly resolved with
 //!   `send_resolved`) or `repeat_interval` has passed, exactly as Alertmanager's dedup stage.
 //! - Every integration of the receiver — webhook ([`super::webhook`]), Slack
@@ -45,8 +46,10 @@ use super::email::Email;
 use super::inhibit::InhibitRule;
 use super::nflog::{Nflog, NflogEntry};
 use super::route::RouteOpts;
+use super::silence::Silences;
 use super::templates::{notify_data, TemplateSet};
 use super::webhook::{post_json, SendError, WebhookMessage};
+use super::AlertStore;
 use crate::telemetry::NotifyMetrics;
 
 /// Settings of the pipeline that are not in the Alertmanager config.
@@ -111,6 +114,8 @@ pub struct DispatchStats {
     pub notification_retries: AtomicU64,
     /// Alerts left out of a flush because they were inhibited.
     pub alerts_inhibited: AtomicU64,
+    /// Alerts left out of a flush because an active silence matched them.
+    pub alerts_silenced: AtomicU64,
     /// Aggregation groups created.
     pub groups_created: AtomicU64,
     /// Aggregation groups removed after all their alerts resolved.
@@ -253,6 +258,8 @@ pub struct Dispatcher {
     /// Flush times, earliest first; see [`Dispatcher::flush_due`] for stale entries.
     timers: BinaryHeap<Reverse<(Instant, GroupId)>>,
     tracker: TaskTracker,
+    /// The silencing stage's silences, and the API's view of `alerts`.
+    silences: Option<(Arc<Silences>, AlertStore)>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -324,11 +331,21 @@ pub fn dispatcher(config: Arc<Config>, opts: DispatchOptions) -> (DispatcherHand
             done_rx,
             timers: BinaryHeap::new(),
             tracker: TaskTracker::new(),
+            silences: None,
         },
     )
 }
 
 impl Dispatcher {
+    /// Adds Alertmanager's silencing stage: at each flush, after inhibition, alerts that an
+    /// active silence matches are left out (and so are notified at the first flush after
+    /// the silence expires). Every alert received is also recorded in `store` for
+    /// `GET /api/v2/alerts`.
+    pub fn with_silences(mut self, silences: Arc<Silences>, store: AlertStore) -> Dispatcher {
+        self.silences = Some((silences, store));
+        self
+    }
+
     /// Runs until `cancel` fires or every handle is dropped, then waits up to
     /// `shutdown_grace` for notifications in flight.
     pub async fn run(mut self, cancel: CancellationToken) {
@@ -378,6 +395,9 @@ impl Dispatcher {
             }
         }
         self.alerts.insert(fp, alert.clone());
+        if let Some((_, store)) = &self.silences {
+            store.upsert(fp, alert.clone(), now_wall);
+        }
 
         let pairs = alert.label_pairs();
         let config = self.config.clone();
@@ -462,6 +482,13 @@ impl Dispatcher {
         });
         for _ in alerts.len()..before {
             DispatchStats::inc(&self.stats.alerts_inhibited);
+        }
+        if let Some((silences, _)) = &self.silences {
+            let before = alerts.len();
+            alerts.retain(|a| silences.mutes(&a.labels, now_wall).is_empty());
+            for _ in alerts.len()..before {
+                DispatchStats::inc(&self.stats.alerts_silenced);
+            }
         }
         let firing: BTreeSet<u64> = alerts
             .iter()
@@ -813,6 +840,9 @@ impl Dispatcher {
             .collect();
         self.alerts
             .retain(|fp, a| !a.is_resolved_at(now) || in_groups.contains(fp));
+        if let Some((_, store)) = &self.silences {
+            store.retain(|fp| self.alerts.contains_key(&fp));
+        }
     }
 }
 

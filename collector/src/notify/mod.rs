@@ -1,13 +1,15 @@
 //! Alertmanager-format notification routing: loading `alertmanager.yml` ([`config`]), the
 //! label matchers it uses ([`matcher`]), the routing tree and group keys ([`route`]), and
-//! inhibition ([`inhibit`]), and the notification pipeline ([`dispatch`]: aggregation groups,
-//! timers, dedup, retries) with its integrations — webhook ([`webhook`]), Slack ([`slack`]),
-//! PagerDuty ([`pagerduty`]), email ([`email`]) — rendered with Alertmanager's notification
-//! templates ([`templates`]), and the persistent notification log ([`nflog`]).
-//! Alerts can also be forwarded to external Alertmanagers ([`forward`]).
+//! inhibition ([`inhibit`]), silences ([`silence`], shared with the HTTP API together with
+//! the dispatcher's alerts in [`alert_store`]), and the notification pipeline ([`dispatch`]:
+//! aggregation groups, timers, dedup, retries) with its integrations — webhook ([`webhook`]),
+//! Slack ([`slack`]), PagerDuty ([`pagerduty`]), email ([`email`]) — rendered with
+//! Alertmanager's notification templates ([`templates`]), and the persistent notification
+//! log ([`nflog`]). Alerts can also be forwarded to external Alertmanagers ([`forward`]).
 //! `routes_test` prints what `amtool config routes test` prints.
 
 pub mod alert;
+pub mod alert_store;
 pub mod config;
 pub mod dispatch;
 pub mod email;
@@ -18,12 +20,14 @@ pub mod matcher;
 pub mod nflog;
 pub mod pagerduty;
 pub mod route;
+pub mod silence;
 pub mod slack;
 pub mod templates;
 mod unknown;
 pub mod webhook;
 
 pub use alert::Alert;
+pub use alert_store::AlertStore;
 pub use config::{Config, ConfigError, ValidationError};
 pub use dispatch::{
     dispatcher, DispatchError, DispatchOptions, DispatchStats, Dispatcher, DispatcherHandle,
@@ -34,3 +38,4 @@ pub use route::{
     parse_label_arg, routes_show, routes_test, routes_test_command, routes_test_tree,
     verify_receivers, Route, RouteOpts, RoutesTestError,
 };
+pub use silence::{Silence, SilenceError, SilenceMatcher, SilenceState, Silences};

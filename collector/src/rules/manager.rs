@@ -4,12 +4,24 @@
 //! next rule runs, and after the first evaluation following a start the `for` state of
 //! pending and firing alerts is restored from `ALERTS_FOR_STATE` as Prometheus does
 //! (`--rules.alert.for-outage-tolerance` 1h, `--rules.alert.for-grace-period` 10m).
+//!
+//! Besides the schedule, groups made only of alerting rules are evaluated as soon as new
+//! samples are stored: ingest (QUIC batches and remote_write) signals [`SamplesArrived`],
+//! and every such group that has seen no evaluation since the signal is evaluated at the
+//! current time, at most once per [`ManagerOptions::eager_min_gap`] (a burst of batches
+//! within the gap is one evaluation, run when the gap has passed). Each evaluation is a
+//! normal one through Prometheus's state machine at a later timestamp, so `for`,
+//! `keep_firing_for`, resolved retention and resend all keep their time-based meaning;
+//! groups with recording rules keep exactly their interval, so recorded series have the
+//! density their interval promises.
+//!
 //! [`RuleManager::reload`] re-reads the files, keeping the old rules when any file is bad and
 //! carrying alert state over for groups that still exist. [`RuleManager::rules_json`] and
 //! [`RuleManager::alerts_json`] give `/api/v1/rules` and `/api/v1/alerts` bodies in
 //! Prometheus's shapes.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,7 +54,47 @@ pub struct ManagerOptions {
     /// Bounded: when full, the batch is dropped with a warning and sent again on the next
     /// resend.
     pub notify: Option<tokio::sync::mpsc::Sender<Vec<crate::notify::alert::Alert>>>,
+    /// Least time between two evaluations of an alerting-only group that new samples
+    /// trigger; zero evaluates on the schedule only.
+    pub eager_min_gap: Duration,
+    /// Signalled by ingest whenever samples are stored.
+    pub samples_arrived: SamplesArrived,
+    /// Counts group evaluations by trigger (`schedule`, `samples`), when set.
+    pub evaluations: Option<prometheus::IntCounterVec>,
 }
+
+/// The signal from ingest to the rule manager that new samples are stored. Cheap to clone
+/// and to raise: raising bumps a sequence number and wakes the manager; raises while the
+/// manager is busy coalesce into one wake-up, so the signal never queues.
+#[derive(Debug, Clone, Default)]
+pub struct SamplesArrived(Arc<SamplesArrivedInner>);
+
+#[derive(Debug, Default)]
+struct SamplesArrivedInner {
+    seq: AtomicU64,
+    wake: tokio::sync::Notify,
+}
+
+impl SamplesArrived {
+    /// Records that samples were stored and wakes the rule manager.
+    pub fn raise(&self) {
+        self.0.seq.fetch_add(1, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+
+    /// How many times samples have arrived since start.
+    fn seq(&self) -> u64 {
+        self.0.seq.load(Ordering::Acquire)
+    }
+
+    async fn wait(&self) {
+        self.0.wake.notified().await
+    }
+}
+
+/// Default of [`ManagerOptions::eager_min_gap`]: alerting-only groups are evaluated at most
+/// five times a second however fast samples arrive.
+pub const DEFAULT_EAGER_MIN_GAP: Duration = Duration::from_millis(200);
 
 impl Default for ManagerOptions {
     fn default() -> Self {
@@ -54,6 +106,9 @@ impl Default for ManagerOptions {
             for_grace_period: Duration::from_secs(600),
             resend_delay: Duration::from_secs(60),
             notify: None,
+            eager_min_gap: DEFAULT_EAGER_MIN_GAP,
+            samples_arrived: SamplesArrived::default(),
+            evaluations: None,
         }
     }
 }
@@ -68,6 +123,10 @@ struct Slot {
     last_eval_ms: Option<i64>,
     /// How long the last evaluation took.
     last_duration: Duration,
+    /// Only alerting rules: may be evaluated early when samples arrive.
+    eager: bool,
+    /// [`SamplesArrived`]'s sequence number when the last evaluation started.
+    seen_seq: u64,
 }
 
 /// Loads rule files and evaluates them on schedule.
@@ -150,11 +209,15 @@ impl RuleManager {
                         a.restored = !needs_restore;
                     }
                 }
+                let eager =
+                    !g.rules.is_empty() && g.rules.iter().all(|r| matches!(r, Rule::Alerting(_)));
                 Arc::new(tokio::sync::Mutex::new(Slot {
                     group: g,
                     needs_restore,
                     last_eval_ms,
                     last_duration: Duration::ZERO,
+                    eager,
+                    seen_seq: 0,
                 }))
             })
             .collect();
@@ -177,6 +240,8 @@ impl RuleManager {
                 needs_restore: slot.needs_restore,
                 last_eval_ms: slot.last_eval_ms,
                 last_duration: slot.last_duration,
+                eager: slot.eager,
+                seen_seq: slot.seen_seq,
             });
         }
         self.install(groups, old);
@@ -200,16 +265,59 @@ impl RuleManager {
                 continue;
             }
             // Align to the interval grid, as Prometheus's evaluation timestamps are.
+            // Due means at least one interval since the last evaluation, so the grid point is
+            // always later than it, even when that one ran early on new samples.
             let iv = slot.group.interval_ms.max(1);
             let at = t_ms - t_ms.rem_euclid(iv);
             self.eval_slot(&mut slot, at).await;
+            self.count_evaluation("schedule");
             ran += 1;
         }
         ran
     }
 
+    /// Evaluates, at `t_ms`, every alerting-only group that samples arrived for since its
+    /// last evaluation began and that was last evaluated at least `eager_min_gap` ago.
+    /// Returns how many groups ran and, when a group had to wait for its gap, the earliest
+    /// time (ms) it may run.
+    pub async fn evaluate_new_samples(&self, t_ms: i64) -> (usize, Option<i64>) {
+        let gap = crate::query::duration_ms(self.opts.eager_min_gap);
+        if gap <= 0 {
+            return (0, None);
+        }
+        let seq = self.opts.samples_arrived.seq();
+        let mut ran = 0;
+        let mut next: Option<i64> = None;
+        for s in self.slots() {
+            let mut slot = s.lock().await;
+            if !slot.eager || slot.seen_seq >= seq {
+                continue;
+            }
+            match slot.last_eval_ms {
+                Some(last) if t_ms - last < gap => {
+                    let at = last + gap;
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                _ => {
+                    self.eval_slot(&mut slot, t_ms).await;
+                    self.count_evaluation("samples");
+                    ran += 1;
+                }
+            }
+        }
+        (ran, next)
+    }
+
+    fn count_evaluation(&self, trigger: &str) {
+        if let Some(c) = &self.opts.evaluations {
+            c.with_label_values(&[trigger]).inc();
+        }
+    }
+
     async fn eval_slot(&self, slot: &mut Slot, t_ms: i64) {
         let start = std::time::Instant::now();
+        // Samples stored from here on are not certain to be seen by this evaluation.
+        slot.seen_seq = self.opts.samples_arrived.seq();
         for i in 0..slot.group.rules.len() {
             let out = slot.group.eval_rule(i, &self.engine, t_ms);
             if let Some(e) = &out.error {
@@ -281,16 +389,36 @@ impl RuleManager {
         }
     }
 
-    /// Evaluates due groups once a second until `cancel` fires.
+    /// Until `cancel` fires: evaluates due groups once a second, and alerting-only groups as
+    /// soon as new samples arrive (or when their `eager_min_gap` has passed, for samples that
+    /// came sooner).
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let eager = !self.opts.eager_min_gap.is_zero();
+        let arrived = self.opts.samples_arrived.clone();
+        // When a group held back by its gap may run.
+        let mut held: Option<tokio::time::Instant> = None;
         loop {
+            let wake_held = async {
+                match held {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => { self.tick(now_ms()).await; }
+                _ = arrived.wait(), if eager => { held = self.eager_pass().await; }
+                _ = wake_held => { held = self.eager_pass().await; }
             }
         }
+    }
+
+    async fn eager_pass(&self) -> Option<tokio::time::Instant> {
+        let t = now_ms();
+        let (_, next) = self.evaluate_new_samples(t).await;
+        next.map(|at| tokio::time::Instant::now() + Duration::from_millis((at - t).max(1) as u64))
     }
 
     /// The `/api/v1/rules` response body.
@@ -449,6 +577,111 @@ mod tests {
     labels: {severity: page}
     annotations: {summary: 'down {{ $labels.job }}'}
 ";
+
+    #[tokio::test]
+    async fn new_samples_evaluate_alerting_only_groups_early_within_the_gap() {
+        let tmp = dir("eager");
+        let rules = tmp.0.join("rules.yml");
+        std::fs::write(
+            &rules,
+            "groups:
+- name: alerts
+  interval: 1m
+  rules:
+  - alert: Down
+    expr: up == 0
+- name: recorded
+  interval: 1m
+  rules:
+  - record: job:up:sum
+    expr: sum by (job) (up)
+",
+        )
+        .unwrap();
+        let storage = Storage::open(&tmp.0.join("data"), StorageOptions::default()).unwrap();
+        let arrived = SamplesArrived::default();
+        let evaluations =
+            prometheus::IntCounterVec::new(prometheus::Opts::new("evals", "test"), &["trigger"])
+                .unwrap();
+        let m = RuleManager::new(
+            storage.clone(),
+            ManagerOptions {
+                files: vec![rules],
+                samples_arrived: arrived.clone(),
+                evaluations: Some(evaluations.clone()),
+                ..ManagerOptions::default()
+            },
+        )
+        .unwrap();
+        let t0 = now_ms() / 60_000 * 60_000;
+        let up = |t: i64, v: f64| Series {
+            labels: Labels::metric("up", &[("job", "a")]),
+            points: vec![Point {
+                timestamp_ms: t,
+                value: v,
+            }],
+        };
+        storage
+            .append_series(vec![up(t0 - 1000, 1.0)])
+            .await
+            .unwrap();
+        assert_eq!(m.tick(t0).await, 2);
+        // Nothing arrived since: nothing to do early.
+        assert_eq!(m.evaluate_new_samples(t0 + 500).await, (0, None));
+
+        // A sample 100 ms after the last evaluation waits out the 200 ms gap...
+        storage
+            .append_series(vec![up(t0 + 100, 0.0)])
+            .await
+            .unwrap();
+        arrived.raise();
+        assert_eq!(m.evaluate_new_samples(t0 + 100).await, (0, Some(t0 + 200)));
+        assert_eq!(
+            m.alerts_json().await["data"]["alerts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            0
+        );
+        // ...then only the alerting group runs, at that time, and sees the sample.
+        assert_eq!(m.evaluate_new_samples(t0 + 200).await, (1, None));
+        let alerts = m.alerts_json().await;
+        assert_eq!(alerts["data"]["alerts"][0]["state"], "firing", "{alerts}");
+        assert_eq!(m.evaluate_new_samples(t0 + 900).await, (0, None));
+        // The recording group kept its interval: one sample, from the scheduled evaluation.
+        let rec = storage
+            .select(
+                &[Matcher::equal("__name__", "job:up:sum")],
+                t0 - 1,
+                t0 + 60_000,
+            )
+            .unwrap();
+        assert_eq!(rec[0].points.len(), 1);
+        // The schedule goes on from the early evaluation: not due again until a minute later.
+        assert_eq!(
+            m.tick(t0 + 60_000).await,
+            1,
+            "only the recording group is due"
+        );
+        assert_eq!(m.tick(t0 + 60_200).await, 1);
+        assert_eq!(evaluations.with_label_values(&["samples"]).get(), 1);
+        assert_eq!(evaluations.with_label_values(&["schedule"]).get(), 4);
+
+        // A zero gap turns early evaluation off.
+        let off = RuleManager::new(
+            storage.clone(),
+            ManagerOptions {
+                files: m.opts.files.clone(),
+                samples_arrived: arrived.clone(),
+                eager_min_gap: Duration::ZERO,
+                ..ManagerOptions::default()
+            },
+        )
+        .unwrap();
+        arrived.raise();
+        assert_eq!(off.evaluate_new_samples(t0 + 70_000).await, (0, None));
+        storage.close().await.unwrap();
+    }
 
     #[tokio::test]
     async fn for_state_is_restored_after_restart_and_bad_reloads_keep_old_rules() {

@@ -22,6 +22,7 @@ pub struct StorageMetrics {
     pub samples_duplicate_timestamp: IntCounter,
     pub samples_out_of_order: IntCounter,
     pub samples_too_old: IntCounter,
+    pub event_samples_appended: IntCounter,
     pub series_limit_rejections: IntCounter,
     pub checkpoints: IntCounter,
     pub checkpoint_failures: IntCounter,
@@ -116,6 +117,10 @@ impl StorageMetrics {
                 "vigil_storage_samples_too_old_total",
                 "Samples rejected as older than the retention period.",
             ),
+            event_samples_appended: counter(
+                "vigil_storage_event_samples_appended_total",
+                "Samples of vigil_agent_event derived from agent events and stored.",
+            ),
             series_limit_rejections: counter(
                 "vigil_storage_series_limit_rejections_total",
                 "Appends rejected because they would exceed the active series limit.",
@@ -166,6 +171,7 @@ impl StorageMetrics {
             &self.samples_duplicate_timestamp,
             &self.samples_out_of_order,
             &self.samples_too_old,
+            &self.event_samples_appended,
             &self.series_limit_rejections,
             &self.checkpoints,
             &self.checkpoint_failures,

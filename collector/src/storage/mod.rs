@@ -23,6 +23,7 @@
 //! `blocks/<n>.blk` (blocks).
 
 pub mod chunk;
+pub mod event_series;
 pub mod matcher;
 pub mod metrics;
 
@@ -316,7 +317,9 @@ impl Shared {
         counts
     }
 
-    /// Applies one decoded agent batch: samples, dedupe state and events.
+    /// Applies one decoded agent batch: samples, dedupe state and events (kept for
+    /// `recent_events` and stored as `vigil_agent_event` series, see [`event_series`]).
+    /// Returns the counts of the batch's samples and of the event samples.
     /// The caller records the delivery with [`Shared::record_delivery`] once it is durable.
     fn apply_agent_batch(
         &self,
@@ -324,7 +327,7 @@ impl Shared {
         agent: &str,
         batch: &ParsedBatch,
         now: i64,
-    ) -> AppendStats {
+    ) -> (AppendStats, AppendStats) {
         let mut counts = AppendStats::default();
         head.append_parsed(
             batch,
@@ -332,6 +335,16 @@ impl Shared {
             self.min_valid_t(now),
             &mut counts,
         );
+        let mut event_counts = AppendStats::default();
+        for s in event_series::event_series(agent, &batch.events) {
+            head.append_points(
+                &s.labels,
+                &s.points,
+                self.ooo_window_ms(),
+                self.min_valid_t(now),
+                &mut event_counts,
+            );
+        }
         if !batch.events.is_empty() && self.opts.max_events > 0 {
             let mut events = lock(&self.events);
             for e in &batch.events {
@@ -341,7 +354,7 @@ impl Shared {
                 events.push_back((agent.to_string(), e.clone()));
             }
         }
-        counts
+        (counts, event_counts)
     }
 
     /// Marks a batch as stored in its stream's dedupe state. Only ever called for durable
@@ -381,7 +394,7 @@ impl Shared {
                 append_ms,
                 batch,
             } => {
-                let c = self.apply_agent_batch(head, &agent, &batch, now);
+                let (c, _) = self.apply_agent_batch(head, &agent, &batch, now);
                 let d = Delivery {
                     agent: &agent,
                     stream_id,
@@ -498,13 +511,18 @@ impl AppendOp {
     fn new_series(&self, head: &Head) -> Vec<Labels> {
         let mut new: Vec<Labels> = Vec::new();
         match self {
-            AppendOp::Agent { batch, .. } => {
+            AppendOp::Agent { agent, batch, .. } => {
                 for i in 0..batch.series_len() {
                     if !head.contains_parsed(batch, i) {
                         let l = batch.labels(i);
                         if !new.contains(&l) {
                             new.push(l);
                         }
+                    }
+                }
+                for s in event_series::event_series(agent, &batch.events) {
+                    if head.lookup(&s.labels).is_none() && !new.contains(&s.labels) {
+                        new.push(s.labels);
                     }
                 }
             }
@@ -602,9 +620,10 @@ fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendRe
     for a in accepted {
         let r = match &a.op {
             AppendOp::Agent { agent, batch, .. } => {
-                let c = shared.apply_agent_batch(&mut head, agent, batch, now);
+                let (c, events) = shared.apply_agent_batch(&mut head, agent, batch, now);
                 m.batches_appended.inc();
                 shared.record_counts(&c);
+                m.event_samples_appended.inc_by(events.appended);
                 AppendReply::Agent(AppendOutcome::Stored {
                     samples: c.appended as usize,
                 })

@@ -143,6 +143,18 @@ pub struct Collector {
 impl Collector {
     /// Starts a collector on the given ports (0 = any) and waits until it is ready.
     pub fn start(data_dir: &Path, certs: &Path, quic_port: u16, http_port: u16) -> Collector {
+        Collector::start_with_args(data_dir, certs, quic_port, http_port, &[] as &[&str])
+    }
+
+    /// Like [`Collector::start`], with extra `run` arguments (rule files, Alertmanager
+    /// config, ...).
+    pub fn start_with_args(
+        data_dir: &Path,
+        certs: &Path,
+        quic_port: u16,
+        http_port: u16,
+        extra: &[impl AsRef<std::ffi::OsStr>],
+    ) -> Collector {
         let mut child = Command::new(bin("vigil-collector"))
             .args(["run", "--data-dir"])
             .arg(data_dir)
@@ -154,6 +166,7 @@ impl Collector {
                 "--http-listen",
                 &format!("127.0.0.1:{http_port}"),
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -258,11 +271,24 @@ pub struct Agent {
     pub log: Log,
     pub socket: PathBuf,
     pub args: Vec<String>,
+    /// Extra environment variables (e.g. `POD_NAME`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
     /// Starts `vigil-agent run` with the given extra arguments.
     pub fn start(dir: &Scratch, name: &str, collectors: &str, extra: &[&str]) -> Agent {
+        Agent::start_with_env(dir, name, collectors, extra, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment variables for the agent process.
+    pub fn start_with_env(
+        dir: &Scratch,
+        name: &str,
+        collectors: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let socket = dir.path(&format!("{name}.sock"));
         let mut args: Vec<String> = vec![
             "run".into(),
@@ -278,12 +304,17 @@ impl Agent {
             name.into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Agent::spawn(args, socket)
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Agent::spawn(args, socket, env)
     }
 
-    fn spawn(args: Vec<String>, socket: PathBuf) -> Agent {
+    fn spawn(args: Vec<String>, socket: PathBuf, env: Vec<(String, String)>) -> Agent {
         let mut child = Command::new(bin("vigil-agent"))
             .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -295,11 +326,12 @@ impl Agent {
             log,
             socket,
             args,
+            env,
         }
     }
 
     pub fn restart(&mut self) {
-        let n = Agent::spawn(self.args.clone(), self.socket.clone());
+        let n = Agent::spawn(self.args.clone(), self.socket.clone(), self.env.clone());
         *self = n;
     }
 
@@ -608,5 +640,227 @@ impl FaultyProxy {
 impl Drop for FaultyProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A scrape target serving whatever exposition text the test sets, or `503` while it is
+/// switched down: an application whose health a test flips.
+pub struct SwitchableTarget {
+    pub addr: SocketAddr,
+    body: Arc<Mutex<String>>,
+    down: Arc<AtomicBool>,
+    /// Successful scrapes served.
+    pub scrapes: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SwitchableTarget {
+    pub fn start(body: &str) -> SwitchableTarget {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let t = SwitchableTarget {
+            addr,
+            body: Arc::new(Mutex::new(body.to_string())),
+            down: Arc::new(AtomicBool::new(false)),
+            scrapes: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (body, down, scrapes, stop) = (
+            t.body.clone(),
+            t.down.clone(),
+            t.scrapes.clone(),
+            t.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut conn, _)) => {
+                        conn.set_nonblocking(false).ok();
+                        conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf);
+                        if down.load(Ordering::SeqCst) {
+                            let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                            continue;
+                        }
+                        let b = body.lock().unwrap().clone();
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len());
+                        if conn.write_all(resp.as_bytes()).is_ok() {
+                            scrapes.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        t
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
+    /// Replaces the exposition text served from the next scrape on.
+    pub fn set_body(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_string();
+    }
+
+    /// Switches the target down (every scrape gets 503) or back up.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SwitchableTarget {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One POST a [`WebhookReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The request path, e.g. `/pagerduty-critical`.
+    pub path: String,
+    /// The body, parsed as JSON (`Null` when it is not JSON).
+    pub body: serde_json::Value,
+    /// When the whole request had arrived.
+    pub at: Instant,
+}
+
+/// A local HTTP server that answers every POST with 200 and records it with its arrival
+/// time, standing in for Alertmanager webhook receivers. Keep-alive connections are served.
+pub struct WebhookReceiver {
+    pub addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> WebhookReceiver {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rec, st) = (received.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((conn, _)) => {
+                        let rec = rec.clone();
+                        std::thread::spawn(move || serve_webhook_conn(conn, &rec));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        WebhookReceiver {
+            addr,
+            received,
+            stop,
+        }
+    }
+
+    /// The URL for path `/name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}", self.addr)
+    }
+
+    /// Everything received so far, in arrival order.
+    pub fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// What arrived on `path`.
+    pub fn on(&self, path: &str) -> Vec<Received> {
+        self.all().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// Waits up to `timeout` for a POST on `path` whose body satisfies `pred`; returns the
+    /// first such one (it may have arrived before the call).
+    pub fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Option<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self
+                .all()
+                .into_iter()
+                .find(|r| r.path == path && pred(&r.body))
+            {
+                return Some(r);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve_webhook_conn(conn: TcpStream, rec: &Mutex<Vec<Received>>) {
+    conn.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        let mut len = 0usize;
+        let mut close = false;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let lower = h.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+            if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let at = Instant::now();
+        rec.lock().unwrap().push(Received {
+            path,
+            body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            at,
+        });
+        if writer
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .is_err()
+            || close
+        {
+            return;
+        }
     }
 }
