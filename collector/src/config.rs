@@ -41,6 +41,11 @@ pub struct CollectorConfig {
     /// Per-tenant active-series limits (`[limits]`).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// External Alertmanagers (base URLs, e.g. `http://alertmanager:9093`) that every
+    /// firing and resolved alert is also sent to with `POST /api/v2/alerts`, like
+    /// Prometheus's `alerting.alertmanagers`.
+    #[serde(default)]
+    pub alertmanager_urls: Vec<String>,
     /// How long expired silences are kept (Alertmanager's `--data.retention`). Default 120h.
     pub silence_retention: Option<NonZeroDuration>,
 }
@@ -114,6 +119,8 @@ pub struct Settings {
     pub tenant_max_series: HashMap<String, usize>,
     /// Tenant of each agent by certificate name.
     pub agent_tenants: HashMap<String, String>,
+    /// `POST /api/v2/alerts` endpoints of external Alertmanagers.
+    pub alertmanager_urls: Vec<String>,
     pub silence_retention: Duration,
 }
 
@@ -154,6 +161,9 @@ impl CollectorConfig {
         }
         if other.limits.max_series_per_tenant.is_some() {
             self.limits.max_series_per_tenant = other.limits.max_series_per_tenant;
+        }
+        if !other.alertmanager_urls.is_empty() {
+            self.alertmanager_urls = other.alertmanager_urls;
         }
         self
     }
@@ -197,6 +207,13 @@ impl CollectorConfig {
         if self.limits.tenants.keys().any(String::is_empty) {
             problems.push("limits.tenants: a tenant name is empty".to_string());
         }
+        let mut alertmanager_urls = Vec::new();
+        for u in &self.alertmanager_urls {
+            match crate::notify::forward::alerts_endpoint(u) {
+                Ok(e) => alertmanager_urls.push(e),
+                Err(e) => problems.push(format!("alertmanager_urls: {e}")),
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -228,6 +245,7 @@ impl CollectorConfig {
                 .map(|(t, l)| (t, l.max_series))
                 .collect(),
             agent_tenants: self.limits.agent_tenants.into_iter().collect(),
+            alertmanager_urls,
             silence_retention: self
                 .silence_retention
                 .map(|d| d.get())
@@ -324,5 +342,23 @@ mod tests {
             panic!("expected Invalid")
         };
         assert_eq!(p.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn alertmanager_urls_are_checked_and_named() {
+        let cfg = CollectorConfig {
+            certs_dir: Some("/nonexistent".into()),
+            alertmanager_urls: vec!["am:9093".into(), "http://am:9093".into()],
+            ..Default::default()
+        };
+        let ConfigError::Invalid(p) = cfg.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let bad: Vec<&String> = p
+            .iter()
+            .filter(|l| l.starts_with("alertmanager_urls:"))
+            .collect();
+        assert_eq!(bad.len(), 1, "{p:?}");
+        assert!(bad[0].contains("\"am:9093\""), "{p:?}");
     }
 }

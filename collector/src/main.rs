@@ -133,6 +133,10 @@ struct RunArgs {
     /// Alertmanager-format configuration routing the rules' alerts.
     #[arg(long)]
     alertmanager_config: Option<PathBuf>,
+    /// External Alertmanager to send every firing and resolved alert to with
+    /// `POST /api/v2/alerts` (repeatable), e.g. `http://alertmanager:9093`.
+    #[arg(long = "alertmanager-url")]
+    alertmanager_url: Vec<String>,
     /// How long expired silences are kept (Alertmanager's --data.retention), e.g. 120h.
     #[arg(long)]
     silence_retention: Option<NonZeroDuration>,
@@ -280,6 +284,7 @@ fn main() -> ExitCode {
                     max_series_per_tenant: a.max_series_per_tenant,
                     ..Default::default()
                 },
+                alertmanager_urls: a.alertmanager_url,
                 silence_retention: a.silence_retention,
             };
             let settings = match load(a.config.as_ref(), flags) {

@@ -160,9 +160,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                     config,
                     crate::notify::DispatchOptions {
                         external_url: format!("http://{http_addr}"),
+                        data_dir: Some(settings.data_dir.clone()),
                         ..Default::default()
                     },
                 );
+                if let Err(e) = handle.stats().metrics.register(&metrics.registry) {
+                    tracing::warn!(error = %e, "registering notification metrics");
+                }
                 let dispatcher = dispatcher.with_silences(silences.clone(), alert_store.clone());
                 tracker.spawn(
                     dispatcher
@@ -173,9 +177,29 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let forwarder = if settings.alertmanager_urls.is_empty() {
+            None
+        } else {
+            for u in &settings.alertmanager_urls {
+                tracing::info!(url = %u, "forwarding alerts to Alertmanager");
+            }
+            let f = crate::notify::forward::Forwarder::start(
+                settings.alertmanager_urls.clone(),
+                std::time::Duration::from_secs(10),
+                cancel.clone(),
+                &tracker,
+            );
+            if let Err(e) = f.metrics().register(&metrics.registry) {
+                tracing::warn!(error = %e, "registering Alertmanager forwarding metrics");
+            }
+            Some(f)
+        };
         tracker.spawn(
             async move {
                 while let Some(alerts) = alert_rx.recv().await {
+                    if let Some(f) = &forwarder {
+                        f.forward(alerts.clone());
+                    }
                     let Some(h) = &handle else { continue };
                     for a in alerts {
                         if h.send(a).await.is_err() {

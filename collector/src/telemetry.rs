@@ -140,6 +140,133 @@ impl Default for CollectorMetrics {
     }
 }
 
+/// Metrics of the notification pipeline (`notify::dispatch`), named like Alertmanager's
+/// (`alertmanager_notifications_total` → `vigil_notifications_total`). Created unregistered
+/// so the dispatcher can run without a registry (tests); [`NotifyMetrics::register`] adds
+/// them to the collector's `/metrics`.
+#[derive(Debug, Clone)]
+pub struct NotifyMetrics {
+    /// Notifications attempted (after retries), by integration kind.
+    pub notifications: IntCounterVec,
+    /// Notifications given up on, by integration kind.
+    pub notifications_failed: IntCounterVec,
+    /// Delivery attempts retried after a retryable failure, by integration kind.
+    pub notification_retries: IntCounterVec,
+    /// Duration of one delivery attempt, by integration kind.
+    pub notification_latency: prometheus::HistogramVec,
+    /// Entries in the notification log.
+    pub nflog_entries: IntGauge,
+    /// Size of the last notification log snapshot written.
+    pub nflog_snapshot_bytes: IntGauge,
+    /// Notification log snapshots that could not be written.
+    pub nflog_write_failures: IntCounter,
+}
+
+impl Default for NotifyMetrics {
+    fn default() -> Self {
+        let cv = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["integration"]).expect("valid metric")
+        };
+        NotifyMetrics {
+            notifications: cv(
+                "vigil_notifications_total",
+                "Notifications attempted, by integration (webhook, slack, pagerduty, email).",
+            ),
+            notifications_failed: cv(
+                "vigil_notifications_failed_total",
+                "Notifications that failed after retries, by integration.",
+            ),
+            notification_retries: cv(
+                "vigil_notification_retries_total",
+                "Delivery attempts retried after a retryable failure, by integration.",
+            ),
+            notification_latency: prometheus::HistogramVec::new(
+                HistogramOpts::new(
+                    "vigil_notification_latency_seconds",
+                    "Duration of one notification delivery attempt, by integration.",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["integration"],
+            )
+            .expect("valid metric"),
+            nflog_entries: IntGauge::new(
+                "vigil_nflog_entries",
+                "Entries in the notification log (group, receiver, integration).",
+            )
+            .expect("valid metric"),
+            nflog_snapshot_bytes: IntGauge::new(
+                "vigil_nflog_snapshot_size_bytes",
+                "Size of the last notification log snapshot.",
+            )
+            .expect("valid metric"),
+            nflog_write_failures: IntCounter::new(
+                "vigil_nflog_write_failures_total",
+                "Notification log snapshots that could not be written.",
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl NotifyMetrics {
+    /// Adds the metrics to a registry (an error when they are registered twice).
+    pub fn register(&self, r: &Registry) -> prometheus::Result<()> {
+        r.register(Box::new(self.notifications.clone()))?;
+        r.register(Box::new(self.notifications_failed.clone()))?;
+        r.register(Box::new(self.notification_retries.clone()))?;
+        r.register(Box::new(self.notification_latency.clone()))?;
+        r.register(Box::new(self.nflog_entries.clone()))?;
+        r.register(Box::new(self.nflog_snapshot_bytes.clone()))?;
+        r.register(Box::new(self.nflog_write_failures.clone()))?;
+        Ok(())
+    }
+}
+
+/// Metrics of forwarding alerts to external Alertmanagers (`notify::forward`), like
+/// Prometheus's `prometheus_notifications_*`.
+#[derive(Debug, Clone)]
+pub struct ForwardMetrics {
+    /// Alerts delivered, by Alertmanager endpoint.
+    pub alerts_sent: IntCounterVec,
+    /// Alerts whose request failed, by Alertmanager endpoint.
+    pub alerts_failed: IntCounterVec,
+    /// Batches dropped because the forward queue was full.
+    pub batches_dropped: IntCounter,
+}
+
+impl Default for ForwardMetrics {
+    fn default() -> Self {
+        let cv = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["alertmanager"]).expect("valid metric")
+        };
+        ForwardMetrics {
+            alerts_sent: cv(
+                "vigil_alertmanager_alerts_sent_total",
+                "Alerts sent to an external Alertmanager.",
+            ),
+            alerts_failed: cv(
+                "vigil_alertmanager_alerts_errors_total",
+                "Alerts whose POST to an external Alertmanager failed.",
+            ),
+            batches_dropped: IntCounter::new(
+                "vigil_alertmanager_batches_dropped_total",
+                "Alert batches dropped because the forward queue was full.",
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl ForwardMetrics {
+    /// Adds the metrics to a registry.
+    pub fn register(&self, r: &Registry) -> prometheus::Result<()> {
+        r.register(Box::new(self.alerts_sent.clone()))?;
+        r.register(Box::new(self.alerts_failed.clone()))?;
+        r.register(Box::new(self.batches_dropped.clone()))?;
+        Ok(())
+    }
+}
+
 /// Metrics of the silence store (`notify::silence`), named after Alertmanager's
 /// `alertmanager_silences_*`. The per-state gauge (`vigil_collector_silences{state}`) is
 /// computed at scrape time by `notify::silence::SilenceStateGauge`.

@@ -12,18 +12,23 @@
 //!   at flush time, see [`Dispatcher::with_silences`]), then, per integration, notifies only when the notification
 //!   log says something changed (new firing alerts, all resolved, newly resolved with
 //!   `send_resolved`) or `repeat_interval` has passed, exactly as Alertmanager's dedup stage.
-//! - Webhooks are POSTed with retries and exponential backoff until a 2xx, a permanent
-//!   failure, or the flush deadline (`group_interval`, at least `min_notify_timeout`).
-//!   Without `send_resolved`, resolved alerts are left out of the message.
+//! - Every integration of the receiver — webhook ([`super::webhook`]), Slack
+//!   ([`super::slack`]), PagerDuty ([`super::pagerduty`]) and email ([`super::email`]) — is
+//!   rendered with the notification templates ([`super::templates`]) and delivered in
+//!   parallel, with retries and exponential backoff until success, a permanent failure, or
+//!   the flush deadline (`group_interval`, at least `min_notify_timeout`), as Alertmanager
+//!   retries until the next tick. Without `send_resolved`, resolved alerts are left out of
+//!   the message.
+//! - Successful deliveries are recorded in the notification log ([`super::nflog`]), which is
+//!   persisted in the data dir when [`DispatchOptions::data_dir`] is set, so a restart
+//!   neither re-sends an unchanged group before `repeat_interval` nor forgets one whose
+//!   delivery failed.
 //! - After a fully successful flush, resolved alerts that did not change meanwhile leave the
 //!   group; an empty group is removed.
-//!
-//! Slack, PagerDuty and email integrations are configured and validated but not sent yet:
-//! a flush skips them with a warning and counts them in
-//! [`DispatchStats::notifications_unsupported`].
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,11 +42,15 @@ use tracing::Instrument as _;
 
 use super::alert::Alert;
 use super::config::{Config, HttpConfig};
+use super::email::Email;
 use super::inhibit::InhibitRule;
+use super::nflog::{Nflog, NflogEntry};
 use super::route::RouteOpts;
 use super::silence::Silences;
-use super::webhook::{post_json, WebhookMessage};
+use super::templates::{notify_data, TemplateSet};
+use super::webhook::{post_json, SendError, WebhookMessage};
 use super::AlertStore;
+use crate::telemetry::NotifyMetrics;
 
 /// Settings of the pipeline that are not in the Alertmanager config.
 #[derive(Debug, Clone)]
@@ -62,6 +71,14 @@ pub struct DispatchOptions {
     pub maintenance_interval: Duration,
     /// How long shutdown waits for notifications in flight.
     pub shutdown_grace: Duration,
+    /// Directory the notification log is persisted in (`nflog.json`); `None` keeps it in
+    /// memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Notification log entries older than this are dropped at startup.
+    pub nflog_retention: Duration,
+    /// Where PagerDuty `service_key` (v1) events go; Alertmanager's fixed endpoint except in
+    /// tests.
+    pub pagerduty_v1_url: String,
 }
 
 impl Default for DispatchOptions {
@@ -75,6 +92,9 @@ impl Default for DispatchOptions {
             attempt_timeout: Duration::from_secs(10),
             maintenance_interval: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            data_dir: None,
+            nflog_retention: Duration::from_secs(120 * 3600),
+            pagerduty_v1_url: super::pagerduty::V1_URL.to_string(),
         }
     }
 }
@@ -92,8 +112,6 @@ pub struct DispatchStats {
     pub notifications_failed: AtomicU64,
     /// Retried delivery attempts.
     pub notification_retries: AtomicU64,
-    /// Integration notifications skipped because the kind is not implemented yet.
-    pub notifications_unsupported: AtomicU64,
     /// Alerts left out of a flush because they were inhibited.
     pub alerts_inhibited: AtomicU64,
     /// Alerts left out of a flush because an active silence matched them.
@@ -102,6 +120,8 @@ pub struct DispatchStats {
     pub groups_created: AtomicU64,
     /// Aggregation groups removed after all their alerts resolved.
     pub groups_removed: AtomicU64,
+    /// Per-integration counters and latencies for `/metrics`.
+    pub metrics: NotifyMetrics,
 }
 
 impl DispatchStats {
@@ -164,18 +184,6 @@ struct Group {
     in_flight: bool,
 }
 
-/// What the notification log remembers of the last successful notification of one
-/// integration for one group.
-#[derive(Debug, Clone)]
-struct NflogEntry {
-    firing: BTreeSet<u64>,
-    resolved: BTreeSet<u64>,
-    at: Instant,
-}
-
-/// (group key, receiver, integration index)
-type NflogKey = (String, String, usize);
-
 /// Alertmanager's `DedupStage.needsUpdate`.
 fn needs_update(
     entry: Option<&NflogEntry>,
@@ -183,7 +191,7 @@ fn needs_update(
     resolved: &BTreeSet<u64>,
     send_resolved: bool,
     repeat: Duration,
-    now: Instant,
+    now: SystemTime,
 ) -> bool {
     let Some(entry) = entry else {
         return !firing.is_empty();
@@ -200,11 +208,27 @@ fn needs_update(
     entry.at + repeat <= now
 }
 
+/// What one integration sends.
+enum Payload {
+    /// A JSON POST (webhook, Slack, PagerDuty).
+    Http {
+        url: String,
+        http: Box<HttpConfig>,
+        body: Bytes,
+    },
+    /// An email.
+    Email(Box<Email>),
+}
+
 struct Delivery {
-    integration: usize,
-    url: String,
-    http: HttpConfig,
-    body: Option<Bytes>,
+    /// Alertmanager's integration name, e.g. `slack[0]`.
+    integration: String,
+    /// The kind, for metrics: `webhook`, `slack`, `pagerduty`, `email`.
+    kind: &'static str,
+    /// `None`: nothing to send (only resolved alerts, without `send_resolved`).
+    payload: Option<Payload>,
+    /// Rendering failed; counted as a failed notification.
+    broken: bool,
     firing: BTreeSet<u64>,
     resolved: BTreeSet<u64>,
 }
@@ -213,7 +237,7 @@ struct FlushDone {
     group: GroupId,
     receiver: String,
     /// Per integration: its log entry sets and whether delivery succeeded.
-    results: Vec<(usize, BTreeSet<u64>, BTreeSet<u64>, bool)>,
+    results: Vec<(String, BTreeSet<u64>, BTreeSet<u64>, bool)>,
     /// Resolved alerts as flushed: fingerprint and the alert, to delete if unchanged.
     resolved: Vec<(u64, Alert)>,
 }
@@ -227,7 +251,8 @@ pub struct Dispatcher {
     groups: HashMap<GroupId, Group>,
     /// Every alert not yet resolved-and-collected, the source side of inhibition.
     alerts: HashMap<u64, Alert>,
-    nflog: HashMap<NflogKey, NflogEntry>,
+    nflog: Nflog,
+    templates: Arc<TemplateSet>,
     done_tx: mpsc::Sender<FlushDone>,
     done_rx: mpsc::Receiver<FlushDone>,
     /// Flush times, earliest first; see [`Dispatcher::flush_due`] for stale entries.
@@ -252,6 +277,42 @@ pub fn dispatcher(config: Arc<Config>, opts: DispatchOptions) -> (DispatcherHand
     // One slot per group could be in flight; completions are small and drained first.
     let (done_tx, done_rx) = mpsc::channel(256);
     let stats = Arc::new(DispatchStats::default());
+    let templates = match super::templates::load(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "notification templates; using the defaults only");
+            super::templates::default_set()
+        }
+    };
+    let nflog = match &opts.data_dir {
+        None => Nflog::in_memory(),
+        Some(dir) => match Nflog::open_with(
+            dir,
+            opts.nflog_retention,
+            Some(stats.metrics.nflog_write_failures.clone()),
+        ) {
+            Ok(log) => {
+                tracing::info!(entries = log.len(), dir = %dir.display(), "notification log loaded");
+                log
+            }
+            Err(e) => {
+                // Starting empty can re-send notifications, but refusing to start would stop
+                // all alerting. The bad file is kept beside it for inspection.
+                let path = dir.join(super::nflog::FILE_NAME);
+                let aside = path.with_extension("json.corrupt");
+                tracing::error!(error = %e, moved_to = %aside.display(),
+                    "notification log unreadable; starting empty");
+                let _ = std::fs::rename(&path, &aside);
+                Nflog::open_with(
+                    dir,
+                    opts.nflog_retention,
+                    Some(stats.metrics.nflog_write_failures.clone()),
+                )
+                .unwrap_or_default()
+            }
+        },
+    };
+    stats.metrics.nflog_entries.set(nflog.len() as i64);
     (
         DispatcherHandle {
             tx,
@@ -264,7 +325,8 @@ pub fn dispatcher(config: Arc<Config>, opts: DispatchOptions) -> (DispatcherHand
             stats,
             groups: HashMap::new(),
             alerts: HashMap::new(),
-            nflog: HashMap::new(),
+            nflog,
+            templates: Arc::new(templates),
             done_tx,
             done_rx,
             timers: BinaryHeap::new(),
@@ -310,6 +372,11 @@ impl Dispatcher {
         {
             tracing::warn!("notifications still in flight at shutdown were abandoned");
         }
+        // Record what finished during the grace period.
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.finish(done);
+        }
+        std::mem::take(&mut self.nflog).close().await;
     }
 
     fn ingest(&mut self, mut alert: Alert) {
@@ -439,33 +506,55 @@ impl Dispatcher {
             tracing::error!(receiver = %receiver_name, "route names a receiver that does not exist");
             return;
         };
-        let unsupported = receiver.slack_configs.len()
-            + receiver.pagerduty_configs.len()
-            + receiver.email_configs.len();
-        if unsupported > 0 && !firing.is_empty() {
-            tracing::warn!(receiver = %receiver_name, count = unsupported,
-                "slack, pagerduty and email integrations are not sent yet; skipped");
-            for _ in 0..unsupported {
-                DispatchStats::inc(&self.stats.notifications_unsupported);
-            }
-        }
+
+        // Every integration of the receiver, as (kind, index, send_resolved).
+        let integrations: Vec<(&'static str, usize, bool)> = receiver
+            .webhook_configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ("webhook", i, c.send_resolved))
+            .chain(
+                receiver
+                    .slack_configs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ("slack", i, c.send_resolved)),
+            )
+            .chain(
+                receiver
+                    .pagerduty_configs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ("pagerduty", i, c.send_resolved)),
+            )
+            .chain(
+                receiver
+                    .email_configs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| ("email", i, c.send_resolved)),
+            )
+            .collect();
 
         let mut deliveries = Vec::new();
-        for (idx, wh) in receiver.webhook_configs.iter().enumerate() {
-            let entry = self
-                .nflog
-                .get(&(group.key.clone(), receiver_name.clone(), idx));
+        for (kind, idx, send_resolved) in integrations {
+            let integration = format!("{kind}[{idx}]");
+            let entry = self.nflog.get(&(
+                group.key.clone(),
+                receiver_name.clone(),
+                integration.clone(),
+            ));
             if !needs_update(
                 entry,
                 &firing,
                 &resolved,
-                wh.send_resolved,
+                send_resolved,
                 group.opts.repeat_interval,
-                now,
+                now_wall,
             ) {
                 continue;
             }
-            let to_send: Vec<Alert> = if wh.send_resolved {
+            let to_send: Vec<Alert> = if send_resolved {
                 alerts.clone()
             } else {
                 alerts
@@ -474,43 +563,64 @@ impl Dispatcher {
                     .cloned()
                     .collect()
             };
-            let body = if to_send.is_empty() {
-                None
+            let (payload, broken) = if to_send.is_empty() {
+                (None, false)
             } else {
-                let msg = WebhookMessage::new(
-                    &receiver_name,
+                let ctx = RenderContext {
+                    config: &self.config,
+                    opts: &self.opts,
+                    templates: &self.templates,
+                };
+                match ctx.render(
+                    receiver,
+                    kind,
+                    idx,
                     &group.key,
                     &group.labels,
                     &to_send,
-                    wh.max_alerts,
-                    &self.opts.external_url,
                     now_wall,
-                );
-                match serde_json::to_vec(&msg) {
-                    Ok(b) => Some(Bytes::from(b)),
+                ) {
+                    Ok(p) => (Some(p), false),
                     Err(e) => {
-                        tracing::error!(error = %e, "encoding webhook message");
-                        continue;
+                        tracing::error!(receiver = %receiver_name, %integration, error = %e,
+                            "cannot build notification");
+                        (None, true)
                     }
                 }
             };
             deliveries.push(Delivery {
-                integration: idx,
-                url: wh.url.clone().unwrap_or_default(),
-                http: wh.http_config.clone().unwrap_or_default(),
-                body,
+                integration,
+                kind,
+                payload,
+                broken,
                 firing: firing.clone(),
                 resolved: resolved.clone(),
             });
         }
 
         let deadline = now + group.opts.group_interval.max(self.opts.min_notify_timeout);
-        if deliveries.iter().all(|d| d.body.is_none()) {
+        if deliveries.iter().all(|d| d.payload.is_none()) {
             // Nothing to send (or only resolved alerts to integrations without
-            // send_resolved): record it as notified, as Alertmanager does.
+            // send_resolved): record it as notified, as Alertmanager does. Integrations whose
+            // message could not be rendered count as failed.
             let results = deliveries
                 .into_iter()
-                .map(|d| (d.integration, d.firing, d.resolved, true))
+                .map(|d| {
+                    if d.broken {
+                        self.stats
+                            .metrics
+                            .notifications
+                            .with_label_values(&[d.kind])
+                            .inc();
+                        self.stats
+                            .metrics
+                            .notifications_failed
+                            .with_label_values(&[d.kind])
+                            .inc();
+                        DispatchStats::inc(&self.stats.notifications_failed);
+                    }
+                    (d.integration, d.firing, d.resolved, !d.broken)
+                })
                 .collect();
             self.finish(FlushDone {
                 group: id,
@@ -535,18 +645,18 @@ impl Dispatcher {
                     let stats = stats.clone();
                     let opts = opts.clone();
                     let cancel = cancel.clone();
+                    let span = tracing::info_span!("integration", name = %d.integration);
                     sends.spawn(
                         async move {
-                            let ok = match &d.body {
-                                None => true,
-                                Some(body) => {
-                                    deliver(&d.url, &d.http, body, deadline, &opts, &stats, &cancel)
-                                        .await
+                            let ok = match &d.payload {
+                                None => !d.broken,
+                                Some(p) => {
+                                    deliver(p, d.kind, deadline, &opts, &stats, &cancel).await
                                 }
                             };
                             (d.integration, d.firing, d.resolved, ok)
                         }
-                        .in_current_span(),
+                        .instrument(span),
                     );
                 }
                 let mut results = Vec::new();
@@ -570,7 +680,7 @@ impl Dispatcher {
     }
 
     fn finish(&mut self, done: FlushDone) {
-        let now = Instant::now();
+        let now = SystemTime::now();
         let Some(group) = self.groups.get_mut(&done.group) else {
             return;
         };
@@ -581,10 +691,12 @@ impl Dispatcher {
                 .push(Reverse((group.next_flush, done.group.clone())));
         }
         let mut all_ok = true;
-        for (idx, firing, resolved, ok) in done.results {
+        let mut changed = false;
+        for (integration, firing, resolved, ok) in done.results {
             if ok {
+                changed = true;
                 self.nflog.insert(
-                    (group.key.clone(), done.receiver.clone(), idx),
+                    (group.key.clone(), done.receiver.clone(), integration),
                     NflogEntry {
                         firing,
                         resolved,
@@ -604,12 +716,121 @@ impl Dispatcher {
             if group.alerts.is_empty() {
                 let key = group.key.clone();
                 self.groups.remove(&done.group);
-                self.nflog.retain(|(k, _, _), _| *k != key);
+                self.nflog.remove_group(&key);
+                changed = true;
                 DispatchStats::inc(&self.stats.groups_removed);
             }
         }
+        if changed {
+            let bytes = self.nflog.persist();
+            self.stats
+                .metrics
+                .nflog_entries
+                .set(self.nflog.len() as i64);
+            self.stats.metrics.nflog_snapshot_bytes.set(bytes as i64);
+        }
     }
+}
 
+/// What rendering a message needs from the dispatcher.
+struct RenderContext<'a> {
+    config: &'a Config,
+    opts: &'a DispatchOptions,
+    templates: &'a TemplateSet,
+}
+
+impl RenderContext<'_> {
+    /// Renders one integration's message for these alerts.
+    #[allow(clippy::too_many_arguments)]
+    fn render(
+        &self,
+        receiver: &super::config::Receiver,
+        kind: &str,
+        idx: usize,
+        group_key: &str,
+        group_labels: &[(String, String)],
+        alerts: &[Alert],
+        now: SystemTime,
+    ) -> Result<Payload, SendError> {
+        let name = receiver.name();
+        let ext = &self.opts.external_url;
+        let global_http = &self.config.global.http_config;
+        let data = || notify_data(name, group_labels, alerts, ext, now);
+        match kind {
+            "webhook" => {
+                let wh = &receiver.webhook_configs[idx];
+                let msg = WebhookMessage::new(
+                    name,
+                    group_key,
+                    group_labels,
+                    alerts,
+                    wh.max_alerts,
+                    ext,
+                    now,
+                );
+                let mut body = serde_json::to_vec(&msg)
+                    .map_err(|e| SendError::Template(format!("encoding webhook message: {e}")))?;
+                // Go's json.Encoder ends the document with a newline, and so does
+                // Alertmanager's body (checked in tests/alertmanager_receivers.rs).
+                body.push(b'\n');
+                Ok(Payload::Http {
+                    url: wh.url.clone().unwrap_or_default(),
+                    http: Box::new(
+                        wh.http_config
+                            .clone()
+                            .unwrap_or_else(|| global_http.clone()),
+                    ),
+                    body: Bytes::from(body),
+                })
+            }
+            "slack" => {
+                let sc = &receiver.slack_configs[idx];
+                let body = super::slack::message(sc, self.templates, &data())
+                    .map_err(|e| SendError::Template(e.to_string()))?;
+                let url = match (&sc.api_url, &sc.api_url_file) {
+                    (Some(u), _) => u.clone(),
+                    (None, Some(f)) => super::webhook::read_secret(f)?,
+                    (None, None) => String::new(),
+                };
+                Ok(Payload::Http {
+                    url,
+                    http: Box::new(
+                        sc.http_config
+                            .clone()
+                            .unwrap_or_else(|| global_http.clone()),
+                    ),
+                    body: Bytes::from(body),
+                })
+            }
+            "pagerduty" => {
+                let pd = &receiver.pagerduty_configs[idx];
+                let (url, body) = super::pagerduty::request(
+                    pd,
+                    self.templates,
+                    &data(),
+                    group_key,
+                    &self.opts.pagerduty_v1_url,
+                )?;
+                Ok(Payload::Http {
+                    url,
+                    http: Box::new(
+                        pd.http_config
+                            .clone()
+                            .unwrap_or_else(|| global_http.clone()),
+                    ),
+                    body: Bytes::from(body),
+                })
+            }
+            _ => {
+                let ec = &receiver.email_configs[idx];
+                let email = super::email::build(ec, self.templates, &data())?;
+                Ok(Payload::Email(Box::new(email)))
+            }
+        }
+    }
+}
+
+impl Dispatcher {
     fn maintain(&mut self) {
         let now = SystemTime::now();
         let in_groups: BTreeSet<u64> = self
@@ -647,16 +868,22 @@ async fn sleep_until_opt(t: Option<Instant>) {
     }
 }
 
-/// Delivers one webhook message with retries; true on success.
+/// Delivers one integration's message with retries and exponential backoff until success,
+/// a permanent failure or `deadline`; true on success.
 async fn deliver(
-    url: &str,
-    http: &HttpConfig,
-    body: &Bytes,
+    payload: &Payload,
+    kind: &'static str,
     deadline: Instant,
     opts: &DispatchOptions,
     stats: &DispatchStats,
     cancel: &CancellationToken,
 ) -> bool {
+    let m = &stats.metrics;
+    m.notifications.with_label_values(&[kind]).inc();
+    let failed = || {
+        DispatchStats::inc(&stats.notifications_failed);
+        m.notifications_failed.with_label_values(&[kind]).inc();
+    };
     let mut backoff = opts.retry_initial;
     let mut attempt = 0u32;
     loop {
@@ -664,29 +891,39 @@ async fn deliver(
         let now = Instant::now();
         let remaining = deadline.saturating_duration_since(now);
         if remaining.is_zero() {
-            DispatchStats::inc(&stats.notifications_failed);
+            failed();
             tracing::warn!(attempt, "giving up on notification: flush deadline passed");
             return false;
         }
-        match post_json(url, http, body.clone(), remaining.min(opts.attempt_timeout)).await {
+        let limit = remaining.min(opts.attempt_timeout);
+        let started = std::time::Instant::now();
+        let result = match payload {
+            Payload::Http { url, http, body } => post_json(url, http, body.clone(), limit).await,
+            Payload::Email(email) => super::email::send(email, limit).await,
+        };
+        m.notification_latency
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(()) => {
                 DispatchStats::inc(&stats.notifications_sent);
                 return true;
             }
             Err(e) if e.is_retryable() && Instant::now() + backoff < deadline => {
                 DispatchStats::inc(&stats.notification_retries);
+                m.notification_retries.with_label_values(&[kind]).inc();
                 tracing::warn!(attempt, error = %e, retry_in = ?backoff, "notification failed, retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = cancel.cancelled() => {
-                        DispatchStats::inc(&stats.notifications_failed);
+                        failed();
                         return false;
                     }
                 }
                 backoff = backoff.saturating_mul(2).min(opts.retry_max);
             }
             Err(e) => {
-                DispatchStats::inc(&stats.notifications_failed);
+                failed();
                 tracing::warn!(attempt, error = %e, "notification failed");
                 return false;
             }
@@ -704,7 +941,7 @@ mod tests {
 
     #[test]
     fn dedup_follows_alertmanager() {
-        let now = Instant::now();
+        let now = SystemTime::now();
         let repeat = Duration::from_secs(3600);
         // Never notified: only when something fires.
         assert!(needs_update(None, &set(&[1]), &set(&[]), true, repeat, now));
@@ -898,6 +1135,7 @@ mod tests {
             attempt_timeout: Duration::from_secs(2),
             maintenance_interval: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(1),
+            ..DispatchOptions::default()
         }
     }
 
@@ -1176,5 +1414,267 @@ receivers:
         assert!(matches!(r, Ok(Ok(Ok(())))), "{r:?}");
         assert_eq!(h.stats().alerts_received.load(Ordering::Relaxed), 2);
         cancel.cancel();
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Slack, PagerDuty, email and the persistent notification log, end to end.
+    // -----------------------------------------------------------------------------------
+
+    fn start_with(
+        yaml: &str,
+        opts: DispatchOptions,
+    ) -> (
+        DispatcherHandle,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let cfg = Config::load_str(yaml, "t.yml").unwrap_or_else(|e| panic!("{e}"));
+        let (handle, d) = dispatcher(Arc::new(cfg), opts);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(d.run(cancel.clone()));
+        (handle, cancel, task)
+    }
+
+    #[tokio::test]
+    async fn slack_messages_are_rendered_and_posted() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: chat, group_by: [alertname], group_wait: 50ms, group_interval: 300ms}}
+receivers: [{{name: chat, slack_configs: [{{api_url: '{}', channel: '#ops', send_resolved: true,
+  text: '{{{{ range .Alerts }}}}{{{{ .Labels.instance }}}} {{{{ end }}}}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down"), ("instance", "db1")]);
+        h.send(a.clone()).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("slack message");
+        assert_eq!(m["channel"], "#ops");
+        assert_eq!(m["username"], "Alertmanager");
+        let att = &m["attachments"][0];
+        assert_eq!(att["title"], "[FIRING:1] Down (db1)");
+        assert_eq!(att["text"], "db1 ");
+        assert_eq!(att["color"], "danger");
+        assert_eq!(
+            att["title_link"],
+            "http://vigil.test:9093/#/alerts?receiver=chat"
+        );
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("resolved slack message");
+        assert_eq!(m["attachments"][0]["title"], "[RESOLVED] Down (db1)");
+        assert_eq!(m["attachments"][0]["color"], "good");
+        assert_eq!(
+            h.stats()
+                .metrics
+                .notifications
+                .with_label_values(&["slack"])
+                .get(),
+            2
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn slack_resolutions_are_not_sent_by_default() {
+        let mut s = sink(0, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: chat, group_by: [alertname], group_wait: 50ms, group_interval: 200ms}}
+receivers: [{{name: chat, slack_configs: [{{api_url: '{}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down")]);
+        h.send(a.clone()).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some(), "firing message");
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        assert!(
+            next(&mut s, Duration::from_millis(1000)).await.is_none(),
+            "slack_configs default to send_resolved: false"
+        );
+        assert_eq!(h.stats().groups_removed.load(Ordering::Relaxed), 1);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn pagerduty_events_are_retried_after_a_500_and_resolve_by_default() {
+        let mut s = sink(1, 500).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: pd, group_by: [alertname], group_wait: 50ms, group_interval: 300ms}}
+receivers: [{{name: pd, pagerduty_configs: [{{routing_key: rk, url: '{}', severity: '{{{{ .CommonLabels.severity }}}}'}}]}}]",
+            s.url
+        ));
+        let a = alert(&[("alertname", "Down"), ("severity", "critical")]);
+        h.send(a.clone()).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("pagerduty trigger");
+        assert_eq!(
+            s.attempts.load(Ordering::SeqCst),
+            2,
+            "one 500, then success"
+        );
+        assert_eq!(m["event_action"], "trigger");
+        assert_eq!(m["routing_key"], "rk");
+        assert_eq!(m["payload"]["severity"], "critical");
+        assert_eq!(
+            m["dedup_key"],
+            super::super::pagerduty::group_key_hash("{}:{alertname=\"Down\"}")
+        );
+        assert_eq!(
+            h.stats()
+                .metrics
+                .notification_retries
+                .with_label_values(&["pagerduty"])
+                .get(),
+            1
+        );
+        let mut r = a;
+        r.ends_at = Some(SystemTime::now());
+        h.send(r).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("pagerduty resolve");
+        assert_eq!(m["event_action"], "resolve");
+        assert_eq!(m["dedup_key"].as_str().map(str::len), Some(64));
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn pagerduty_service_keys_go_to_the_v1_api() {
+        let mut s = sink(0, 500).await;
+        let opts = DispatchOptions {
+            pagerduty_v1_url: s.url.clone(),
+            ..fast_opts()
+        };
+        let (h, cancel, _task) = start_with(
+            "route: {receiver: pd, group_wait: 50ms}
+receivers: [{name: pd, pagerduty_configs: [{service_key: sk, url: 'http://127.0.0.1:9/not-used-by-v1'}]}]",
+            opts,
+        );
+        h.send(alert(&[("alertname", "Down")])).await.unwrap();
+        let m = next(&mut s, WAIT).await.expect("v1 event");
+        assert_eq!(m["service_key"], "sk");
+        assert_eq!(m["event_type"], "trigger");
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn emails_are_sent_and_4xx_answers_retried() {
+        let (port, mut rx) = super::super::email::tests::smtp_sink(1).await;
+        let (h, cancel) = start(&format!(
+            "route: {{receiver: mail, group_by: [alertname], group_wait: 50ms}}
+receivers: [{{name: mail, email_configs: [{{to: ops@example.org, from: vigil@example.org, smarthost: '127.0.0.1:{port}', require_tls: false}}]}}]"
+        ));
+        h.send(alert(&[("alertname", "DiskFull"), ("instance", "db1")]))
+            .await
+            .unwrap();
+        let session = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("an email within the deadline")
+            .expect("an email");
+        assert!(
+            session.data.contains("Subject: [FIRING:1] DiskFull (db1)"),
+            "{}",
+            session.data
+        );
+        assert!(session.data.contains("text/html"), "{}", session.data);
+        assert_eq!(
+            h.stats()
+                .metrics
+                .notification_retries
+                .with_label_values(&["email"])
+                .get(),
+            1
+        );
+        cancel.cancel();
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("vigil-dispatch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    async fn stop(cancel: CancellationToken, task: tokio::task::JoinHandle<()>) {
+        cancel.cancel();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("dispatcher stops")
+            .expect("dispatcher task");
+    }
+
+    #[tokio::test]
+    async fn a_restart_does_not_repeat_an_unchanged_notification() {
+        let dir = scratch("restart-quiet");
+        let mut s = sink(0, 500).await;
+        let yaml = format!(
+            "route: {{receiver: ops, group_by: [alertname], group_wait: 50ms, group_interval: 200ms, repeat_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{}'}}]}}]",
+            s.url
+        );
+        let opts = || DispatchOptions {
+            data_dir: Some(dir.clone()),
+            ..fast_opts()
+        };
+        let a = alert(&[("alertname", "Down")]);
+        let (h, cancel, task) = start_with(&yaml, opts());
+        h.send(a.clone()).await.unwrap();
+        assert!(next(&mut s, WAIT).await.is_some(), "first notification");
+        stop(cancel, task).await;
+        assert!(dir.join("nflog.json").exists());
+
+        // The rules engine re-sends the still-firing alert after the restart.
+        let (h, cancel, task) = start_with(&yaml, opts());
+        assert_eq!(h.stats().metrics.nflog_entries.get(), 1);
+        h.send(a.clone()).await.unwrap();
+        assert!(
+            next(&mut s, Duration::from_millis(1000)).await.is_none(),
+            "already notified and unchanged: no page before repeat_interval"
+        );
+        // A new alert in the group is news.
+        h.send(alert(&[("alertname", "Down"), ("instance", "b")]))
+            .await
+            .unwrap();
+        let m = next(&mut s, WAIT)
+            .await
+            .expect("notification for the new alert");
+        assert_eq!(m["alerts"].as_array().map(Vec::len), Some(2));
+        stop(cancel, task).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_restart_still_sends_a_notification_that_failed() {
+        let dir = scratch("restart-failed");
+        let broken = sink(usize::MAX, 400).await;
+        let mut good = sink(0, 500).await;
+        let yaml = |url: &str| {
+            format!(
+                "route: {{receiver: ops, group_by: [alertname], group_wait: 50ms, group_interval: 1h, repeat_interval: 1h}}
+receivers: [{{name: ops, webhook_configs: [{{url: '{url}'}}]}}]"
+            )
+        };
+        let opts = || DispatchOptions {
+            data_dir: Some(dir.clone()),
+            ..fast_opts()
+        };
+        let a = alert(&[("alertname", "Down")]);
+        let (h, cancel, task) = start_with(&yaml(&broken.url), opts());
+        h.send(a.clone()).await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        while h.stats().notifications_failed.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "delivery never failed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop(cancel, task).await;
+
+        let (h, cancel, task) = start_with(&yaml(&good.url), opts());
+        assert_eq!(h.stats().metrics.nflog_entries.get(), 0);
+        h.send(a).await.unwrap();
+        assert!(
+            next(&mut good, WAIT).await.is_some(),
+            "the page that failed before the restart is sent"
+        );
+        stop(cancel, task).await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

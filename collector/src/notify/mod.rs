@@ -1,19 +1,28 @@
 //! Alertmanager-format notification routing: loading `alertmanager.yml` ([`config`]), the
 //! label matchers it uses ([`matcher`]), the routing tree and group keys ([`route`]), and
 //! inhibition ([`inhibit`]), silences ([`silence`], shared with the HTTP API together with
-//! the dispatcher's alerts in [`alert_store`]), and the notification pipeline ([`dispatch`]: aggregation groups,
-//! timers, dedup, retries) with the webhook integration ([`webhook`]). `routes_test` prints
-//! what `amtool config routes test` prints.
+//! the dispatcher's alerts in [`alert_store`]), and the notification pipeline ([`dispatch`]:
+//! aggregation groups, timers, dedup, retries) with its integrations — webhook ([`webhook`]),
+//! Slack ([`slack`]), PagerDuty ([`pagerduty`]), email ([`email`]) — rendered with
+//! Alertmanager's notification templates ([`templates`]), and the persistent notification
+//! log ([`nflog`]). Alerts can also be forwarded to external Alertmanagers ([`forward`]).
+//! `routes_test` prints what `amtool config routes test` prints.
 
 pub mod alert;
 pub mod alert_store;
 pub mod config;
 pub mod dispatch;
+pub mod email;
+pub mod forward;
 pub mod inhibit;
 mod locate;
 pub mod matcher;
+pub mod nflog;
+pub mod pagerduty;
 pub mod route;
 pub mod silence;
+pub mod slack;
+pub mod templates;
 mod unknown;
 pub mod webhook;
 

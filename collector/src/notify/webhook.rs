@@ -178,6 +178,9 @@ pub enum SendError {
         /// HTTP status.
         code: u16,
     },
+    /// A notification template failed; retrying would fail the same way.
+    #[error("{0}")]
+    Template(String),
 }
 
 impl SendError {
@@ -187,12 +190,15 @@ impl SendError {
         match self {
             SendError::Transport(_) | SendError::Timeout(_) => true,
             SendError::Status { code } => *code / 100 == 5,
-            SendError::Unsupported(_) | SendError::Credentials { .. } => false,
+            SendError::Unsupported(_) | SendError::Credentials { .. } | SendError::Template(_) => {
+                false
+            }
         }
     }
 }
 
-fn read_secret(path: &str) -> Result<String, SendError> {
+/// Reads a secret file, trimmed (`*_file` settings).
+pub fn read_secret(path: &str) -> Result<String, SendError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|source| SendError::Credentials {

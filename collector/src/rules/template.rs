@@ -7,6 +7,14 @@
 //! [`TemplateData::query`] function at the evaluation time. Parse errors are reported like
 //! Go's (`template: NAME:LINE: message`); [`expand`] never panics and turns an execution error
 //! into Prometheus's `<error expanding template: …>` text.
+//!
+//! The same engine runs Alertmanager's notification templates ([`TemplateSet`]): there the
+//! data is a [`NotifyData`] (`.Receiver`, `.Status`, `.Alerts` with `.Firing`/`.Resolved`,
+//! `.GroupLabels`, `.CommonLabels`, `.CommonAnnotations`, `.ExternalURL`), label maps have
+//! Alertmanager's `SortedPairs`/`Names`/`Values`/`Remove` methods, `define`/`template`/`block`
+//! work, and the function set is Alertmanager's (`join`, `safeHtml`, `stringSlice`, …) instead
+//! of Prometheus's. HTML bodies escape action output as Go's `html/template` does for element
+//! text (attribute and script contexts are not distinguished).
 
 use std::collections::BTreeMap;
 
@@ -110,6 +118,38 @@ const FUNCS: &[&str] = &[
     "toTime",
 ];
 
+/// The functions Alertmanager 0.25 defines for notification templates (Go's builtins plus
+/// Alertmanager's `template.DefaultFuncs`).
+const NOTIFY_FUNCS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "print",
+    "printf",
+    "println",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "html",
+    "js",
+    "urlquery",
+    "slice",
+    "toUpper",
+    "toLower",
+    "title",
+    "trimSpace",
+    "join",
+    "match",
+    "safeHtml",
+    "reReplaceAll",
+    "stringSlice",
+];
+
 /// The variable definitions Prometheus puts before every alert template.
 const PREAMBLE_VARS: &[&str] = &["$labels", "$externalLabels", "$externalURL", "$value"];
 
@@ -159,6 +199,8 @@ enum Node {
     If(Pipeline, Vec<Node>, Vec<Node>),
     Range(Pipeline, Vec<Node>, Vec<Node>),
     With(Pipeline, Vec<Node>, Vec<Node>),
+    /// `{{ template "name" pipeline }}`.
+    Call(String, Option<Pipeline>),
 }
 
 /// A parsed template.
@@ -166,6 +208,8 @@ enum Node {
 pub struct Template {
     name: String,
     nodes: Vec<Node>,
+    /// Templates it `define`s (notification templates only).
+    defs: BTreeMap<String, Vec<Node>>,
 }
 
 /// One `{{ }}` action or a run of text, with the line it starts on.
@@ -459,6 +503,9 @@ struct Parser<'a> {
     pieces: Vec<Piece>,
     pos: usize,
     vars: Vec<String>,
+    /// Alertmanager's dialect: its functions, `define`/`template`/`block`.
+    notify: bool,
+    defs: BTreeMap<String, Vec<Node>>,
 }
 
 enum Stop {
@@ -481,6 +528,8 @@ impl Template {
                 .map(|s| s.to_string())
                 .chain(["$".into()])
                 .collect(),
+            notify: false,
+            defs: BTreeMap::new(),
         };
         let (nodes, end) = p.list()?;
         match end {
@@ -491,6 +540,31 @@ impl Template {
         Ok(Template {
             name: name.to_string(),
             nodes,
+            defs: BTreeMap::new(),
+        })
+    }
+
+    /// Parses `text` in Alertmanager's notification dialect.
+    fn parse_notify(name: &str, text: &str) -> Result<Template, TemplateError> {
+        let pieces = split(name, text)?;
+        let mut p = Parser {
+            name,
+            pieces,
+            pos: 0,
+            vars: vec!["$".into()],
+            notify: true,
+            defs: BTreeMap::new(),
+        };
+        let (nodes, end) = p.list()?;
+        match end {
+            Stop::Eof => {}
+            Stop::End => return Err(perr(name, p.line(), "unexpected {{end}}")),
+            Stop::Else(_) => return Err(perr(name, p.line(), "unexpected {{else}}")),
+        }
+        Ok(Template {
+            name: name.to_string(),
+            nodes,
+            defs: p.defs,
         })
     }
 
@@ -510,6 +584,10 @@ impl Template {
             ],
             data,
             out: String::new(),
+            defs: &self.defs,
+            depth: 0,
+            escape_html: false,
+            notify: false,
         };
         ex.nodes(&self.nodes, &Val::Root)?;
         Ok(ex.out)
@@ -565,6 +643,41 @@ impl Parser<'_> {
                     let kind = k.clone();
                     let n = self.control(&kind, &toks[1..], line)?;
                     nodes.push(n);
+                }
+                Some(Tok::Ident(k)) if self.notify && (k == "define" || k == "block") => {
+                    let kind = k.clone();
+                    let Some(Tok::Str(def)) = toks.get(1) else {
+                        return Err(perr(name, line, format!("{kind} clause: missing name")));
+                    };
+                    let def = def.clone();
+                    let arg = if kind == "block" {
+                        Some(self.pipeline(&toks[2..], line, false)?)
+                    } else if toks.len() > 2 {
+                        return Err(perr(name, line, "unexpected token in define clause"));
+                    } else {
+                        None
+                    };
+                    let saved = std::mem::replace(&mut self.vars, vec!["$".into()]);
+                    let (body, end) = self.list()?;
+                    self.vars = saved;
+                    if !matches!(end, Stop::End) {
+                        return Err(perr(name, line, format!("unexpected EOF in {kind}")));
+                    }
+                    self.defs.insert(def.clone(), body);
+                    if kind == "block" {
+                        nodes.push(Node::Call(def, arg));
+                    }
+                }
+                Some(Tok::Ident(k)) if self.notify && k == "template" => {
+                    let Some(Tok::Str(def)) = toks.get(1) else {
+                        return Err(perr(name, line, "template clause: missing name"));
+                    };
+                    let arg = if toks.len() > 2 {
+                        Some(self.pipeline(&toks[2..], line, false)?)
+                    } else {
+                        None
+                    };
+                    nodes.push(Node::Call(def.clone(), arg));
                 }
                 Some(Tok::Ident(k))
                     if matches!(
@@ -714,7 +827,8 @@ impl Parser<'_> {
                 Tok::Field(f) => cur.push(Arg::Field(f.clone())),
                 Tok::Dot => cur.push(Arg::Dot),
                 Tok::Ident(id) => {
-                    if !FUNCS.contains(&id.as_str()) {
+                    let funcs = if self.notify { NOTIFY_FUNCS } else { FUNCS };
+                    if !funcs.contains(&id.as_str()) {
                         return Err(perr(name, line, format!("function \"{id}\" not defined")));
                     }
                     cur.push(Arg::Func(id.clone()));
@@ -773,6 +887,23 @@ enum Val {
     Samples(Vec<(BTreeMap<String, String>, f64)>),
     /// One sample of a query result.
     Sample(BTreeMap<String, String>, f64),
+    /// A slice (`.Alerts`, `SortedPairs`, `Names`, `Values`, `stringSlice`).
+    List(Vec<Val>),
+    /// Alertmanager's `template.Pair`.
+    Pair(String, String),
+    /// A struct (notification data, one alert).
+    Obj(std::sync::Arc<Obj>),
+    /// A `time.Time`; `None` is Go's zero time.
+    Time(Option<std::time::SystemTime>),
+    /// `safeHtml` output: not escaped in HTML templates.
+    Safe(String),
+}
+
+/// A struct value with its Go type name and fields.
+#[derive(Debug, Clone, PartialEq)]
+struct Obj {
+    ty: &'static str,
+    fields: Vec<(&'static str, Val)>,
 }
 
 impl Val {
@@ -787,6 +918,10 @@ impl Val {
             Val::Nil | Val::Missing => false,
             Val::Samples(v) => !v.is_empty(),
             Val::Sample(..) => true,
+            Val::List(v) => !v.is_empty(),
+            Val::Pair(..) | Val::Obj(_) => true,
+            Val::Time(t) => t.is_some(),
+            Val::Safe(s) => !s.is_empty(),
         }
     }
 
@@ -802,6 +937,11 @@ impl Val {
             Val::Missing => "<nil>",
             Val::Samples(_) => "template.queryResult",
             Val::Sample(..) => "*template.sample",
+            Val::List(_) => "[]interface {}",
+            Val::Pair(..) => "template.Pair",
+            Val::Obj(o) => o.ty,
+            Val::Time(_) => "time.Time",
+            Val::Safe(_) => "template.HTML",
         }
     }
 
@@ -829,8 +969,26 @@ impl Val {
                 let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 format!("{{map[{}] {}}}", inner.join(" "), go_float_v(*x))
             }
+            Val::List(v) => {
+                let inner: Vec<String> = v.iter().map(Val::print).collect();
+                format!("[{}]", inner.join(" "))
+            }
+            Val::Pair(n, v) => format!("{{{n} {v}}}"),
+            Val::Obj(o) => {
+                let inner: Vec<String> = o.fields.iter().map(|(_, v)| v.print()).collect();
+                format!("{{{}}}", inner.join(" "))
+            }
+            Val::Time(t) => go_time_string(*t),
+            Val::Safe(s) => s.clone(),
         }
     }
+}
+
+/// Go's `time.Time.String()` for a UTC time: `2006-01-02 15:04:05.999999999 +0000 UTC`.
+fn go_time_string(t: Option<std::time::SystemTime>) -> String {
+    let s = crate::notify::alert::rfc3339(t);
+    let s = s.trim_end_matches('Z').replacen('T', " ", 1);
+    format!("{s} +0000 UTC")
 }
 
 struct Exec<'a> {
@@ -838,6 +996,25 @@ struct Exec<'a> {
     vars: Vec<(String, Val)>,
     data: &'a TemplateData,
     out: String,
+    /// Named templates `{{ template }}` can call.
+    defs: &'a BTreeMap<String, Vec<Node>>,
+    /// Nesting of `{{ template }}` calls, bounded like Go's `maxExecDepth`.
+    depth: usize,
+    /// Escape action output for HTML element text (`html/template`).
+    escape_html: bool,
+    /// Alertmanager's data model (label-map methods) instead of Prometheus's.
+    notify: bool,
+}
+
+/// Go's text/template gives up beyond this many nested template calls.
+const MAX_EXEC_DEPTH: usize = 100_000 / 100;
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
 }
 
 impl Exec<'_> {
@@ -856,8 +1033,30 @@ impl Exec<'_> {
                     let v = self.pipeline(p, dot)?;
                     if p.decl.is_empty() {
                         let s = v.print();
-                        self.out.push_str(&s);
+                        if self.escape_html && !matches!(v, Val::Safe(_)) {
+                            self.out.push_str(&html_escape(&s));
+                        } else {
+                            self.out.push_str(&s);
+                        }
                     }
+                }
+                Node::Call(name, arg) => {
+                    let v = match arg {
+                        Some(p) => self.pipeline(p, dot)?,
+                        None => Val::Nil,
+                    };
+                    let Some(body) = self.defs.get(name) else {
+                        return Err(self.err(format!("no such template {name:?}")));
+                    };
+                    if self.depth >= MAX_EXEC_DEPTH {
+                        return Err(self.err("exceeded maximum template depth"));
+                    }
+                    let saved = std::mem::replace(&mut self.vars, vec![("$".into(), v.clone())]);
+                    self.depth += 1;
+                    let r = self.nodes(body, &v);
+                    self.depth -= 1;
+                    self.vars = saved;
+                    r?;
                 }
                 Node::If(p, a, b) => {
                     let saved = self.vars.len();
@@ -927,9 +1126,27 @@ impl Exec<'_> {
                                 self.vars.truncate(mark);
                             }
                         }
-                        Val::Map(_) | Val::Nil | Val::Missing | Val::Int(_) | Val::Samples(_) => {
-                            self.nodes(b, dot)?
+                        Val::List(list) if !list.is_empty() => {
+                            for (i, el) in list.into_iter().enumerate() {
+                                let mark = self.vars.len();
+                                match decl.len() {
+                                    1 => self.vars.push((decl[0].clone(), el.clone())),
+                                    2 => {
+                                        self.vars.push((decl[0].clone(), Val::Int(i as i64)));
+                                        self.vars.push((decl[1].clone(), el.clone()));
+                                    }
+                                    _ => {}
+                                }
+                                self.nodes(a, &el)?;
+                                self.vars.truncate(mark);
+                            }
                         }
+                        Val::Map(_)
+                        | Val::Nil
+                        | Val::Missing
+                        | Val::Int(_)
+                        | Val::Samples(_)
+                        | Val::List(_) => self.nodes(b, dot)?,
                         other => {
                             return Err(
                                 self.err(format!("range can't iterate over {}", other.print()))
@@ -954,40 +1171,103 @@ impl Exec<'_> {
     fn field(&self, base: Val, fields: &[String]) -> Result<Val, TemplateError> {
         let mut v = base;
         for f in fields {
-            v =
-                match v {
-                    Val::Root => match f.as_str() {
-                        "Labels" => Val::Map(self.data.labels.clone()),
-                        "ExternalLabels" => Val::Map(self.data.external_labels.clone()),
-                        "ExternalURL" => Val::Str(self.data.external_url.clone()),
-                        "Value" => Val::F64(self.data.value),
-                        _ => {
-                            return Err(self
-                                .err(format!("can't evaluate field {f} in type *template.Data")))
-                        }
-                    },
-                    Val::Map(m) => m
+            v = match v {
+                Val::Root => match f.as_str() {
+                    "Labels" => Val::Map(self.data.labels.clone()),
+                    "ExternalLabels" => Val::Map(self.data.external_labels.clone()),
+                    "ExternalURL" => Val::Str(self.data.external_url.clone()),
+                    "Value" => Val::F64(self.data.value),
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type *template.Data"))
+                        )
+                    }
+                },
+                Val::Map(m) if self.defs_mode() => match f.as_str() {
+                    "SortedPairs" => Val::List(
+                        m.iter()
+                            .map(|(k, v)| Val::Pair(k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    "Names" => Val::List(m.keys().map(|k| Val::Str(k.clone())).collect()),
+                    "Values" => Val::List(m.values().map(|v| Val::Str(v.clone())).collect()),
+                    _ => m
                         .get(f)
                         .map(|s| Val::Str(s.clone()))
                         .unwrap_or(Val::Str(String::new())),
-                    Val::Sample(l, x) => match f.as_str() {
-                        "Labels" => Val::Map(l),
-                        "Value" => Val::F64(x),
-                        _ => {
-                            return Err(self
-                                .err(format!("can't evaluate field {f} in type *template.sample")))
-                        }
-                    },
-                    Val::Nil | Val::Missing => {
-                        return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
+                },
+                Val::Map(m) => m
+                    .get(f)
+                    .map(|s| Val::Str(s.clone()))
+                    .unwrap_or(Val::Str(String::new())),
+                Val::Pair(n, v) => match f.as_str() {
+                    "Name" => Val::Str(n),
+                    "Value" => Val::Str(v),
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type template.Pair"))
+                        )
                     }
-                    other => {
-                        return Err(self.err(format!(
-                            "can't evaluate field {f} in type {}",
-                            other.type_name()
-                        )))
+                },
+                Val::Obj(o) => match o.fields.iter().find(|(n, _)| *n == f.as_str()) {
+                    Some((_, v)) => v.clone(),
+                    None => {
+                        return Err(self.err(format!("can't evaluate field {f} in type {}", o.ty)))
                     }
-                };
+                },
+                Val::List(items) => match f.as_str() {
+                    // template.Pairs
+                    "Names" | "Values" if items.iter().all(|i| matches!(i, Val::Pair(..))) => {
+                        Val::List(
+                            items
+                                .into_iter()
+                                .map(|i| match i {
+                                    Val::Pair(n, v) => Val::Str(if f == "Names" { n } else { v }),
+                                    other => other,
+                                })
+                                .collect(),
+                        )
+                    }
+                    // template.Alerts
+                    "Firing" | "Resolved" => {
+                        let want = if f == "Firing" { "firing" } else { "resolved" };
+                        Val::List(
+                            items
+                                .into_iter()
+                                .filter(|i| match i {
+                                    Val::Obj(o) => o.fields.iter().any(|(n, v)| {
+                                        *n == "Status" && *v == Val::Str(want.into())
+                                    }),
+                                    _ => false,
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type []interface {{}}"))
+                        )
+                    }
+                },
+                Val::Sample(l, x) => match f.as_str() {
+                    "Labels" => Val::Map(l),
+                    "Value" => Val::F64(x),
+                    _ => {
+                        return Err(
+                            self.err(format!("can't evaluate field {f} in type *template.sample"))
+                        )
+                    }
+                },
+                Val::Nil | Val::Missing => {
+                    return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
+                }
+                other => {
+                    return Err(self.err(format!(
+                        "can't evaluate field {f} in type {}",
+                        other.type_name()
+                    )))
+                }
+            };
         }
         Ok(v)
     }
@@ -1039,6 +1319,46 @@ impl Exec<'_> {
                 }
                 self.call(f, args)
             }
+            Some(Arg::Field(fields)) | Some(Arg::Var(_, fields))
+                if self.defs_mode()
+                    && fields.last().is_some_and(|f| f == "Remove")
+                    && (cmd.len() > 1 || prev.is_some()) =>
+            {
+                // KV.Remove(keys []string): the map without those keys.
+                let base = match &cmd[0] {
+                    Arg::Var(n, _) => self.lookup_var(n),
+                    _ => dot.clone(),
+                };
+                let m = self.field(base, &fields[..fields.len() - 1])?;
+                let mut keys = Vec::new();
+                for a in &cmd[1..] {
+                    keys.push(self.operand(a, dot)?);
+                }
+                keys.extend(prev);
+                let Val::Map(mut m) = m else {
+                    return Err(self.err(format!(
+                        "can't evaluate field Remove in type {}",
+                        m.type_name()
+                    )));
+                };
+                if keys.len() != 1 {
+                    return Err(self.err("wrong number of args for Remove: want 1"));
+                }
+                match &keys[0] {
+                    Val::List(v) => {
+                        for k in v {
+                            m.remove(&self.str_arg(k));
+                        }
+                    }
+                    other => {
+                        return Err(self.err(format!(
+                            "wrong type for value; expected []string; got {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+                Ok(Val::Map(m))
+            }
             Some(a) => {
                 if cmd.len() > 1 || prev.is_some() {
                     return Err(self.err(format!("can't give argument to non-function {a:?}")));
@@ -1047,6 +1367,11 @@ impl Exec<'_> {
             }
             None => Err(self.err("empty command")),
         }
+    }
+
+    /// Whether this is a notification template (Alertmanager's data model).
+    fn defs_mode(&self) -> bool {
+        self.notify
     }
 
     fn float_arg(&self, v: &Val) -> Result<f64, TemplateError> {
@@ -1156,6 +1481,8 @@ impl Exec<'_> {
                     Val::Str(s) => Val::Int(s.len() as i64),
                     Val::Map(m) => Val::Int(m.len() as i64),
                     Val::Samples(v) => Val::Int(v.len() as i64),
+                    Val::List(v) => Val::Int(v.len() as i64),
+                    Val::Safe(s) => Val::Int(s.len() as i64),
                     other => {
                         return Err(self.err(format!(
                             "error calling len: len of type {}",
@@ -1171,6 +1498,24 @@ impl Exec<'_> {
                         .get(&self.str_arg(&args[1]))
                         .map(|s| Val::Str(s.clone()))
                         .unwrap_or(Val::Str(String::new())),
+                    Val::List(v) => {
+                        let i = match &args[1] {
+                            Val::Int(i) => *i,
+                            other => {
+                                return Err(self.err(format!(
+                                    "error calling index: cannot index slice with type {}",
+                                    other.type_name()
+                                )))
+                            }
+                        };
+                        match usize::try_from(i).ok().and_then(|i| v.get(i)) {
+                            Some(x) => x.clone(),
+                            None => {
+                                return Err(self
+                                    .err(format!("error calling index: index out of range: {i}")))
+                            }
+                        }
+                    }
                     other => {
                         return Err(self.err(format!(
                             "error calling index: can't index item of type {}",
@@ -1211,7 +1556,7 @@ impl Exec<'_> {
                 }
                 let ord = |a: &Val, b: &Val| -> Result<std::cmp::Ordering, TemplateError> {
                     match (a, b) {
-                        (Val::Str(x), Val::Str(y)) => Ok(x.cmp(y)),
+                        (Val::Str(x) | Val::Safe(x), Val::Str(y) | Val::Safe(y)) => Ok(x.cmp(y)),
                         (Val::Bool(x), Val::Bool(y)) if f == "eq" || f == "ne" => Ok(x.cmp(y)),
                         (Val::Int(x), Val::Int(y)) => Ok(x.cmp(y)),
                         (Val::F64(_) | Val::Int(_), Val::F64(_) | Val::Int(_))
@@ -1246,7 +1591,27 @@ impl Exec<'_> {
                     })
                 }
             }
-            "safeHtml" => Val::Str(s1(self, &args)?),
+            "safeHtml" => Val::Safe(s1(self, &args)?),
+            "trimSpace" => Val::Str(s1(self, &args)?.trim().to_string()),
+            "join" => {
+                self.want(f, &args, 2)?;
+                let sep = self.str_arg(&args[0]);
+                match &args[1] {
+                    Val::List(v) => Val::Str(
+                        v.iter()
+                            .map(|x| self.str_arg(x))
+                            .collect::<Vec<_>>()
+                            .join(&sep),
+                    ),
+                    other => {
+                        return Err(self.err(format!(
+                            "error calling join: wrong type for value; expected []string; got {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+            }
+            "stringSlice" => Val::List(args.iter().map(|a| Val::Str(self.str_arg(a))).collect()),
             "html" => Val::Str(
                 args.iter()
                     .map(|a| self.str_arg(a))
@@ -1777,6 +2142,155 @@ fn go_sprintf(fmt: &str, args: &[Val]) -> String {
         out.push(')');
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notification templates (Alertmanager's dialect)
+// ---------------------------------------------------------------------------------------------
+
+/// One alert as a notification template sees it (Alertmanager's `template.Alert`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyAlert {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Start time.
+    pub starts_at: std::time::SystemTime,
+    /// End time; `None` (Go's zero time) while firing.
+    pub ends_at: Option<std::time::SystemTime>,
+    /// Link to the rule.
+    pub generator_url: String,
+    /// Label-set fingerprint, 16 hex digits.
+    pub fingerprint: String,
+}
+
+/// The data of one notification (Alertmanager's `template.Data`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NotifyData {
+    /// Receiver name, regex-quoted as Alertmanager does.
+    pub receiver: String,
+    /// `firing` when any alert fires, else `resolved`.
+    pub status: String,
+    /// The alerts.
+    pub alerts: Vec<NotifyAlert>,
+    /// The group's labels.
+    pub group_labels: BTreeMap<String, String>,
+    /// Labels every alert shares.
+    pub common_labels: BTreeMap<String, String>,
+    /// Annotations every alert shares.
+    pub common_annotations: BTreeMap<String, String>,
+    /// The external URL.
+    pub external_url: String,
+}
+
+impl NotifyData {
+    fn alert_val(a: &NotifyAlert) -> Val {
+        Val::Obj(std::sync::Arc::new(Obj {
+            ty: "template.Alert",
+            fields: vec![
+                ("Status", Val::Str(a.status.clone())),
+                ("Labels", Val::Map(a.labels.clone())),
+                ("Annotations", Val::Map(a.annotations.clone())),
+                ("StartsAt", Val::Time(Some(a.starts_at))),
+                ("EndsAt", Val::Time(a.ends_at)),
+                ("GeneratorURL", Val::Str(a.generator_url.clone())),
+                ("Fingerprint", Val::Str(a.fingerprint.clone())),
+            ],
+        }))
+    }
+
+    fn to_val(&self) -> Val {
+        Val::Obj(std::sync::Arc::new(Obj {
+            ty: "*template.Data",
+            fields: vec![
+                ("Receiver", Val::Str(self.receiver.clone())),
+                ("Status", Val::Str(self.status.clone())),
+                (
+                    "Alerts",
+                    Val::List(self.alerts.iter().map(Self::alert_val).collect()),
+                ),
+                ("GroupLabels", Val::Map(self.group_labels.clone())),
+                ("CommonLabels", Val::Map(self.common_labels.clone())),
+                (
+                    "CommonAnnotations",
+                    Val::Map(self.common_annotations.clone()),
+                ),
+                ("ExternalURL", Val::Str(self.external_url.clone())),
+            ],
+        }))
+    }
+}
+
+/// A set of named notification templates (`define`d in Alertmanager's default template and
+/// in the config's `templates:` files) that notification fields are rendered against.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSet {
+    defs: BTreeMap<String, Vec<Node>>,
+}
+
+impl TemplateSet {
+    /// Adds the `define`s of one template file; later definitions replace earlier ones, as
+    /// in Go's `template.ParseFiles`.
+    pub fn add(&mut self, name: &str, text: &str) -> Result<(), TemplateError> {
+        let t = Template::parse_notify(name, text)?;
+        self.defs.extend(t.defs);
+        Ok(())
+    }
+
+    /// Whether a template of this name is defined.
+    pub fn has(&self, name: &str) -> bool {
+        self.defs.contains_key(name)
+    }
+
+    /// Checks that `text` parses in the notification dialect.
+    pub fn check(&self, text: &str) -> Result<(), TemplateError> {
+        Template::parse_notify("", text).map(|_| ())
+    }
+
+    /// Renders `text` (Alertmanager's `ExecuteTextString`): empty text stays empty.
+    pub fn render_text(&self, text: &str, data: &NotifyData) -> Result<String, TemplateError> {
+        self.render(text, data, false)
+    }
+
+    /// Renders `text` as an HTML template (Alertmanager's `ExecuteHTMLString`): action output
+    /// is HTML-escaped unless it comes from `safeHtml`.
+    pub fn render_html(&self, text: &str, data: &NotifyData) -> Result<String, TemplateError> {
+        self.render(text, data, true)
+    }
+
+    fn render(&self, text: &str, data: &NotifyData, html: bool) -> Result<String, TemplateError> {
+        if text.is_empty() {
+            return Ok(String::new());
+        }
+        let t = Template::parse_notify("", text)?;
+        // Only text that defines templates of its own needs a merged copy of the set.
+        let merged;
+        let defs = if t.defs.is_empty() {
+            &self.defs
+        } else {
+            let mut d = self.defs.clone();
+            d.extend(t.defs);
+            merged = d;
+            &merged
+        };
+        let dot = data.to_val();
+        let td = TemplateData::default();
+        let mut ex = Exec {
+            name: "",
+            vars: vec![("$".into(), dot.clone())],
+            data: &td,
+            out: String::new(),
+            defs,
+            depth: 0,
+            escape_html: html,
+            notify: true,
+        };
+        ex.nodes(&t.nodes, &dot)?;
+        Ok(ex.out)
+    }
 }
 
 #[cfg(test)]
