@@ -21,6 +21,23 @@ pub struct Alert {
     pub generator_url: String,
 }
 
+/// The labels and the annotations that every alert of a group shares: Alertmanager's
+/// `CommonLabels` and `CommonAnnotations`.
+pub fn common_labels_and_annotations(
+    alerts: &[Alert],
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut labels = alerts.first().map(|a| a.labels.clone()).unwrap_or_default();
+    let mut annotations = alerts
+        .first()
+        .map(|a| a.annotations.clone())
+        .unwrap_or_default();
+    for a in alerts.iter().skip(1) {
+        labels.retain(|k, v| a.labels.get(k) == Some(v));
+        annotations.retain(|k, v| a.annotations.get(k) == Some(v));
+    }
+    (labels, annotations)
+}
+
 impl Alert {
     /// A firing alert with these labels, starting now, no end time.
     pub fn firing(labels: &[(&str, &str)]) -> Alert {

@@ -95,15 +95,8 @@ impl WebhookMessage {
         };
         let truncated = (alerts.len() - keep) as u64;
         let alerts = &alerts[..keep];
-        let mut common_labels = alerts.first().map(|a| a.labels.clone()).unwrap_or_default();
-        let mut common_annotations = alerts
-            .first()
-            .map(|a| a.annotations.clone())
-            .unwrap_or_default();
-        for a in alerts.iter().skip(1) {
-            common_labels.retain(|k, v| a.labels.get(k) == Some(v));
-            common_annotations.retain(|k, v| a.annotations.get(k) == Some(v));
-        }
+        let (common_labels, common_annotations) =
+            crate::notify::alert::common_labels_and_annotations(alerts);
         let items: Vec<WebhookAlert> = alerts
             .iter()
             .map(|a| {
