@@ -36,6 +36,10 @@ pub struct CollectorConfig {
     pub rule_files: Vec<PathBuf>,
     /// Interval for rule groups that set none. Default 1m.
     pub evaluation_interval: Option<NonZeroDuration>,
+    /// Groups of alerting rules only are also evaluated as soon as new samples are stored,
+    /// at most once per this gap, so a new alert does not wait for the next interval.
+    /// Default 200ms; `0s` turns early evaluation off (Prometheus's behaviour).
+    pub early_evaluation_gap: Option<PromDuration>,
     /// Alertmanager-format configuration that routes the alerts the rules raise.
     pub alertmanager_config: Option<PathBuf>,
     /// Per-tenant active-series limits (`[limits]`).
@@ -112,6 +116,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub rule_files: Vec<PathBuf>,
     pub evaluation_interval: Duration,
+    pub early_evaluation_gap: Duration,
     pub alertmanager_config: Option<PathBuf>,
     /// Default per-tenant active-series limit (0 = unlimited).
     pub max_series_per_tenant: usize,
@@ -153,6 +158,7 @@ impl CollectorConfig {
             out_of_order_window,
             shutdown_grace,
             evaluation_interval,
+            early_evaluation_gap,
             alertmanager_config,
             silence_retention
         );
@@ -236,6 +242,10 @@ impl CollectorConfig {
                 .evaluation_interval
                 .map(|d| d.get())
                 .unwrap_or(Duration::from_secs(60)),
+            early_evaluation_gap: self
+                .early_evaluation_gap
+                .map(|d| d.0)
+                .unwrap_or(crate::rules::manager::DEFAULT_EAGER_MIN_GAP),
             alertmanager_config: self.alertmanager_config,
             max_series_per_tenant: self.limits.max_series_per_tenant.unwrap_or(0),
             tenant_max_series: self
@@ -292,6 +302,24 @@ mod tests {
         let s = cfg.validate().unwrap();
         assert_eq!(s.out_of_order_window, Duration::from_secs(30 * 86400));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn early_evaluation_gap_defaults_to_200ms_and_zero_turns_it_off() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-gap-{}", std::process::id()));
+        crate::certs_cmd::init(&dir, &[]).unwrap();
+        let cfg = |toml_text: &str| {
+            let mut c: CollectorConfig = toml::from_str(toml_text).unwrap();
+            c.certs_dir = Some(dir.clone());
+            c.validate().unwrap().early_evaluation_gap
+        };
+        assert_eq!(cfg(""), Duration::from_millis(200));
+        assert_eq!(cfg("early_evaluation_gap = \"0s\"\n"), Duration::ZERO);
+        assert_eq!(
+            cfg("early_evaluation_gap = \"1s\"\n"),
+            Duration::from_secs(1)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

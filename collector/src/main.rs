@@ -130,6 +130,10 @@ struct RunArgs {
     /// Interval for rule groups that set none.
     #[arg(long)]
     evaluation_interval: Option<NonZeroDuration>,
+    /// Evaluate alerting-only groups when new samples arrive, at most once per this gap
+    /// (default 200ms; 0s evaluates only on the interval, like Prometheus).
+    #[arg(long)]
+    early_evaluation_gap: Option<PromDuration>,
     /// Alertmanager-format configuration routing the rules' alerts.
     #[arg(long)]
     alertmanager_config: Option<PathBuf>,
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
                 shutdown_grace: a.shutdown_grace,
                 rule_files: a.rule_file,
                 evaluation_interval: a.evaluation_interval,
+                early_evaluation_gap: a.early_evaluation_gap,
                 alertmanager_config: a.alertmanager_config,
                 limits: vigil_collector::config::LimitsConfig {
                     max_series_per_tenant: a.max_series_per_tenant,

@@ -138,6 +138,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 notify: Some(alert_tx),
                 samples_arrived: samples_arrived.clone(),
                 evaluations: Some(metrics.rule_group_evaluations.clone()),
+                eager_min_gap: settings.early_evaluation_gap,
                 ..Default::default()
             },
         )
