@@ -142,40 +142,12 @@ impl Writer {
             }],
         }];
         let body = vigil_collector::api::remote_write::encode(&series);
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
-            self.path,
-            self.host,
-            body.len()
-        );
-        let w = self.conn.get_mut();
-        w.write_all(head.as_bytes()).await?;
-        w.write_all(&body).await?;
-        let mut line = String::new();
-        self.conn.read_line(&mut line).await?;
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("bad status line {line:?}"))?;
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            self.conn.read_line(&mut h).await?;
-            if h == "\r\n" || h.is_empty() {
-                break;
-            }
-            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse()?;
-            }
-        }
-        let mut sink = vec![0u8; len];
-        self.conn.read_exact(&mut sink).await?;
+        let (code, text) =
+            vigil_bench::post_remote_write(&mut self.conn, &self.host, &self.path, &body).await?;
         let acked = Instant::now();
         anyhow::ensure!(
             (200..300).contains(&code),
-            "remote_write answered {code}: {}",
-            String::from_utf8_lossy(&sink)
+            "remote_write answered {code}: {text}"
         );
         Ok(acked)
     }

@@ -8,7 +8,7 @@ use clap::{Parser, ValueEnum};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use vigil_shared::model::{Batch, Labels, Point, Series};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,41 +192,6 @@ async fn run_quic(
     Ok(())
 }
 
-async fn post(
-    stream: &mut BufReader<tokio::net::TcpStream>,
-    host: &str,
-    path: &str,
-    body: &[u8],
-) -> anyhow::Result<u16> {
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.get_mut().write_all(head.as_bytes()).await?;
-    stream.get_mut().write_all(body).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("bad status line")?;
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse()?;
-        }
-    }
-    let mut sink = vec![0u8; len];
-    stream.read_exact(&mut sink).await?;
-    Ok(code)
-}
-
 async fn run_remote_write(
     args: &Args,
     done: Arc<AtomicU64>,
@@ -246,7 +211,8 @@ async fn run_remote_write(
                     let s = step.fetch_add(1, Ordering::SeqCst);
                     let body =
                         vigil_collector::api::remote_write::encode(&batch(&labels, s, base_ms));
-                    let code = post(&mut conn, &target, &path, &body).await?;
+                    let (code, _) =
+                        vigil_bench::post_remote_write(&mut conn, &target, &path, &body).await?;
                     anyhow::ensure!((200..300).contains(&code), "remote_write answered {code}");
                     done.fetch_add(labels.len() as u64, Ordering::Relaxed);
                 }

@@ -14,7 +14,7 @@
 use anyhow::Context;
 use clap::Parser;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use vigil_collector::api::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 
 #[derive(Parser)]
@@ -156,41 +156,6 @@ fn metadata() -> Vec<MetricMetadata> {
     ]
 }
 
-async fn post(
-    stream: &mut BufReader<tokio::net::TcpStream>,
-    host: &str,
-    path: &str,
-    body: &[u8],
-) -> anyhow::Result<(u16, String)> {
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\nContent-Encoding: snappy\r\nX-Prometheus-Remote-Write-Version: 0.1.0\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.get_mut().write_all(head.as_bytes()).await?;
-    stream.get_mut().write_all(body).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("bad status line {line:?}"))?;
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            len = v.trim().parse()?;
-        }
-    }
-    let mut text = vec![0u8; len];
-    stream.read_exact(&mut text).await?;
-    Ok((code, String::from_utf8_lossy(&text).into_owned()))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -243,7 +208,8 @@ async fn main() -> anyhow::Result<()> {
             });
         }
         let body = snap::raw::Encoder::new().compress_vec(&prost::Message::encode_to_vec(&req))?;
-        let (code, text) = post(&mut conn, &args.target, &args.path, &body).await?;
+        let (code, text) =
+            vigil_bench::post_remote_write(&mut conn, &args.target, &args.path, &body).await?;
         anyhow::ensure!(
             (200..300).contains(&code),
             "remote_write to {} answered {code}: {text}",
