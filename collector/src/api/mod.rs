@@ -12,6 +12,8 @@
 //!   first; `GET /api/v1/events?kind=…&limit=…` lists events of any kind.
 //! - `POST /api/v1/agents/{agent}/actions/{name}[?timeout=…]`: ask a connected agent to run
 //!   an allow-listed action and return its answer ([`actions`]).
+//! - `GET /api/v1/status/tsdb[?limit=N]`: head cardinality as Prometheus reports it, plus
+//!   series per tenant ([`tsdb_status`]).
 //! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
 //! - the Prometheus query API, merged from [`crate::query`].
 //! - Alertmanager's v2 silences, alerts and status API, merged from [`alertmanager`].
@@ -19,6 +21,7 @@
 pub mod actions;
 pub mod alertmanager;
 pub mod remote_write;
+mod tsdb_status;
 
 use crate::ingest::AgentRegistry;
 use crate::query::api::{error_response, Params};
@@ -113,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/analytics/anomalies", get(anomalies))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/status/tsdb", get(tsdb_status::tsdb_status))
         .route("/health", get(|| async { "OK\n" }))
         .route("/ready", get(ready))
         .with_state(state)

@@ -8,6 +8,8 @@
 //! - `GET /api/v1/metadata` — metric metadata (TYPE/HELP/UNIT) with `limit`,
 //!   `limit_per_metric` and `metric`
 //! - `GET /api/v1/status/buildinfo` — version information
+//! - `GET|POST /api/v1/query_exemplars` — the query is checked like Prometheus does, and the
+//!   answer is empty: Vigil stores no exemplars (Grafana asks for them by default)
 //!
 //! Responses use Prometheus's JSON envelope; errors carry `errorType` `bad_data` (400),
 //! `execution` (422), `timeout` (503) or `internal` (500). Queries run on the blocking pool so
@@ -48,6 +50,10 @@ pub fn router(source: Arc<dyn SeriesSource>, opts: QueryOptions) -> Router {
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .with_state(engine)
 }
 
@@ -403,9 +409,7 @@ async fn series(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response {
         run_blocking(move || {
             let mut all = std::collections::BTreeSet::new();
             for m in &sets {
-                for s in source.select(m, start, end)? {
-                    all.insert(s.labels);
-                }
+                all.extend(source.series(m, start, end)?);
             }
             Ok(all)
         })
@@ -514,6 +518,27 @@ async fn metadata(State(engine): State<Arc<QueryEngine>>, p: Params) -> Response
             Ok(body) => success(&body),
             Err(e) => error_response(&QueryError::Execution(format!("encoding metadata: {e}"))),
         },
+        Err(e) => error_response(&e),
+    }
+}
+
+/// Prometheus's `query_exemplars`: the same parameter checks, and no exemplars, since
+/// neither agents nor remote_write bring any into the store.
+async fn query_exemplars(p: Params) -> Response {
+    let r = (|| {
+        let q = p.get("query").unwrap_or_default();
+        let start = time_param(&p, "start", MIN_TIME_MS)?;
+        let end = time_param(&p, "end", MAX_TIME_MS)?;
+        if end < start {
+            return Err(QueryError::BadData(
+                "end timestamp must not be before start timestamp".into(),
+            ));
+        }
+        super::plan::plan(q, start, end, 60_000)?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => success("[]"),
         Err(e) => error_response(&e),
     }
 }
@@ -726,5 +751,34 @@ mod http_tests {
             .await
             .unwrap();
         assert_eq!(again.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn query_exemplars_checks_its_parameters_like_prometheus_and_finds_none() {
+        let (status, v) = get("/api/v1/query_exemplars?query=up&start=0&end=100").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v, serde_json::json!({"status": "success", "data": []}));
+        // Prometheus 2.42 answers these with the same type and text (its parse errors point
+        // one column further, past the end of `up(`).
+        for (uri, want) in [
+            (
+                "/api/v1/query_exemplars?query=up(",
+                "parse error: unclosed left parenthesis",
+            ),
+            (
+                "/api/v1/query_exemplars",
+                "parse error: no expression found in input",
+            ),
+            (
+                "/api/v1/query_exemplars?query=up&start=10&end=5",
+                "end timestamp must not be before start timestamp",
+            ),
+        ] {
+            let (status, v) = get(uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(v["errorType"], "bad_data");
+            let msg = v["error"].as_str().unwrap();
+            assert!(msg.contains(want), "{uri}: {msg}");
+        }
     }
 }

@@ -78,6 +78,22 @@ pub trait SeriesSource: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, QueryError>;
+
+    /// Sorted, de-duplicated label sets of the series matching every matcher with data in
+    /// the range, for `/api/v1/series`. The default selects the samples; a storage should
+    /// answer from its index without reading them.
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        Ok(self
+            .select(matchers, start_ms, end_ms)?
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
 }
 
 /// Series held in memory, sorted by labels. Points must be sorted by time within a series;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::{QueryError, SeriesSource};
 use crate::storage::metadata::MetricMetadata;
 use crate::storage::{Matcher, Storage};
-use vigil_shared::model::Series;
+use vigil_shared::model::{Labels, Series};
 
 impl SeriesSource for Storage {
     fn select(
@@ -36,6 +36,16 @@ impl SeriesSource for Storage {
         limit_per_metric: i64,
     ) -> BTreeMap<String, Vec<MetricMetadata>> {
         Storage::metadata(self).query(metric, limit, limit_per_metric)
+    }
+
+    fn series(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, QueryError> {
+        Storage::series(self, matchers, start_ms, end_ms)
+            .map_err(|e| QueryError::Storage(e.to_string()))
     }
 
     fn label_values(

@@ -316,6 +316,18 @@ pub(crate) struct SeriesSnapshot {
     pub ooo: Vec<(i64, u64)>,
 }
 
+/// What [`Head::status`] reports.
+#[derive(Debug, Clone)]
+pub struct HeadStatus {
+    pub num_series: usize,
+    pub chunk_count: usize,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub postings: super::postings::PostingsStats,
+    /// Head series owned by each tenant, the `limit` largest.
+    pub tenants: Vec<(String, u64)>,
+}
+
 /// The head: series by id, by label hash, and the postings index.
 ///
 /// Series are found by their series key — label names and values each followed by `0xff`,
@@ -449,6 +461,36 @@ impl Head {
     /// Every tenant seen with the number of head series it owns.
     pub fn tenant_counts(&self) -> impl Iterator<Item = (&str, usize)> {
         self.tenants.iter().map(|(n, c)| (&**n, *c))
+    }
+
+    /// Cardinality and extent of the head for `/api/v1/status/tsdb`; see
+    /// [`Postings::stats`]. `min_time`/`max_time` are `i64::MAX`/`i64::MIN` when the head
+    /// is empty, as in Prometheus.
+    pub fn status(&self, limit: usize) -> HeadStatus {
+        let (mut min_time, mut max_time, mut chunks) = (i64::MAX, i64::MIN, 0usize);
+        for s in self.series.values() {
+            chunks += s.sealed.len() + usize::from(s.open.as_ref().is_some_and(|o| o.count() > 0));
+            if let (Some(lo), Some(hi)) = (s.min_time(), s.max_time()) {
+                min_time = min_time.min(lo);
+                max_time = max_time.max(hi);
+            }
+        }
+        HeadStatus {
+            num_series: self.series.len(),
+            chunk_count: chunks,
+            min_time,
+            max_time,
+            postings: self.postings.stats(vigil_shared::model::METRIC_NAME, limit),
+            tenants: {
+                let mut t: Vec<(String, u64)> = self
+                    .tenants
+                    .iter()
+                    .map(|(n, c)| (n.to_string(), *c as u64))
+                    .collect();
+                super::postings::top(&mut t, limit);
+                t
+            },
+        }
     }
 
     /// Makes `tenant` the owner of series `id` if nobody owns it yet.

@@ -37,7 +37,7 @@ mod intern;
 mod payload;
 mod postings;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 mod wal;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -50,9 +50,10 @@ use vigil_shared::codec::encode_batch;
 use vigil_shared::model::{Batch, Event, Labels, Point, Series};
 use vigil_shared::seq::SeenSequences;
 
-pub use head::AppendStats;
+pub use head::{AppendStats, HeadStatus};
 pub use matcher::{matches_all, MatchOp, Matcher, MatcherError};
 pub use metrics::StorageMetrics;
+pub use postings::PostingsStats;
 
 use block::Block;
 use checkpoint::StreamRecord;
@@ -1414,6 +1415,11 @@ impl Storage {
             blocks: m.blocks.get() as usize,
             block_bytes: m.block_size_bytes.get() as u64,
         }
+    }
+
+    /// The head's cardinality and extent, top `limit` of each table (`/api/v1/status/tsdb`).
+    pub fn head_status(&self, limit: usize) -> HeadStatus {
+        read(&self.inner.shared.head).status(limit)
     }
 
     /// The storage's own metrics, for callers that export them another way.

@@ -111,6 +111,64 @@ impl Postings {
     }
 }
 
+impl Postings {
+    /// Cardinality of the index as Prometheus's `/api/v1/status/tsdb` reports it: the
+    /// number of label pairs and the `limit` largest entries of each table, largest first
+    /// (ties by name). `metric_label` is the label whose values count series per metric.
+    pub fn stats(&self, metric_label: &str, limit: usize) -> PostingsStats {
+        let mut st = PostingsStats::default();
+        for (name, values) in &self.by_name {
+            st.num_label_pairs += values.len();
+            st.label_value_count_by_label_name
+                .push((name.clone(), values.len() as u64));
+            let mut bytes = 0u64;
+            for (value, ids) in values {
+                bytes += value.len() as u64;
+                if name == metric_label {
+                    st.series_count_by_metric_name
+                        .push((value.clone(), ids.len() as u64));
+                }
+                st.series_count_by_label_value_pair
+                    .push((format!("{name}={value}"), ids.len() as u64));
+            }
+            st.memory_in_bytes_by_label_name.push((name.clone(), bytes));
+        }
+        for table in [
+            &mut st.series_count_by_metric_name,
+            &mut st.label_value_count_by_label_name,
+            &mut st.memory_in_bytes_by_label_name,
+            &mut st.series_count_by_label_value_pair,
+        ] {
+            top(table, limit);
+        }
+        st
+    }
+}
+
+/// What [`Postings::stats`] returns: `(name, count)` tables, largest first.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PostingsStats {
+    pub num_label_pairs: usize,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
+/// Keeps the `limit` largest entries of `table`, largest first, ties by name.
+pub(crate) fn top(table: &mut Vec<(String, u64)>, limit: usize) {
+    let order = |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
+    if table.len() > limit {
+        if limit == 0 {
+            table.clear();
+            return;
+        }
+        table.select_nth_unstable_by(limit - 1, order);
+        table.truncate(limit);
+    }
+    table.sort_unstable_by(order);
+}
+
 /// Merges sorted lists into one sorted list without duplicates.
 pub(crate) fn union(lists: &[&[u32]]) -> Vec<u32> {
     match lists {
@@ -220,5 +278,54 @@ mod tests {
             vec![2]
         );
         assert!(p.by_name.get("env").is_some_and(|v| v.len() == 1));
+    }
+
+    #[test]
+    fn stats_count_like_prometheus_tsdb_status() {
+        let (mut p, all) = index();
+        let st = p.stats("__name__", 10);
+        // __name__ 2 values, job 2, instance 3, env 2.
+        assert_eq!(st.num_label_pairs, 9);
+        assert_eq!(
+            st.series_count_by_metric_name,
+            vec![("up".to_string(), 3), ("load".to_string(), 1)]
+        );
+        assert_eq!(
+            st.label_value_count_by_label_name,
+            vec![
+                ("instance".to_string(), 3),
+                ("__name__".to_string(), 2),
+                ("env".to_string(), 2),
+                ("job".to_string(), 2),
+            ]
+        );
+        let mem: std::collections::HashMap<_, _> =
+            st.memory_in_bytes_by_label_name.iter().cloned().collect();
+        assert_eq!(mem["__name__"], 6, "len(up) + len(load)");
+        assert_eq!(mem["env"], 7, "len(prod) + len(dev)");
+        // Ties are broken by name.
+        assert_eq!(
+            st.series_count_by_label_value_pair[0],
+            ("__name__=up".into(), 3)
+        );
+        assert_eq!(
+            st.series_count_by_label_value_pair[1],
+            ("job=node".into(), 3)
+        );
+
+        let two = p.stats("__name__", 2);
+        assert_eq!(two.label_value_count_by_label_name.len(), 2);
+        assert_eq!(
+            two.series_count_by_label_value_pair,
+            st.series_count_by_label_value_pair[..2]
+        );
+
+        p.remove(&[(2, &all[2])]);
+        let after = p.stats("__name__", 10);
+        assert_eq!(after.series_count_by_metric_name[0], ("up".into(), 2));
+        assert_eq!(
+            after.num_label_pairs, 6,
+            "job=api, instance=c and env=dev are gone"
+        );
     }
 }

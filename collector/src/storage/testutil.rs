@@ -29,3 +29,8 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Wall-clock milliseconds, for tests outside the storage module that need recent samples.
+pub(crate) fn now_ms() -> i64 {
+    super::now_ms()
+}
