@@ -1,10 +1,10 @@
 //! The Prometheus text exposition format: parsing scraped pages and rendering series.
 //!
 //! [`parse`] reads format 0.0.4 (`text/plain; version=0.0.4`) and tolerates OpenMetrics
-//! text 1.0: `# EOF` ends the page, `# UNIT` lines are ignored, exemplars after ` # ` are
-//! dropped, timestamps are read as seconds, and `_created` samples of counters, histograms
+//! text 1.0: `# EOF` ends the page, `# UNIT` is kept (and, as in Prometheus, must be a
+//! `_`-separated suffix of its family's name), exemplars after ` # ` are dropped, timestamps are read as seconds, and `_created` samples of counters, histograms
 //! and summaries are skipped as Prometheus does by default. Every sample becomes a
-//! [`Series`] with one [`Point`]; `# TYPE`/`# HELP` lines become [`MetricMeta`]. Errors name
+//! [`Series`] with one [`Point`]; `# TYPE`/`# HELP`/`# UNIT` lines become [`MetricMeta`]. Errors name
 //! the 1-based line. Pages are bounded by [`Limits`]: size, samples, line length and labels
 //! per series are all checked before anything grows. [`render`] writes series back out in
 //! text format 0.0.4, grouped by metric name, as `/federate` serves them.
@@ -132,8 +132,8 @@ impl MetricKind {
     }
 }
 
-/// `# TYPE` and `# HELP` of one metric family. A family with only one of the two lines
-/// gets `Untyped` or an empty help.
+/// `# TYPE`, `# HELP` and (OpenMetrics only) `# UNIT` of one metric family. A missing line
+/// leaves `Untyped`, an empty help or an empty unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricMeta {
     /// The family name as written on the `# TYPE`/`# HELP` line.
@@ -142,6 +142,8 @@ pub struct MetricMeta {
     pub kind: MetricKind,
     /// The unescaped help text.
     pub help: String,
+    /// The OpenMetrics unit (`seconds` for `# UNIT request_seconds seconds`), or empty.
+    pub unit: String,
 }
 
 /// A parsed page.
@@ -190,6 +192,14 @@ pub enum ExpositionError {
     /// The timestamp is not an integer (text format) or a finite number (OpenMetrics).
     #[error("line {line}: invalid timestamp {value:?}")]
     InvalidTimestamp { line: usize, value: String },
+    /// An OpenMetrics `# UNIT` is not the end of its family's name after a `_`, which
+    /// Prometheus refuses too.
+    #[error("line {line}: unit {unit:?} is not a suffix of metric {family:?}")]
+    UnitNotSuffix {
+        line: usize,
+        unit: String,
+        family: String,
+    },
     /// `# TYPE` names an unknown type.
     #[error("line {line}: unknown metric type {kind:?}")]
     UnknownType { line: usize, kind: String },
@@ -255,6 +265,9 @@ pub fn parse_with(
                 }
                 Comment::Help(family, help) => {
                     meta_entry(&mut out.metadata, &mut meta_index, family).help = help;
+                }
+                Comment::Unit(family, unit) => {
+                    meta_entry(&mut out.metadata, &mut meta_index, family).unit = unit.to_string();
                 }
             }
             continue;
@@ -362,6 +375,7 @@ enum Comment<'a> {
     Ignored,
     Type(&'a str, MetricKind),
     Help(&'a str, String),
+    Unit(&'a str, &'a str),
 }
 
 struct Sample<'a> {
@@ -401,6 +415,29 @@ fn parse_comment(rest: &str, line: usize, format: Format) -> Result<Comment<'_>,
                 unescape_help(after.trim_start_matches([' ', '\t']), format),
             ))
         }
+        // Text format 0.0.4 has no units; Prometheus ignores the line there.
+        "UNIT" if format == Format::OpenMetrics => {
+            let (name, after) = split_word(after);
+            check_metric_name(name, line)?;
+            let (unit, after) = split_word(after);
+            if !after.trim().is_empty() {
+                return Err(ExpositionError::Syntax {
+                    line,
+                    reason: "unexpected text after the unit in a UNIT line",
+                });
+            }
+            let suffix = name
+                .strip_suffix(unit)
+                .is_some_and(|head| head.ends_with('_'));
+            if !unit.is_empty() && !suffix {
+                return Err(ExpositionError::UnitNotSuffix {
+                    line,
+                    unit: clip(unit),
+                    family: clip(name),
+                });
+            }
+            Ok(Comment::Unit(name, unit))
+        }
         _ => Ok(Comment::Ignored),
     }
 }
@@ -427,6 +464,7 @@ fn meta_entry<'m>(
             family: family.to_string(),
             kind: MetricKind::Untyped,
             help: String::new(),
+            unit: String::new(),
         });
         metadata.len() - 1
     });
@@ -761,6 +799,7 @@ mod tests {
                 family: "http_requests_total".into(),
                 kind: MetricKind::Counter,
                 help: "The total number of HTTP requests.".into(),
+                unit: String::new(),
             }]
         );
     }
@@ -1092,5 +1131,30 @@ mod tests {
             write_float(v, &mut s);
             assert_eq!(s.parse::<f64>().ok(), Some(v), "{s}");
         }
+    }
+
+    #[test]
+    fn openmetrics_units_are_kept_and_must_suffix_the_family() {
+        let text = "# TYPE req_seconds histogram\n# UNIT req_seconds seconds\n# HELP req_seconds Latency.\n\
+                    req_seconds_count 3\n# TYPE temp gauge\n# UNIT temp \ntemp 1\n# EOF\n";
+        let p = parse(text, 0).expect("parses");
+        assert_eq!(p.metadata[0].unit, "seconds");
+        assert_eq!(p.metadata[0].help, "Latency.");
+        assert_eq!(p.metadata[1].unit, "", "an empty unit is allowed");
+
+        let bad = "# TYPE req_total counter\n# UNIT req_total seconds\nreq_total 1\n# EOF\n";
+        assert_eq!(
+            parse(bad, 0).unwrap_err().to_string(),
+            "line 2: unit \"seconds\" is not a suffix of metric \"req_total\""
+        );
+        let glued = "# UNIT reqseconds seconds\n# EOF\n";
+        assert!(matches!(
+            parse(glued, 0),
+            Err(ExpositionError::UnitNotSuffix { line: 1, .. })
+        ));
+        // Text format 0.0.4 has no units: the line is a comment, as in Prometheus.
+        let text004 = "# UNIT req_total seconds\nreq_total 1\n";
+        let p = parse(text004, 0).expect("parses");
+        assert!(p.metadata.is_empty());
     }
 }

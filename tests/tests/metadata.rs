@@ -1,5 +1,6 @@
 //! `/api/v1/metadata` end to end: an agent scrapes a target whose page carries `# TYPE` and
-//! `# HELP` lines while the real Prometheus 2.42 scrapes the same page, and the collector must
+//! `# HELP` lines, and an OpenMetrics target with `# UNIT` lines, while the real Prometheus
+//! 2.42 scrapes the same pages, and the collector must
 //! answer exactly what Prometheus answers for those families, for the same `metric`, `limit`
 //! and `limit_per_metric` parameters (and the same error for a bad one). Host metrics carry
 //! node_exporter's HELP; remote_write metadata is kept; everything survives a restart.
@@ -39,14 +40,30 @@ app_untyped 1\n\
 # HELP app_help_only Only a help line.\n\
 app_help_only 2\n";
 
-/// Serves [`PAGE`] on every request until dropped.
+/// An OpenMetrics page: units are only read in this format.
+const OM_PAGE: &str = "# TYPE app_om_latency_seconds histogram\n\
+# UNIT app_om_latency_seconds seconds\n\
+# HELP app_om_latency_seconds Latency, in OpenMetrics.\n\
+app_om_latency_seconds_bucket{le=\"0.1\"} 3\n\
+app_om_latency_seconds_bucket{le=\"+Inf\"} 4\n\
+app_om_latency_seconds_sum 0.9\n\
+app_om_latency_seconds_count 4\n\
+# TYPE app_om_queue gauge\n\
+# HELP app_om_queue Queue length.\n\
+app_om_queue 2\n\
+# EOF\n";
+
+/// App families on both pages.
+const FAMILIES: usize = 7;
+
+/// Serves one page on every request until dropped.
 struct PageTarget {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
 }
 
 impl PageTarget {
-    fn start() -> PageTarget {
+    fn start(content_type: &'static str, page: &'static str) -> PageTarget {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         l.set_nonblocking(true).unwrap();
@@ -60,7 +77,7 @@ impl PageTarget {
                         conn.set_read_timeout(Some(Duration::from_secs(2))).ok();
                         let mut buf = [0u8; 4096];
                         let _ = conn.read(&mut buf);
-                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}", PAGE.len());
+                        let resp = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}", page.len());
                         let _ = conn.write_all(resp.as_bytes());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -89,16 +106,18 @@ impl Drop for Prometheus {
     }
 }
 
-fn start_prometheus(dir: &Scratch, target: SocketAddr) -> Prometheus {
+fn start_prometheus(dir: &Scratch, targets: &[SocketAddr]) -> Prometheus {
     assert!(
         std::path::Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} is missing: install the prometheus package"
     );
     let config = dir.path("prometheus.yml");
+    let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
         ),
     )
     .unwrap();
@@ -145,24 +164,29 @@ fn app_families(v: &Value) -> serde_json::Map<String, Value> {
 fn metadata_matches_prometheus_for_the_same_scrape_and_survives_a_restart() {
     let dir = Scratch::new("metadata");
     let certs = make_certs(&dir, &["m1"]);
-    let target = PageTarget::start();
-    let prom = start_prometheus(&dir, target.addr);
+    let target = PageTarget::start("text/plain; version=0.0.4", PAGE);
+    let om = PageTarget::start(
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        OM_PAGE,
+    );
+    let prom = start_prometheus(&dir, &[target.addr, om.addr]);
     let mut c = Collector::start(&dir.path("collector"), &certs, 0, 0);
     let url = format!("http://{}/metrics", target.addr);
+    let om_url = format!("http://{}/metrics", om.addr);
     let agent = Agent::start(
         &dir,
         "m1",
         &c.quic.to_string(),
-        &["--interval", "200ms", "--scrape", &url],
+        &["--interval", "200ms", "--scrape", &url, "--scrape", &om_url],
     );
     wait_for(
         Duration::from_secs(60),
-        || app_families(&json(prom.addr, "/api/v1/metadata").1).len() == 5,
+        || app_families(&json(prom.addr, "/api/v1/metadata").1).len() == FAMILIES,
         "prometheus has the target's metadata",
     );
     wait_for(
         Duration::from_secs(60),
-        || app_families(&json(c.http, "/api/v1/metadata").1).len() == 5,
+        || app_families(&json(c.http, "/api/v1/metadata").1).len() == FAMILIES,
         "vigil has the target's metadata",
     );
 
@@ -172,6 +196,7 @@ fn metadata_matches_prometheus_for_the_same_scrape_and_survives_a_restart() {
         "/api/v1/metadata?metric=app_untyped",
         "/api/v1/metadata?metric=app_help_only",
         "/api/v1/metadata?metric=app_latency_seconds",
+        "/api/v1/metadata?metric=app_om_latency_seconds",
         "/api/v1/metadata?metric=nope",
         "/api/v1/metadata?metric=app_temperature_celsius&limit=1",
         "/api/v1/metadata?metric=app_temperature_celsius&limit=0",
@@ -195,7 +220,13 @@ fn metadata_matches_prometheus_for_the_same_scrape_and_survives_a_restart() {
     let (vc, vv) = json(c.http, "/api/v1/metadata?limit_per_metric=1.5");
     assert_eq!(vc, 400);
     assert_eq!(vv["error"], "limit_per_metric must be a number");
-    // `limit` counts families: with five app families and host ones, two come back.
+    // The unit came through, from the agent's parse to the API.
+    let (_, v) = json(c.http, "/api/v1/metadata?metric=app_om_latency_seconds");
+    assert_eq!(
+        v["data"]["app_om_latency_seconds"][0]["unit"], "seconds",
+        "{v}"
+    );
+    // `limit` counts families: with seven app families and host ones, two come back.
     let (_, v) = json(c.http, "/api/v1/metadata?limit=2");
     assert_eq!(v["data"].as_object().unwrap().len(), 2);
 
@@ -242,7 +273,7 @@ fn metadata_matches_prometheus_for_the_same_scrape_and_survives_a_restart() {
     c.restart();
     let (_, v) = json(c.http, "/api/v1/metadata");
     assert_eq!(v["data"]["rw_latency_seconds"], want);
-    assert_eq!(app_families(&v).len(), 5, "{v}");
+    assert_eq!(app_families(&v).len(), FAMILIES, "{v}");
     let (_, m) = http_get(c.http, "/metrics").unwrap();
     assert!(m.contains("vigil_collector_metadata_families"), "{m}");
 }

@@ -317,6 +317,7 @@ pub fn host_metadata(family: &str) -> Option<MetricMeta> {
             family: family.to_string(),
             kind,
             help: help.to_string(),
+            unit: String::new(),
         });
     }
     if let Some(field) = family.strip_prefix("node_memory_") {
@@ -324,6 +325,7 @@ pub fn host_metadata(family: &str) -> Option<MetricMeta> {
             family: family.to_string(),
             kind: MetricKind::Gauge,
             help: format!("Memory information field {field}."),
+            unit: String::new(),
         });
     }
     if let Some(stat) = family
@@ -334,6 +336,7 @@ pub fn host_metadata(family: &str) -> Option<MetricMeta> {
             family: family.to_string(),
             kind: MetricKind::Counter,
             help: format!("Network device statistic {stat}."),
+            unit: String::new(),
         });
     }
     None
@@ -359,7 +362,7 @@ pub fn metadata_event(meta: &MetricMeta, source: &[(&str, &str)], now_ms: i64) -
         fields: vec![
             ("type".to_string(), kind.as_str().to_string()),
             ("help".to_string(), meta.help.clone()),
-            ("unit".to_string(), String::new()),
+            ("unit".to_string(), meta.unit.clone()),
         ],
     }
 }
@@ -368,8 +371,8 @@ pub fn metadata_event(meta: &MetricMeta, source: &[(&str, &str)], now_ms: i64) -
 /// [`RESEND_INTERVAL_MS`]) rather than in every batch.
 #[derive(Debug, Default)]
 pub struct MetadataTracker {
-    /// (source, family) to the (kind, help) last sent and when.
-    sent: HashMap<(String, String), (MetricKind, String, i64)>,
+    /// (source, family) to the metadata last sent and when.
+    sent: HashMap<(String, String), (MetricMeta, i64)>,
 }
 
 impl MetadataTracker {
@@ -387,15 +390,14 @@ impl MetadataTracker {
         for m in metas {
             let key = (key_src.clone(), m.family.clone());
             match self.sent.get_mut(&key) {
-                Some((kind, help, at))
-                    if *kind == m.kind && *help == m.help && now_ms - *at < RESEND_INTERVAL_MS => {}
+                Some((sent, at)) if sent == m && now_ms - *at < RESEND_INTERVAL_MS => {}
                 Some(entry) => {
-                    *entry = (m.kind, m.help.clone(), now_ms);
+                    *entry = (m.clone(), now_ms);
                     out.push(metadata_event(m, source, now_ms));
                 }
                 None if tracked < MAX_TRACKED => {
                     tracked += 1;
-                    self.sent.insert(key, (m.kind, m.help.clone(), now_ms));
+                    self.sent.insert(key, (m.clone(), now_ms));
                     out.push(metadata_event(m, source, now_ms));
                 }
                 None => {}
@@ -430,6 +432,7 @@ mod tests {
             family: "reqs".into(),
             kind: MetricKind::Counter,
             help: help.into(),
+            unit: String::new(),
         };
         let src = [("instance", "a:1"), ("job", "app")];
         let first = t.events(&[m("Requests.")], &src, 0);
@@ -442,6 +445,17 @@ mod tests {
             ("type".to_string(), "counter".to_string())
         );
         assert!(t.events(&[m("Requests.")], &src, 1000).is_empty());
+        let with_unit = MetricMeta {
+            unit: "seconds".into(),
+            ..m("Requests.")
+        };
+        let sent = t.events(std::slice::from_ref(&with_unit), &src, 1500);
+        assert_eq!(sent.len(), 1, "a new unit is sent again");
+        assert_eq!(
+            sent[0].fields[2],
+            ("unit".to_string(), "seconds".to_string())
+        );
+        assert_eq!(t.events(&[m("Requests.")], &src, 1600).len(), 1);
         assert_eq!(t.events(&[m("Requests served.")], &src, 2000).len(), 1);
         assert_eq!(
             t.events(&[m("Requests served.")], &[("job", "other")], 2000)
@@ -458,6 +472,7 @@ mod tests {
             family: "x".into(),
             kind: MetricKind::Untyped,
             help: String::new(),
+            unit: String::new(),
         };
         assert_eq!(
             metadata_event(&untyped, &[], 0).fields[0].1,
