@@ -52,6 +52,71 @@ pub struct CollectorConfig {
     pub alertmanager_urls: Vec<String>,
     /// How long expired silences are kept (Alertmanager's `--data.retention`). Default 120h.
     pub silence_retention: Option<NonZeroDuration>,
+    /// PromQL engine limits (`[query]`), for the HTTP API and the rules.
+    #[serde(default)]
+    pub query: QueryConfig,
+}
+
+/// `[query]`: the PromQL engine's limits, named after Prometheus's `--query.*` flags. A
+/// query that would pass one is stopped with an error naming it.
+///
+/// ```toml
+/// [query]
+/// max_samples = 50000000
+/// max_series = 1000000
+/// timeout = "2m"
+/// max_concurrency = 20
+/// lookback_delta = "5m"
+/// ```
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Most samples one query may load and hold (`--query.max-samples`). Default 50 000 000.
+    pub max_samples: Option<usize>,
+    /// Most series one selector may match (`--query.max-series`). Default 1 000 000.
+    pub max_series: Option<usize>,
+    /// Longest a query may run (`--query.timeout`). Default 2m.
+    pub timeout: Option<NonZeroDuration>,
+    /// Most queries evaluated at once (`--query.max-concurrency`); more wait. Default 20.
+    pub max_concurrency: Option<usize>,
+    /// How far back an instant selector looks (`--query.lookback-delta`). Default 5m.
+    pub lookback_delta: Option<NonZeroDuration>,
+}
+
+impl QueryConfig {
+    fn overlay(&mut self, other: QueryConfig) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
+        }
+        take!(
+            max_samples,
+            max_series,
+            timeout,
+            max_concurrency,
+            lookback_delta
+        );
+    }
+
+    fn options(&self, problems: &mut Vec<String>) -> crate::query::QueryOptions {
+        let d = crate::query::QueryOptions::default();
+        for (name, v) in [
+            ("max_samples", self.max_samples),
+            ("max_series", self.max_series),
+            ("max_concurrency", self.max_concurrency),
+        ] {
+            if v == Some(0) {
+                problems.push(format!("query.{name}: must be at least 1"));
+            }
+        }
+        crate::query::QueryOptions {
+            max_samples: self.max_samples.unwrap_or(d.max_samples),
+            max_series: self.max_series.unwrap_or(d.max_series),
+            timeout: self.timeout.map_or(d.timeout, |t| t.get()),
+            max_concurrency: self.max_concurrency.unwrap_or(d.max_concurrency),
+            lookback_delta: self.lookback_delta.map_or(d.lookback_delta, |t| t.get()),
+            ..d
+        }
+    }
 }
 
 /// `[limits]`: cardinality protection per tenant. A tenant is named by remote_write's
@@ -127,6 +192,8 @@ pub struct Settings {
     /// `POST /api/v2/alerts` endpoints of external Alertmanagers.
     pub alertmanager_urls: Vec<String>,
     pub silence_retention: Duration,
+    /// PromQL engine limits.
+    pub query: crate::query::QueryOptions,
 }
 
 impl CollectorConfig {
@@ -171,6 +238,7 @@ impl CollectorConfig {
         if !other.alertmanager_urls.is_empty() {
             self.alertmanager_urls = other.alertmanager_urls;
         }
+        self.query.overlay(other.query);
         self
     }
 
@@ -220,6 +288,7 @@ impl CollectorConfig {
                 Err(e) => problems.push(format!("alertmanager_urls: {e}")),
             }
         }
+        let query = self.query.options(&mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -264,6 +333,7 @@ impl CollectorConfig {
                 .shutdown_grace
                 .map(|d| d.get())
                 .unwrap_or(Duration::from_secs(10)),
+            query,
         })
     }
 }
@@ -388,5 +458,44 @@ mod tests {
             .collect();
         assert_eq!(bad.len(), 1, "{p:?}");
         assert!(bad[0].contains("\"am:9093\""), "{p:?}");
+    }
+
+    #[test]
+    fn query_limits_come_from_the_file_and_flags_and_zero_is_refused() {
+        let dir = std::env::temp_dir().join(format!("vigil-cfg-query-{}", std::process::id()));
+        crate::certs_cmd::init(&dir, &[]).unwrap();
+        let mut file: CollectorConfig = toml::from_str(
+            "[query]\nmax_samples = 1000\ntimeout = \"10s\"\nlookback_delta = \"1m\"\n",
+        )
+        .unwrap();
+        file.certs_dir = Some(dir.clone());
+        let flags = CollectorConfig {
+            query: QueryConfig {
+                max_samples: Some(2000),
+                max_concurrency: Some(2),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let q = file.clone().overlay(flags).validate().unwrap().query;
+        assert_eq!(q.max_samples, 2000, "flags win");
+        assert_eq!(q.max_concurrency, 2);
+        assert_eq!(q.timeout, Duration::from_secs(10));
+        assert_eq!(q.lookback_delta, Duration::from_secs(60));
+        assert_eq!(
+            q.max_series,
+            crate::query::QueryOptions::default().max_series
+        );
+
+        file.query.max_series = Some(0);
+        let ConfigError::Invalid(p) = file.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert_eq!(p, vec!["query.max_series: must be at least 1".to_string()]);
+        let err = toml::from_str::<CollectorConfig>("[query]\nmax_sample = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_sample"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -144,6 +144,21 @@ struct RunArgs {
     /// How long expired silences are kept (Alertmanager's --data.retention), e.g. 120h.
     #[arg(long)]
     silence_retention: Option<NonZeroDuration>,
+    /// Most samples one query may load and hold (default 50000000).
+    #[arg(long = "query.max-samples")]
+    query_max_samples: Option<usize>,
+    /// Most series one selector of a query may match (default 1000000).
+    #[arg(long = "query.max-series")]
+    query_max_series: Option<usize>,
+    /// Longest a query may run (default 2m).
+    #[arg(long = "query.timeout")]
+    query_timeout: Option<NonZeroDuration>,
+    /// Most queries evaluated at once; more wait within their timeout (default 20).
+    #[arg(long = "query.max-concurrency")]
+    query_max_concurrency: Option<usize>,
+    /// How far back an instant selector looks for a sample (default 5m).
+    #[arg(long = "query.lookback-delta")]
+    query_lookback_delta: Option<NonZeroDuration>,
 }
 
 #[derive(Subcommand)]
@@ -291,6 +306,13 @@ fn main() -> ExitCode {
                 },
                 alertmanager_urls: a.alertmanager_url,
                 silence_retention: a.silence_retention,
+                query: vigil_collector::config::QueryConfig {
+                    max_samples: a.query_max_samples,
+                    max_series: a.query_max_series,
+                    timeout: a.query_timeout,
+                    max_concurrency: a.query_max_concurrency,
+                    lookback_delta: a.query_lookback_delta,
+                },
             };
             let settings = match load(a.config.as_ref(), flags) {
                 Ok(s) => s,

@@ -139,6 +139,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 samples_arrived: samples_arrived.clone(),
                 evaluations: Some(metrics.rule_group_evaluations.clone()),
                 eager_min_gap: settings.early_evaluation_gap,
+                query: settings.query.clone(),
                 ..Default::default()
             },
         )
@@ -249,7 +250,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .merge(api::actions::router(commands))
         .merge(crate::query::router(
             Arc::new(storage.clone()),
-            Default::default(),
+            settings.query.clone(),
         ));
     let http_cancel = cancel.clone();
     tracker.spawn(

@@ -1,6 +1,7 @@
 //! The whole pipeline on the real binaries: an agent scrapes a target and collects host
 //! metrics, ships them over QUIC with mutual TLS, and the collector serves them through
-//! `/api/v1/export`, `/federate`, `/api/v1/agents`, `/metrics` and remote_write.
+//! `/api/v1/export`, `/federate`, `/api/v1/agents`, `/metrics` and remote_write; the
+//! `--query.*` limits stop queries with Prometheus's errors.
 #![allow(clippy::disallowed_methods)]
 
 mod util;
@@ -189,6 +190,69 @@ fn status_fails_when_the_agent_is_not_running_or_cannot_reach_a_collector() {
         || agent.status().1["collector"]["last_error"].is_string(),
         "the connect failure in status",
     );
+}
+
+#[test]
+fn query_flags_set_the_engine_limits_and_lookback() {
+    let dir = Scratch::new("query-flags");
+    let certs = make_certs(&dir, &[]);
+    let c = Collector::start_with_args(
+        &dir.path("collector"),
+        &certs,
+        0,
+        0,
+        &["--query.max-samples", "5", "--query.lookback-delta", "1m"],
+    );
+    let t0 = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        - 600)
+        * 1000;
+    let series = vec![Series {
+        labels: Labels::metric("limited", &[("job", "q")]),
+        points: (0..10)
+            .map(|i| Point {
+                timestamp_ms: t0 + i * 10_000,
+                value: i as f64,
+            })
+            .collect(),
+    }];
+    let body = vigil_collector::api::remote_write::encode(&series);
+    let (code, text) = http_request(
+        c.http,
+        "POST",
+        "/api/v1/write",
+        &[
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+        ],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(code, 204, "{text}");
+    let last = t0 / 1000 + 90;
+    let query = |q: &str, t: i64| {
+        let (code, body) = c.get(&format!("/api/v1/query?query={}&time={t}", urlencode(q)));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (code, v)
+    };
+    // Ten samples in the window, five allowed: Prometheus's error, status and type.
+    let (code, v) = query("count_over_time(limited[5m])", last);
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(v["errorType"], "execution");
+    assert_eq!(
+        v["error"],
+        "query processing would load too many samples into memory in query execution"
+    );
+    let (code, v) = query("count_over_time(limited[30s])", last);
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["data"]["result"][0]["value"][1], "4");
+    // The lookback is one minute: 50 s after the last sample it is found, 70 s after not.
+    let (_, v) = query("limited", last + 50);
+    assert_eq!(v["data"]["result"][0]["value"][1], "9", "{v}");
+    let (_, v) = query("limited", last + 70);
+    assert_eq!(v["data"]["result"], serde_json::json!([]), "{v}");
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub struct ManagerOptions {
     pub samples_arrived: SamplesArrived,
     /// Counts group evaluations by trigger (`schedule`, `samples`), when set.
     pub evaluations: Option<prometheus::IntCounterVec>,
+    /// Limits and lookback of the rules' PromQL engine (the collector's `[query]`).
+    pub query: QueryOptions,
 }
 
 /// The signal from ingest to the rule manager that new samples are stored. Cheap to clone
@@ -109,6 +111,7 @@ impl Default for ManagerOptions {
             eager_min_gap: DEFAULT_EAGER_MIN_GAP,
             samples_arrived: SamplesArrived::default(),
             evaluations: None,
+            query: QueryOptions::default(),
         }
     }
 }
@@ -175,7 +178,7 @@ impl RuleManager {
         let groups = load_groups(&opts)?;
         let engine = Engine::new(
             Arc::new(storage.clone()) as Arc<dyn SeriesSource>,
-            QueryOptions::default(),
+            opts.query.clone(),
         );
         let m = RuleManager {
             storage,
