@@ -909,7 +909,7 @@ async fn deliver(
                 DispatchStats::inc(&stats.notifications_sent);
                 return true;
             }
-            Err(e) if e.is_retryable() && Instant::now() + backoff < deadline => {
+            Err(e) if e.is_retryable_for(kind) && Instant::now() + backoff < deadline => {
                 DispatchStats::inc(&stats.notification_retries);
                 m.notification_retries.with_label_values(&[kind]).inc();
                 tracing::warn!(attempt, error = %e, retry_in = ?backoff, "notification failed, retrying");
@@ -1497,8 +1497,8 @@ receivers: [{{name: chat, slack_configs: [{{api_url: '{}'}}]}}]",
     }
 
     #[tokio::test]
-    async fn pagerduty_events_are_retried_after_a_500_and_resolve_by_default() {
-        let mut s = sink(1, 500).await;
+    async fn pagerduty_events_are_retried_after_a_429_and_resolve_by_default() {
+        let mut s = sink(1, 429).await;
         let (h, cancel) = start(&format!(
             "route: {{receiver: pd, group_by: [alertname], group_wait: 50ms, group_interval: 300ms}}
 receivers: [{{name: pd, pagerduty_configs: [{{routing_key: rk, url: '{}', severity: '{{{{ .CommonLabels.severity }}}}'}}]}}]",
@@ -1510,7 +1510,7 @@ receivers: [{{name: pd, pagerduty_configs: [{{routing_key: rk, url: '{}', severi
         assert_eq!(
             s.attempts.load(Ordering::SeqCst),
             2,
-            "one 500, then success"
+            "one 429 (rate limited), then success"
         );
         assert_eq!(m["event_action"], "trigger");
         assert_eq!(m["routing_key"], "rk");

@@ -188,6 +188,13 @@ impl SendError {
             }
         }
     }
+
+    /// [`is_retryable`](Self::is_retryable) for an integration of `kind`: PagerDuty also
+    /// retries 429 (rate limited), as Alertmanager's PagerDuty notifier does.
+    pub fn is_retryable_for(&self, kind: &str) -> bool {
+        self.is_retryable()
+            || (kind == "pagerduty" && matches!(self, SendError::Status { code: 429 }))
+    }
 }
 
 /// Reads a secret file, trimmed (`*_file` settings).
@@ -546,6 +553,9 @@ mod tests {
     fn retry_classification() {
         assert!(SendError::Status { code: 503 }.is_retryable());
         assert!(!SendError::Status { code: 404 }.is_retryable());
+        let limited = SendError::Status { code: 429 };
+        assert!(limited.is_retryable_for("pagerduty"));
+        assert!(!limited.is_retryable_for("webhook") && !limited.is_retryable_for("slack"));
         assert!(SendError::Transport("x".into()).is_retryable());
         assert!(!SendError::Unsupported("https".into()).is_retryable());
     }
