@@ -119,8 +119,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .instrument(tracing::info_span!("quic_ingest")),
     );
 
-    // Rules and notifications: the rule manager evaluates on schedule and hands the alerts
-    // to notify through a bounded channel; the dispatcher routes them.
+    // Notifications: with an Alertmanager config, the dispatcher routes the alerts of the
+    // rules and those POSTed to `/api/v2/alerts` (by a Prometheus, or `amtool alert add`).
+    let dispatch = match &settings.alertmanager_config {
+        Some(path) => {
+            let config = Arc::new(
+                crate::notify::Config::load_file(path)
+                    .with_context(|| format!("loading {}", path.display()))?,
+            );
+            am_config = Some(config.clone());
+            let (handle, dispatcher) = crate::notify::dispatcher(
+                config,
+                crate::notify::DispatchOptions {
+                    external_url: format!("http://{http_addr}"),
+                    data_dir: Some(settings.data_dir.clone()),
+                    ..Default::default()
+                },
+            );
+            if let Err(e) = handle.stats().metrics.register(&metrics.registry) {
+                tracing::warn!(error = %e, "registering notification metrics");
+            }
+            let dispatcher = dispatcher.with_silences(silences.clone(), alert_store.clone());
+            tracker.spawn(
+                dispatcher
+                    .run(cancel.clone())
+                    .instrument(tracing::info_span!("notify")),
+            );
+            Some(handle)
+        }
+        None => None,
+    };
+
+    // Rules: the rule manager evaluates on schedule and hands the alerts through a bounded
+    // channel to the dispatcher and to the external Alertmanagers.
     let rules = if settings.rule_files.is_empty() {
         None
     } else {
@@ -151,34 +182,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .run(cancel.clone())
                 .instrument(tracing::info_span!("rules")),
         );
-        let handle = match &settings.alertmanager_config {
-            Some(path) => {
-                let config = Arc::new(
-                    crate::notify::Config::load_file(path)
-                        .with_context(|| format!("loading {}", path.display()))?,
-                );
-                am_config = Some(config.clone());
-                let (handle, dispatcher) = crate::notify::dispatcher(
-                    config,
-                    crate::notify::DispatchOptions {
-                        external_url: format!("http://{http_addr}"),
-                        data_dir: Some(settings.data_dir.clone()),
-                        ..Default::default()
-                    },
-                );
-                if let Err(e) = handle.stats().metrics.register(&metrics.registry) {
-                    tracing::warn!(error = %e, "registering notification metrics");
-                }
-                let dispatcher = dispatcher.with_silences(silences.clone(), alert_store.clone());
-                tracker.spawn(
-                    dispatcher
-                        .run(cancel.clone())
-                        .instrument(tracing::info_span!("notify")),
-                );
-                Some(handle)
-            }
-            None => None,
-        };
+        let handle = dispatch.clone();
         let forwarder = if settings.alertmanager_urls.is_empty() {
             None
         } else {
@@ -245,6 +249,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 config_text,
                 started: std::time::SystemTime::now(),
                 metrics: Some(silence_metrics),
+                dispatcher: dispatch,
             },
         ))
         .merge(api::actions::router(commands))

@@ -1,4 +1,5 @@
-//! Silences parity with the real Alertmanager 0.25 through the real `amtool`.
+//! Silences and alerts API parity with the real Alertmanager 0.25, through the real `amtool`
+//! and through raw `POST /api/v2/alerts` requests.
 //!
 //! One test starts `/usr/bin/prometheus-alertmanager` (127.0.0.1, temporary storage, a
 //! loopback config) and a `vigil-collector` (127.0.0.1, temporary data directory, rule
@@ -8,6 +9,11 @@
 //! every command's exit status, stdout and stderr, with silence ids (numbered in order of
 //! first appearance) and timestamps masked. It then restarts the collector and checks that
 //! `amtool silence query --expired -o json` prints exactly what it printed before.
+//!
+//! A second test posts the same alert lists, valid, partly valid and malformed, to both
+//! servers' `POST /api/v2/alerts` and compares status codes and bodies, then adds an alert
+//! with `amtool alert add` to both and compares what `amtool alert query` and
+//! `GET /api/v2/alerts` show, and `GET /api/v2/receivers`.
 //!
 //! amtool or Alertmanager missing is a failure, not a skip: CI installs them.
 
@@ -612,4 +618,156 @@ fn amtool_sees_the_same_silences_and_alerts_on_both() {
 
     let _ = std::fs::remove_dir_all(am_dir);
     let _ = std::fs::remove_dir_all(vg_dir);
+}
+
+/// A plain HTTP/1.0 POST of a JSON body on loopback: status code and body.
+fn http_post(url: &str, path: &str, body: &str) -> (u16, String) {
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap();
+    (code, body)
+}
+
+#[test]
+fn posted_alerts_are_accepted_and_refused_like_alertmanager() {
+    let am_dir = scratch("post-am");
+    let vg_dir = scratch("post-vigil");
+    let (_am, am_url) = start_alertmanager(&am_dir);
+    let (_collector, vg_url) = start_collector(&vg_dir);
+
+    let bodies = [
+        r#"[{"labels":{"alertname":"P1","severity":"page"},"annotations":{"summary":"s"},"generatorURL":"http://prom:9090/graph"}]"#,
+        r#"[{"labels":{}}]"#,
+        r#"[{"annotations":{"a":"b"}}]"#,
+        r#"[{"labels":{"alertname":"P2"},"startsAt":"2030-01-01T00:00:00Z","endsAt":"2020-01-01T00:00:00Z"}]"#,
+        r#"[{"labels":{"alertname":"P3","0bad":"x"}}]"#,
+        r#"[{"labels":{"alertname":"P4"}},{"labels":{"alertname":""}}]"#,
+        r#"[{"labels":{"alertname":"P5"},"annotations":{"0x":"y"}}]"#,
+        r#"[{"labels":{"alertname":"P6"},"generatorURL":"not a url"}]"#,
+        r#"[{"labels":{"alertname":"P7"},"unknownField":1}]"#,
+        r#"[]"#,
+        r#"[{"labels":{"alertname":"P8","empty":""}}]"#,
+        r#"[{"labels":{"alertname":"P9"},"endsAt":"2020-01-01T00:00:00Z"}]"#,
+        r#"[{"labels":{"alertname":"P10"}},{"labels":{}},{"labels":{"alertname":"P11"},"startsAt":"2030-01-01T00:00:00Z","endsAt":"2020-01-01T00:00:00Z"}]"#,
+    ];
+    for body in bodies {
+        let am = http_post(&am_url, "/api/v2/alerts", body);
+        let vg = http_post(&vg_url, "/api/v2/alerts", body);
+        assert_eq!(am, vg, "POST {body}");
+    }
+    // Malformed bodies: same status and error code; the message quotes Go's or serde's
+    // decoder, so only its Alertmanager prefix is compared.
+    for body in [
+        "not json",
+        r#"{"labels":{"alertname":"X"}}"#,
+        r#"[{"labels":{"alertname":"X"},"startsAt":"yesterday"}]"#,
+    ] {
+        let (ac, ab) = http_post(&am_url, "/api/v2/alerts", body);
+        let (vc, vb) = http_post(&vg_url, "/api/v2/alerts", body);
+        assert_eq!((ac, vc), (400, 400), "POST {body}: {ab} / {vb}");
+        let (a, v): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&ab).unwrap(),
+            serde_json::from_str(&vb).unwrap(),
+        );
+        assert_eq!(a["code"], v["code"], "POST {body}");
+        let prefix = "parsing alerts body from \"\" failed, because ";
+        assert!(a["message"].as_str().unwrap().starts_with(prefix), "{ab}");
+        assert!(v["message"].as_str().unwrap().starts_with(prefix), "{vb}");
+    }
+
+    // amtool alert add, then the same alerts on both sides.
+    for url in [&am_url, &vg_url] {
+        let r = amtool(
+            url,
+            &[
+                "alert".into(),
+                "add".into(),
+                "alertname=Amtool".into(),
+                "team=db".into(),
+                "--annotation=summary=added by amtool".into(),
+            ],
+        );
+        assert_eq!(r.code, Some(0), "amtool alert add on {url}: {r:?}");
+    }
+    let posted = r#"alertname=~"P.*|Amtool""#;
+    let query = |url: &str| {
+        let mut m = Masker::new();
+        m.run(&amtool(
+            url,
+            &["alert".into(), "query".into(), posted.into()],
+        ))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while query(&vg_url).stdout.lines().count() != query(&am_url).stdout.lines().count() {
+        assert!(
+            Instant::now() < deadline,
+            "alert query differs:\n{:?}\n{:?}",
+            query(&am_url),
+            query(&vg_url)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (am_q, vg_q) = (query(&am_url), query(&vg_url));
+    assert_eq!(am_q, vg_q);
+    for name in ["P1", "P4", "P7", "P8", "P10", "Amtool"] {
+        assert!(
+            vg_q.stdout.contains(name),
+            "{name} missing: {}",
+            vg_q.stdout
+        );
+    }
+    assert!(
+        !vg_q.stdout.contains("P9"),
+        "an alert that ended is not listed"
+    );
+
+    // The API objects, with times masked: labels (empty ones dropped), annotations,
+    // fingerprint, receivers, state.
+    let alerts = |url: &str| {
+        let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+        let path = format!(
+            "/api/v2/alerts?filter={}",
+            posted
+                .replace('"', "%22")
+                .replace(' ', "%20")
+                .replace('~', "%7E")
+                .replace('|', "%7C")
+        );
+        let (code, body) = http_get(addr, &path).unwrap();
+        assert_eq!(code, 200, "{body}");
+        let mut v: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        for a in &mut v {
+            for t in ["startsAt", "endsAt", "updatedAt"] {
+                a[t] = serde_json::Value::Null;
+            }
+        }
+        v.sort_by_key(|a| a["fingerprint"].as_str().unwrap_or("").to_string());
+        v
+    };
+    assert_eq!(alerts(&am_url), alerts(&vg_url));
+
+    let receivers = |url: &str| {
+        let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+        http_get(addr, "/api/v2/receivers").unwrap()
+    };
+    let (ac, ab) = receivers(&am_url);
+    let (vc, vb) = receivers(&vg_url);
+    assert_eq!(ac, vc);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ab).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&vb).unwrap()
+    );
 }

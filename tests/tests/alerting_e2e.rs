@@ -12,6 +12,11 @@
 //! critical-inhibits-warning rule, `equal: [namespace, pod]`) and is not delivered; the
 //! application recovers, the resolved notification arrives, and only then is the warning
 //! delivered; finally the warning resolves too.
+//!
+//! A second test points a real Prometheus's `alerting.alertmanagers` at the collector: the
+//! alert its rule raises goes through the collector's `POST /api/v2/alerts` into the same
+//! routing and reaches the webhook, firing and then resolved, with Prometheus's labels,
+//! annotations and generator URL.
 #![allow(clippy::disallowed_methods)]
 
 mod util;
@@ -380,5 +385,83 @@ fn seed_rules_fire_resolve_and_inhibit_through_webhooks() {
             .into_iter()
             .map(String::from)
             .collect()
+    );
+}
+
+#[test]
+fn a_prometheus_can_use_the_collector_as_its_alertmanager() {
+    let dir = Scratch::new("prom-to-vigil");
+    let certs = make_certs(&dir, &[]);
+    let hook = WebhookReceiver::start();
+    let am = dir.path("alertmanager.yml");
+    std::fs::write(
+        &am,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n\
+             receivers:\n  - name: hook\n    webhook_configs: [{{url: '{}'}}]\n",
+            hook.url("prom")
+        ),
+    )
+    .unwrap();
+    let c = Collector::start_with_args(
+        &dir.path("collector"),
+        &certs,
+        0,
+        0,
+        &["--alertmanager-config", am.to_str().unwrap()],
+    );
+    // The rule fires for about 12 s, then its expression is empty and Prometheus sends the
+    // resolved alert.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 12;
+    std::fs::write(
+        dir.path("rules.yml"),
+        format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: FromPrometheus\n        expr: vector(time()) < {until}\n        labels: {{severity: page}}\n        annotations: {{summary: 'raised by Prometheus'}}\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Prometheus::start(
+        &dir,
+        &format!(
+            "global:\n  evaluation_interval: 1s\nrule_files: ['{}']\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{}']\n",
+            dir.path("rules.yml").display(),
+            c.http
+        ),
+        // Prometheus drops alerts raised before it has discovered its Alertmanagers and
+        // sends them again only after the resend delay (1m by default).
+        &["--rules.alert.resend-delay=1s"],
+    );
+    let firing = hook
+        .wait_for("/prom", Duration::from_secs(60), |b| {
+            b["status"] == "firing"
+        })
+        .expect("the firing alert reaches the webhook through the collector");
+    let a = &firing.body["alerts"][0];
+    assert_eq!(
+        a["labels"]["alertname"], "FromPrometheus",
+        "{}",
+        firing.body
+    );
+    assert_eq!(a["labels"]["severity"], "page");
+    assert_eq!(a["annotations"]["summary"], "raised by Prometheus");
+    let url = a["generatorURL"].as_str().unwrap();
+    assert!(url.contains("/graph?g0.expr="), "Prometheus's link: {url}");
+    assert_eq!(firing.body["receiver"], "hook");
+    let (_, listed) = c.get("/api/v2/alerts");
+    assert!(listed.contains("FromPrometheus"), "{listed}");
+
+    let resolved = hook
+        .wait_for("/prom", Duration::from_secs(60), |b| {
+            b["status"] == "resolved"
+        })
+        .expect("the resolved alert reaches the webhook");
+    assert_eq!(
+        resolved.body["alerts"][0]["labels"]["alertname"],
+        "FromPrometheus"
     );
 }

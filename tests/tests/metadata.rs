@@ -11,7 +11,6 @@ mod util;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +18,6 @@ use std::time::Duration;
 use serde_json::Value;
 use util::*;
 use vigil_collector::api::remote_write::{MetricMetadata, WriteRequest};
-
-const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 const PAGE: &str = "# HELP app_requests_total Requests served, by \"code\".\n\
 # TYPE app_requests_total counter\n\
@@ -94,52 +91,16 @@ impl Drop for PageTarget {
     }
 }
 
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_prometheus(dir: &Scratch, targets: &[SocketAddr]) -> Prometheus {
-    assert!(
-        std::path::Path::new(PROMETHEUS).exists(),
-        "{PROMETHEUS} is missing: install the prometheus package"
-    );
-    let config = dir.path("prometheus.yml");
     let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-    std::fs::write(
-        &config,
-        format!(
+    Prometheus::start(
+        dir,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
             targets.join(", ")
         ),
+        &[],
     )
-    .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path("prometheus-data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    let p = Prometheus { child, addr };
-    wait_for(
-        Duration::from_secs(60),
-        || http_get(addr, "/-/ready").is_ok_and(|(c, _)| c == 200),
-        "prometheus ready",
-    );
-    p
 }
 
 fn json(addr: SocketAddr, path: &str) -> (u16, Value) {

@@ -16,6 +16,14 @@
 //! - `GET /api/v2/alerts?filter=…&receiver=…&active=…&silenced=…&inhibited=…&unprocessed=…`:
 //!   the dispatcher's unresolved alerts with `status.state` (`active` or `suppressed`),
 //!   `silencedBy`, `inhibitedBy`, `receivers` and `fingerprint`, sorted by fingerprint.
+//! - `POST /api/v2/alerts`: alerts from a Prometheus (`alerting.alertmanagers`) or
+//!   `amtool alert add`, into the same routing, inhibition and silencing as the rules'
+//!   alerts. As Alertmanager: a missing `startsAt` is now (or `endsAt`), a missing `endsAt`
+//!   is `resolve_timeout` from now, empty labels are dropped, the valid alerts of a request
+//!   are kept and the invalid ones answered with 400 and their errors joined by `; `; a
+//!   body that is not an alert list is 400, a missing `labels` or a `generatorURL` that is
+//!   not a URI 422. Without `--alertmanager-config` there is nowhere to route: 503.
+//! - `GET /api/v2/receivers`: the config's receiver names.
 //! - `GET /api/v2/status`: cluster (disabled), the Alertmanager config text, uptime and
 //!   version, which amtool asks for before every command.
 
@@ -35,7 +43,7 @@ use crate::notify::matcher::{parse_matcher, Matcher};
 use crate::notify::silence::{
     format_time, is_uuid, parse_time, sort_for_api, Silence, SilenceError, SilenceMatcher,
 };
-use crate::notify::{AlertStore, Config, Silences};
+use crate::notify::{AlertStore, Config, DispatcherHandle, Silences};
 use crate::query::api::Params;
 use crate::telemetry::SilenceMetrics;
 
@@ -57,6 +65,8 @@ pub struct AlertmanagerApi {
     pub started: SystemTime,
     /// Error counting.
     pub metrics: Option<SilenceMetrics>,
+    /// Where `POST /api/v2/alerts` sends alerts (none without an Alertmanager config).
+    pub dispatcher: Option<DispatcherHandle>,
 }
 
 /// The `/api/v2` routes.
@@ -67,7 +77,8 @@ pub fn router(api: AlertmanagerApi) -> Router {
             "/api/v2/silence/{id}",
             get(get_silence).delete(delete_silence),
         )
-        .route("/api/v2/alerts", get(list_alerts))
+        .route("/api/v2/alerts", get(list_alerts).post(post_alerts))
+        .route("/api/v2/receivers", get(receivers))
         .route("/api/v2/status", get(status))
         .with_state(api)
 }
@@ -518,6 +529,182 @@ async fn list_alerts(State(api): State<AlertmanagerApi>, params: Params) -> Resp
         StatusCode::OK,
         serde_json::to_string(&out).unwrap_or_default(),
     )
+}
+
+/// `PostableAlert`; unknown fields are ignored, as go-swagger does.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostableAlert {
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    #[serde(default, rename = "generatorURL")]
+    generator_url: String,
+}
+
+/// go-openapi's `uri` format: what Go's `url.ParseRequestURI` accepts, an absolute URI
+/// (`scheme:…`) or an absolute path, without spaces or control characters.
+fn is_request_uri(s: &str) -> bool {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    if s.starts_with('/') {
+        return true;
+    }
+    let Some((scheme, _)) = s.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// Alertmanager's `model.LabelSet.Validate`, names checked in sorted order.
+fn validate_label_set(set: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
+    match set
+        .keys()
+        .find(|n| !crate::notify::matcher::is_valid_label_name(n))
+    {
+        Some(n) => Err(format!("invalid name {}", quote(n))),
+        None => Ok(()),
+    }
+}
+
+/// A posted alert's labels and times, read by the schema checks.
+struct Decoded {
+    labels: std::collections::BTreeMap<String, String>,
+    starts: Option<SystemTime>,
+    ends: Option<SystemTime>,
+}
+
+/// One posted alert as Alertmanager 0.25 reads it, or its validation error.
+fn posted_alert(p: PostableAlert, d: Decoded, now: SystemTime) -> Result<Alert, String> {
+    let Decoded {
+        labels,
+        starts,
+        ends,
+    } = d;
+    let starts_at = starts.or(ends).unwrap_or(now);
+    if ends.is_some_and(|e| e < starts_at) {
+        return Err("start time must be before end time".into());
+    }
+    let labels: std::collections::BTreeMap<String, String> =
+        labels.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    validate_label_set(&labels).map_err(|e| format!("invalid label set: {e}"))?;
+    if labels.is_empty() {
+        return Err("at least one label pair required".into());
+    }
+    validate_label_set(&p.annotations).map_err(|e| format!("invalid annotations: {e}"))?;
+    Ok(Alert {
+        labels,
+        annotations: p.annotations,
+        starts_at,
+        // None: the dispatcher gives it `resolve_timeout`, as Alertmanager's `Timeout`.
+        ends_at: ends,
+        generator_url: p.generator_url,
+    })
+}
+
+async fn post_alerts(State(api): State<AlertmanagerApi>, body: Bytes) -> Response {
+    let mut posted: Vec<PostableAlert> = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            api.failed();
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                400,
+                &format!("parsing alerts body from \"\" failed, because {e}"),
+            );
+        }
+    };
+    // Decoding and go-swagger's schema checks come first and refuse the whole request.
+    let mut decoded = Vec::with_capacity(posted.len());
+    for (i, p) in posted.iter_mut().enumerate() {
+        // Go's zero time (`0001-01-01T00:00:00Z`, what amtool sends) means unset.
+        let go_zero = std::time::UNIX_EPOCH - std::time::Duration::from_secs(62_135_596_800);
+        let time = |t: &Option<String>| {
+            t.as_deref()
+                .map(parse_time)
+                .transpose()
+                .map(|t| t.filter(|&t| t != go_zero))
+        };
+        let (starts, ends) = match (time(&p.starts_at), time(&p.ends_at)) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(e), _) | (_, Err(e)) => {
+                api.failed();
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    400,
+                    &format!("parsing alerts body from \"\" failed, because {e}"),
+                );
+            }
+        };
+        let Some(labels) = p.labels.take() else {
+            api.failed();
+            return api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                602,
+                &format!("{i}.labels in body is required"),
+            );
+        };
+        decoded.push(Decoded {
+            labels,
+            starts,
+            ends,
+        });
+        if !p.generator_url.is_empty() && !is_request_uri(&p.generator_url) {
+            api.failed();
+            return api_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                601,
+                &format!(
+                    "{i}.generatorURL in body must be of type uri: {}",
+                    quote(&p.generator_url)
+                ),
+            );
+        }
+    }
+    let Some(dispatcher) = &api.dispatcher else {
+        api.failed();
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            503,
+            "no Alertmanager configuration is loaded (--alertmanager-config), so alerts cannot be routed",
+        );
+    };
+    let now = SystemTime::now();
+    let mut errors = Vec::new();
+    for (p, d) in posted.into_iter().zip(decoded) {
+        match posted_alert(p, d, now) {
+            Ok(a) => {
+                if dispatcher.send(a).await.is_err() {
+                    return json_string(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "alert pipeline stopped",
+                    );
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        StatusCode::OK.into_response()
+    } else {
+        api.failed();
+        json_string(StatusCode::BAD_REQUEST, &errors.join("; "))
+    }
+}
+
+async fn receivers(State(api): State<AlertmanagerApi>) -> Response {
+    let names: Vec<serde_json::Value> = api
+        .config
+        .iter()
+        .flat_map(|c| c.receivers.iter())
+        .map(|r| serde_json::json!({"name": r.name}))
+        .collect();
+    json(StatusCode::OK, serde_json::Value::Array(names).to_string())
 }
 
 async fn status(State(api): State<AlertmanagerApi>) -> Response {

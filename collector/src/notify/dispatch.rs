@@ -169,6 +169,14 @@ impl DispatcherHandle {
     pub fn stats(&self) -> &Arc<DispatchStats> {
         &self.stats
     }
+
+    /// A handle whose alerts go to the returned receiver instead of a dispatcher.
+    #[cfg(test)]
+    pub(crate) fn channel_for_tests(capacity: usize) -> (DispatcherHandle, mpsc::Receiver<Alert>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let stats = Arc::new(DispatchStats::default());
+        (DispatcherHandle { tx, stats }, rx)
+    }
 }
 
 /// Identifies an aggregation group: the route's position in the tree and the group key.

@@ -1,7 +1,7 @@
 //! Helpers for the end-to-end tests: scratch directories, certificates, starting and killing
 //! the real `vigil-collector` and `vigil-agent` binaries, a scrape target whose counter
-//! increments on every scrape (so "every sample" can be counted), an HTTP GET helper, and a
-//! fault-injecting UDP proxy (the kernel here has no netem).
+//! increments on every scrape (so "every sample" can be counted), an HTTP GET helper, a
+//! fault-injecting UDP proxy (the kernel here has no netem), and the real Prometheus.
 #![allow(dead_code, clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -910,4 +910,53 @@ pub fn wait_agent_connected(a: &Agent, timeout: Duration) {
         || a.status().1["collector"]["connected"] == serde_json::Value::Bool(true),
         "the agent to connect to the collector",
     );
+}
+
+/// Debian's Prometheus, the oracle and peer of several tests.
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// A running Prometheus on 127.0.0.1, killed on drop.
+pub struct Prometheus {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` (YAML) and `extra` flags in `dir` and waits until it
+    /// is ready.
+    pub fn start(dir: &Scratch, config: &str, extra: &[&str]) -> Prometheus {
+        assert!(
+            Path::new(PROMETHEUS).exists(),
+            "{PROMETHEUS} is missing: install the prometheus package"
+        );
+        let config_path = dir.path("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path("prometheus-data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus { child, addr };
+        wait_for(
+            Duration::from_secs(60),
+            || http_get(addr, "/-/ready").is_ok_and(|(c, _)| c == 200),
+            "prometheus ready",
+        );
+        p
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

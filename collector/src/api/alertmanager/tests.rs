@@ -19,6 +19,7 @@ fn api(config: Option<&str>) -> AlertmanagerApi {
         config_text: config.unwrap_or("").to_string(),
         started: SystemTime::now(),
         metrics: None,
+        dispatcher: None,
     }
 }
 
@@ -353,4 +354,64 @@ async fn status_reports_the_config_and_api_version() {
         "route: {receiver: a}\nreceivers: [{name: a}]\n"
     );
     assert_eq!(v["versionInfo"]["version"], ALERTMANAGER_API_VERSION);
+}
+
+#[tokio::test]
+async fn posted_alerts_without_an_alertmanager_config_are_refused_with_the_reason() {
+    let api = api(None);
+    let (code, body) = call(
+        &api,
+        Method::POST,
+        "/api/v2/alerts",
+        r#"[{"labels":{"alertname":"X"}}]"#,
+    )
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("--alertmanager-config"), "{body}");
+    // Schema errors are still reported first, as Alertmanager's go-swagger layer does.
+    let (code, body) = call(&api, Method::POST, "/api/v2/alerts", r#"[{}]"#).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            422,
+            r#"{"code":602,"message":"0.labels in body is required"}"#
+        )
+    );
+}
+
+#[tokio::test]
+async fn posted_alerts_reach_the_dispatcher_with_alertmanager_defaults() {
+    let config = "route: {receiver: r}\nreceivers: [{name: r}]\n";
+    let (handle, mut rx) = crate::notify::DispatcherHandle::channel_for_tests(4);
+    let api = AlertmanagerApi {
+        dispatcher: Some(handle),
+        ..api(Some(config))
+    };
+    let before = SystemTime::now();
+    let (code, body) = call(
+        &api,
+        Method::POST,
+        "/api/v2/alerts",
+        r#"[{"labels":{"alertname":"X","empty":""},"startsAt":"0001-01-01T00:00:00.000Z","endsAt":"0001-01-01T00:00:00.000Z"},
+            {"labels":{"alertname":"Y"},"endsAt":"2030-01-01T00:00:00Z"}]"#,
+    )
+    .await;
+    assert_eq!((code, body.as_str()), (200, ""));
+    let x = rx.recv().await.unwrap();
+    assert_eq!(
+        x.labels.len(),
+        1,
+        "empty labels are dropped: {:?}",
+        x.labels
+    );
+    assert!(x.starts_at >= before, "Go's zero time means now");
+    assert_eq!(x.ends_at, None, "the dispatcher applies resolve_timeout");
+    let y = rx.recv().await.unwrap();
+    assert_eq!(
+        y.starts_at,
+        y.ends_at.unwrap(),
+        "no start: the end is the start"
+    );
+    let (code, body) = call(&api, Method::GET, "/api/v2/receivers", "").await;
+    assert_eq!((code, body.as_str()), (200, r#"[{"name":"r"}]"#));
 }
