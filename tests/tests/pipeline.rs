@@ -115,19 +115,7 @@ fn samples_flow_from_agent_to_collector_and_out_through_every_api() {
             },
         ],
     }];
-    let body = vigil_collector::api::remote_write::encode(&series);
-    let (code, text) = http_request(
-        c.http,
-        "POST",
-        "/api/v1/write",
-        &[
-            ("Content-Encoding", "snappy"),
-            ("Content-Type", "application/x-protobuf"),
-            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-        ],
-        &body,
-    )
-    .unwrap();
+    let (code, text) = c.remote_write(&series);
     assert_eq!(code, 204, "{text}");
     let got = c.export("rw_test");
     assert_eq!(got.len(), 1);
@@ -218,18 +206,7 @@ fn query_flags_set_the_engine_limits_and_lookback() {
             })
             .collect(),
     }];
-    let body = vigil_collector::api::remote_write::encode(&series);
-    let (code, text) = http_request(
-        c.http,
-        "POST",
-        "/api/v1/write",
-        &[
-            ("Content-Encoding", "snappy"),
-            ("Content-Type", "application/x-protobuf"),
-        ],
-        &body,
-    )
-    .unwrap();
+    let (code, text) = c.remote_write(&series);
     assert_eq!(code, 204, "{text}");
     let last = t0 / 1000 + 90;
     let query = |q: &str, t: i64| {

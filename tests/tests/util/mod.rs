@@ -220,6 +220,23 @@ impl Collector {
         http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// Sends `series` to `/api/v1/write` as Prometheus's remote_write does: status and body.
+    pub fn remote_write(&self, series: &[vigil_shared::model::Series]) -> (u16, String) {
+        let body = vigil_collector::api::remote_write::encode(series);
+        http_request(
+            self.http,
+            "POST",
+            "/api/v1/write",
+            &[
+                ("Content-Encoding", "snappy"),
+                ("Content-Type", "application/x-protobuf"),
+                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            ],
+            &body,
+        )
+        .unwrap_or_else(|e| panic!("POST /api/v1/write: {e}"))
+    }
+
     /// Raw samples of `selector` as (timestamp, value), via /api/v1/export.
     pub fn export(&self, selector: &str) -> Vec<(serde_json::Value, Vec<(i64, f64)>)> {
         let (code, body) = self.get(&format!("/api/v1/export?match[]={}", urlencode(selector)));
