@@ -282,7 +282,7 @@ pub fn plan(
 ) -> Result<Node, QueryError> {
     register_prometheus2_functions();
     check_complexity(query)?;
-    let expr = pp::parse(query).map_err(|e| QueryError::BadData(parse_error_message(query, &e)))?;
+    let expr = parse(query).map_err(|e| QueryError::BadData(parse_error_message(query, &e)))?;
     let mut lower = Lower {
         start_ms,
         end_ms,
@@ -484,7 +484,21 @@ fn completes(prefix: &str) -> bool {
     while let Some(c) = stack.pop() {
         s.push(c);
     }
-    pp::parse(&s).is_ok()
+    parse(&s).is_ok()
+}
+
+/// `promql-parser`'s parse, with its panics turned into parse errors: fuzzing found one
+/// (`rate(up[5888…8m])`, a duration too large for `Duration`), and a query must never take
+/// down the thread evaluating it.
+fn parse(query: &str) -> Result<Expr, String> {
+    std::panic::catch_unwind(|| pp::parse(query)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the parser failed".to_string());
+        Err(format!("invalid query: {why}"))
+    })
 }
 
 fn line_col(query: &str, pos: usize) -> (usize, usize) {
@@ -737,7 +751,7 @@ impl Lower {
 pub fn parse_series_selector(s: &str) -> Result<Vec<Matcher>, QueryError> {
     register_prometheus2_functions();
     check_complexity(s)?;
-    let expr = pp::parse(s).map_err(|e| QueryError::BadData(parse_error_message(s, &e)))?;
+    let expr = parse(s).map_err(|e| QueryError::BadData(parse_error_message(s, &e)))?;
     let Expr::VectorSelector(vs) = expr else {
         return Err(QueryError::BadData(format!(
             "invalid series selector {s:?}: expected a vector selector"
@@ -791,6 +805,17 @@ mod tests {
         let err = plan("sum(up", 0, 0, 60_000).unwrap_err().to_string();
         assert!(err.starts_with("1:7:"), "{err}");
         assert!(err.contains("unclosed left parenthesis"), "{err}");
+    }
+
+    /// Found by `fuzz/fuzz_targets/promql.rs`: the parser panicked converting the range.
+    #[test]
+    fn an_enormous_duration_is_a_parse_error_not_a_panic() {
+        let huge = format!("rate(up[{}m])", "8".repeat(60));
+        for q in [huge.clone(), format!("{huge} + 1h")] {
+            let err = plan(&q, 0, 0, 60_000).unwrap_err();
+            assert!(matches!(err, QueryError::BadData(_)), "{err:?}");
+            assert!(err.to_string().contains("parse error"), "{err}");
+        }
     }
 
     #[test]
