@@ -337,6 +337,43 @@ mod tests {
     }
 
     #[test]
+    fn parenthesized_fields_and_time_methods_work_as_in_go_templates() {
+        let set = default_set();
+        let d = two_alerts();
+        let r = |t: &str| {
+            set.render_text(t, &d)
+                .unwrap_or_else(|e| panic!("{t}: {e}"))
+        };
+        // 1_700_000_000 is 2023-11-14T22:13:20Z, a Tuesday; Go renders these layouts so.
+        assert_eq!(r("{{ (index .Alerts 1).Labels.instance }}"), "b:9100");
+        assert_eq!(
+            r(r#"{{ range .Alerts }}{{ .StartsAt.Format "2006-01-02 15:04:05 MST" }};{{ end }}"#),
+            "2023-11-14 22:13:20 UTC;2023-11-14 22:13:20 UTC;"
+        );
+        assert_eq!(
+            r(r#"{{ (index .Alerts 0).StartsAt.Format "Mon Jan _2 3:04PM" }}"#),
+            "Tue Nov 14 10:13PM"
+        );
+        assert_eq!(
+            r(
+                r#"{{ with index .Alerts 0 }}{{ .StartsAt.Unix }} {{ .StartsAt.UTC.Format "15:04" }} {{ .EndsAt.IsZero }}{{ end }}"#
+            ),
+            "1700000000 22:13 true"
+        );
+        assert_eq!(
+            r(
+                r#"{{ $t := (index .Alerts 0).StartsAt }}{{ $t.Format "2006" }} {{ "Jan" | (index .Alerts 0).StartsAt.Format }}"#
+            ),
+            "2023 Nov"
+        );
+        let err = |t: &str| set.render_text(t, &d).expect_err(t).to_string();
+        assert!(err(r#"{{ .ExternalURL.Format "x" }}"#)
+            .contains("can't evaluate field Format in type string"));
+        assert!(err(r#"{{ (index .Alerts 0).StartsAt.Format 1 }}"#).contains("expected string"));
+        assert!(err("{{ (index .Alerts 0).Nope }}").contains("can't evaluate field Nope"));
+    }
+
+    #[test]
     fn html_escapes_action_output_except_safe_html() {
         let set = default_set();
         let mut d = two_alerts();

@@ -7,6 +7,7 @@
 
 pub mod eval;
 pub mod file;
+pub mod gotime;
 pub mod manager;
 pub mod promtool;
 pub mod template;

@@ -157,6 +157,8 @@ const PREAMBLE_VARS: &[&str] = &["$labels", "$externalLabels", "$externalURL", "
 enum Tok {
     Var(String, Vec<String>),
     Field(Vec<String>),
+    /// Fields right after a `)`: `(index .Alerts 0).Labels`.
+    Chain(Vec<String>),
     Dot,
     Ident(String),
     Str(String),
@@ -176,6 +178,8 @@ enum Tok {
 enum Arg {
     Var(String, Vec<String>),
     Field(Vec<String>),
+    /// A parenthesized pipeline followed by fields.
+    Chain(Box<Pipeline>, Vec<String>),
     Dot,
     Func(String),
     Str(String),
@@ -337,6 +341,19 @@ fn lex_action(name: &str, s: &str, line: usize) -> Result<(Vec<Tok>, usize, bool
                 }
                 toks.push(Tok::RParen);
                 i += 1;
+                let mut fields = Vec::new();
+                while b.get(i) == Some(&'.') && b.get(i + 1).is_some_and(|&c| is_ident_char(c)) {
+                    i += 1;
+                    let mut f = String::new();
+                    while i < b.len() && is_ident_char(b[i]) {
+                        f.push(b[i]);
+                        i += 1;
+                    }
+                    fields.push(f);
+                }
+                if !fields.is_empty() {
+                    toks.push(Tok::Chain(fields));
+                }
             }
             ',' => {
                 toks.push(Tok::Comma);
@@ -814,10 +831,17 @@ impl Parser<'_> {
                     if sub.cmds.is_empty() {
                         return Err(perr(name, line, "missing value for parenthesized pipeline"));
                     }
-                    cur.push(Arg::Sub(Box::new(sub)));
+                    if let Some(Tok::Chain(fields)) = rest.get(k + 1) {
+                        cur.push(Arg::Chain(Box::new(sub), fields.clone()));
+                        k += 1;
+                    } else {
+                        cur.push(Arg::Sub(Box::new(sub)));
+                    }
                     i = k;
                 }
-                Tok::RParen => return Err(perr(name, line, "unexpected right paren")),
+                Tok::RParen | Tok::Chain(_) => {
+                    return Err(perr(name, line, "unexpected right paren"))
+                }
                 Tok::Var(v, f) => {
                     if !self.vars.contains(v) {
                         return Err(perr(name, line, format!("undefined variable \"{v}\"")));
@@ -856,6 +880,7 @@ impl Parser<'_> {
                 c.first(),
                 Some(Arg::Func(_))
                     | Some(Arg::Sub(_))
+                    | Some(Arg::Chain(..))
                     | Some(Arg::Field(_))
                     | Some(Arg::Var(..))
                     | Some(Arg::Dot)
@@ -1258,6 +1283,19 @@ impl Exec<'_> {
                         )
                     }
                 },
+                Val::Time(t) => match f.as_str() {
+                    "Unix" => Val::Int(super::gotime::unix_parts(t).0),
+                    "UnixMilli" => {
+                        let (s, n) = super::gotime::unix_parts(t);
+                        Val::Int(s * 1000 + i64::from(n / 1_000_000))
+                    }
+                    // The collector's times are UTC, and so is its local zone.
+                    "UTC" | "Local" => Val::Time(t),
+                    "IsZero" => Val::Bool(t.is_none()),
+                    _ => {
+                        return Err(self.err(format!("can't evaluate field {f} in type time.Time")))
+                    }
+                },
                 Val::Nil | Val::Missing => {
                     return Err(self.err(format!("nil pointer evaluating interface {{}}.{f}")))
                 }
@@ -1304,6 +1342,10 @@ impl Exec<'_> {
             Arg::Bool(b) => Val::Bool(*b),
             Arg::Nil => Val::Nil,
             Arg::Sub(p) => self.pipeline(p, dot)?,
+            Arg::Chain(p, f) => {
+                let base = self.pipeline(p, dot)?;
+                self.field(base, f)?
+            }
         })
     }
 
@@ -1318,6 +1360,37 @@ impl Exec<'_> {
                     args.push(p);
                 }
                 self.call(f, args)
+            }
+            Some(first @ (Arg::Field(fields) | Arg::Var(_, fields) | Arg::Chain(_, fields)))
+                if fields.last().is_some_and(|f| f == "Format")
+                    && (cmd.len() > 1 || prev.is_some()) =>
+            {
+                // time.Time.Format(layout string) string
+                let base = match first {
+                    Arg::Var(n, _) => self.lookup_var(n),
+                    Arg::Chain(p, _) => self.pipeline(p, dot)?,
+                    _ => dot.clone(),
+                };
+                let t = self.field(base, &fields[..fields.len() - 1])?;
+                let Val::Time(t) = t else {
+                    return Err(self.err(format!(
+                        "can't evaluate field Format in type {}",
+                        t.type_name()
+                    )));
+                };
+                let mut args = Vec::new();
+                for a in &cmd[1..] {
+                    args.push(self.operand(a, dot)?);
+                }
+                args.extend(prev);
+                match args.as_slice() {
+                    [Val::Str(layout)] => Ok(Val::Str(super::gotime::format(t, layout))),
+                    [other] => Err(self.err(format!(
+                        "wrong type for value; expected string; got {}",
+                        other.type_name()
+                    ))),
+                    _ => Err(self.err("wrong number of args for Format: want 1")),
+                }
             }
             Some(Arg::Field(fields)) | Some(Arg::Var(_, fields))
                 if self.defs_mode()
