@@ -221,14 +221,7 @@ impl fmt::Display for Matchers {
 }
 
 /// True for a valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use vigil_shared::exposition::is_label_name as is_valid_label_name;
 
 /// Parses a comma-separated list of matchers, optionally in braces:
 /// `{foo = "bar", dings != "bums", }`, `foo=bar,dings!=bums`, `statuscode=~"5.."`.

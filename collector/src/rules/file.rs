@@ -89,19 +89,10 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D:
 #[error("{}", .0.join("\n"))]
 pub struct RuleFileErrors(pub Vec<String>);
 
-/// True for a valid Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
-pub fn is_valid_metric_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_' || ch == ':')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':')
-}
-
-/// True for a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
-pub fn is_valid_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
-        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-}
+/// Prometheus's metric and label name rules (`[a-zA-Z_:][a-zA-Z0-9_:]*`, `[a-zA-Z_][a-zA-Z0-9_]*`).
+pub use vigil_shared::exposition::{
+    is_label_name as is_valid_label_name, is_metric_name as is_valid_metric_name,
+};
 
 /// Reads and validates a rule file.
 pub fn load_file(path: &Path) -> Result<RuleFile, RuleFileErrors> {
