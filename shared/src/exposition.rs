@@ -1016,22 +1016,23 @@ mod tests {
 
     #[test]
     fn openmetrics_eof_created_exemplars_and_second_timestamps() {
-        let text = "# TYPE foo counter\n\
-                    # UNIT foo seconds\n\
-                    # HELP foo Some \\\"text\\\".\n\
-                    foo_total 17.0 1520879607.789 # {trace_id=\"KOO5S4vxi0o\"} 0.67\n\
-                    foo_created 1520430000.123\n\
+        let text = "# TYPE foo_seconds counter\n\
+                    # UNIT foo_seconds seconds\n\
+                    # HELP foo_seconds Some \\\"text\\\".\n\
+                    foo_seconds_total 17.0 1520879607.789 # {trace_id=\"KOO5S4vxi0o\"} 0.67\n\
+                    foo_seconds_created 1520430000.123\n\
                     # TYPE g gauge\n\
                     g_created 5\n\
                     h 1 # {a=\"b\"} 2\n\
                     # EOF\n";
         let p = parse(text, 0).expect("parses");
         let names: Vec<&str> = p.series.iter().map(|s| s.labels.name()).collect();
-        assert_eq!(names, ["foo_total", "g_created", "h"]);
+        assert_eq!(names, ["foo_seconds_total", "g_created", "h"]);
         assert_eq!(p.series[0].points[0].timestamp_ms, 1520879607789);
         assert_eq!(p.series[0].points[0].value, 17.0);
         assert_eq!(p.metadata[0].help, "Some \"text\".");
         assert_eq!(p.metadata[0].kind, MetricKind::Counter);
+        assert_eq!(p.metadata[0].unit, "seconds");
 
         let err = parse("a 1\n# EOF\nb 2\n# EOF\n", 0).unwrap_err();
         assert_eq!(err.to_string(), "line 3: content after # EOF");
