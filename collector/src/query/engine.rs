@@ -682,33 +682,57 @@ impl<'a> Evaluator<'a> {
         }
         // cells[k * groups + g]: the first series with a value and the accumulator.
         let mut cells: Vec<Option<(u32, SimpleAcc)>> = vec![None; groups * n];
-        let mut buf = Vec::new();
-        for (i, sr) in self.data[s.id].iter().enumerate() {
-            if i % 1024 == 1023 {
-                self.check_deadline()?;
-            }
-            let g = group_of[i];
-            let mut hint = (0, 0);
-            for k in 0..n {
-                let t = start + k as i64 * step;
-                let reft = s.at_ms.unwrap_or(t) - s.offset_ms;
-                let lo = reft - s.range_ms;
-                let window = window_slice(&sr.points, lo, reft, &mut hint);
-                let points = if sr.has_stale {
-                    without_stale(window, &mut buf)
-                } else {
-                    window
-                };
-                if points.is_empty() {
-                    continue;
+        let mut add = |i: usize, k: usize, v: f64| match &mut cells[k * groups + group_of[i]] {
+            Some((_, acc)) => acc.add(op, v),
+            cell @ None => *cell = Some((i as u32, SimpleAcc::new(op, v))),
+        };
+        let steps = StepGrid {
+            start,
+            step,
+            n,
+            at_ms: s.at_ms,
+            offset_ms: s.offset_ms,
+            range_ms: s.range_ms,
+            f,
+            no_resets: counter_without_resets(c.name),
+            deadline: self.deadline,
+        };
+        let series = &self.data[s.id];
+        // With two cores and enough work, the second half of the series is computed on
+        // another thread into a buffer while this one accumulates the first half; the
+        // buffer is then accumulated in series order, so every accumulator receives the
+        // same values in the same order as on one thread.
+        let split = series.len() / 2;
+        let parallel = crate::storage::has_second_core()
+            && split >= PARALLEL_MIN_SERIES
+            && (series.len() - split).saturating_mul(n) <= MAX_BATCH_CELLS;
+        if parallel {
+            let (first, second) = series.split_at(split);
+            let (done, later) = std::thread::scope(|scope| {
+                let other = scope.spawn(|| {
+                    let mut vals = vec![0.0; second.len() * n];
+                    let mut has = vec![false; second.len() * n];
+                    steps.run(second, |i, k, v| {
+                        vals[i * n + k] = v;
+                        has[i * n + k] = true;
+                    })?;
+                    Ok::<_, QueryError>((vals, has))
+                });
+                let done = steps.run(first, &mut add);
+                let later = other
+                    .join()
+                    .unwrap_or_else(|_| Err(QueryError::Execution("query thread failed".into())));
+                (done, later)
+            });
+            done?;
+            let (vals, has) = later?;
+            for (j, (v, h)) in vals.iter().zip(&has).enumerate() {
+                if *h {
+                    add(split + j / n, j % n, *v);
                 }
-                if let Some(v) = f(points, lo, reft) {
-                    match &mut cells[k * groups + g] {
-                        Some((_, acc)) => acc.add(op, v),
-                        cell @ None => *cell = Some((i as u32, SimpleAcc::new(op, v))),
-                    }
-                }
             }
+        } else {
+            steps.run(series, &mut add)?;
         }
         let mut out = Vec::with_capacity(n);
         for k in 0..n {
@@ -1333,8 +1357,83 @@ fn simple_range_fn(name: &str) -> Option<WindowFn> {
 }
 
 /// Most accumulator cells (steps × groups) a series-by-series aggregation may hold; larger
-/// ones are evaluated step by step.
+/// ones are evaluated step by step. Also the most values (series × steps) it buffers from
+/// a second thread.
 const MAX_BATCH_CELLS: usize = 4_000_000;
+
+/// Fewest series in each half before a series-by-series aggregation uses a second thread.
+const PARALLEL_MIN_SERIES: usize = 256;
+
+/// `rate` or `increase` without the search for counter resets, for series that have none.
+fn counter_without_resets(name: &str) -> Option<WindowFn> {
+    match name {
+        "rate" => Some(|p, lo, hi| f::extrapolated_rate_scan(p, lo, hi, true, true, false)),
+        "increase" => Some(|p, lo, hi| f::extrapolated_rate_scan(p, lo, hi, true, false, false)),
+        _ => None,
+    }
+}
+
+/// A range function over a selector's window at each step of a range query's grid.
+struct StepGrid {
+    start: i64,
+    step: i64,
+    n: usize,
+    at_ms: Option<i64>,
+    offset_ms: i64,
+    range_ms: i64,
+    f: WindowFn,
+    /// The same function for series without counter resets, when cheaper.
+    no_resets: Option<WindowFn>,
+    deadline: Instant,
+}
+
+impl StepGrid {
+    /// Calls `emit(i, k, v)` for the value `v` of series `i` of `series` at step `k`, series
+    /// by series and step by step, each series' window sliding forward once.
+    fn run(
+        &self,
+        series: &[LoadedSeries],
+        mut emit: impl FnMut(usize, usize, f64),
+    ) -> Result<(), QueryError> {
+        let mut buf = Vec::new();
+        for (i, sr) in series.iter().enumerate() {
+            if i % 1024 == 1023 && Instant::now() > self.deadline {
+                return Err(QueryError::Timeout("expression evaluation".into()));
+            }
+            // The reset search adds something only where a value is below the one before
+            // it, or (starting from 0) negative.
+            let f = match self.no_resets {
+                Some(fast)
+                    if !sr.has_stale
+                        && !sr.points.iter().any(|p| p.value < 0.0)
+                        && !sr.points.windows(2).any(|w| w[1].value < w[0].value) =>
+                {
+                    fast
+                }
+                _ => self.f,
+            };
+            let mut hint = (0, 0);
+            for k in 0..self.n {
+                let t = self.start + k as i64 * self.step;
+                let reft = self.at_ms.unwrap_or(t) - self.offset_ms;
+                let lo = reft - self.range_ms;
+                let window = window_slice(&sr.points, lo, reft, &mut hint);
+                let points = if sr.has_stale {
+                    without_stale(window, &mut buf)
+                } else {
+                    window
+                };
+                if points.is_empty() {
+                    continue;
+                }
+                if let Some(v) = f(points, lo, reft) {
+                    emit(i, k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Aggregations of a simple range function over a selector, `sum by (job) (rate(x[5m]))`,
 /// outside any subquery: in a range query these are evaluated series by series over all
@@ -1758,5 +1857,78 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, QueryError::Timeout(_)), "{err}");
         assert_eq!(err.error_type(), "timeout");
+    }
+
+    /// The series-by-series path (two threads, reset search skipped where there is no
+    /// reset) against step-by-step evaluation of the same expression (`* 1` keeps values
+    /// and labels but is not batched): equal bit for bit on counters with and without
+    /// resets, stale markers, NaN and negative values, over enough series for two threads.
+    #[test]
+    fn batched_range_aggregation_matches_step_by_step_bit_for_bit() {
+        let stale = f64::from_bits(crate::api::STALE_NAN_BITS);
+        let mut all = Vec::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..(2 * PARALLEL_MIN_SERIES + 37) {
+            let job = ["a", "b", "c"][i % 3];
+            let inst = format!("i{i}");
+            let mut v = 0.0;
+            let pts: Vec<(i64, f64)> = (0..120)
+                .map(|k| {
+                    v += (rnd() % 1000) as f64 / 7.0;
+                    let x = match (i % 7, rnd() % 40) {
+                        (1, 0) => {
+                            v = 3.0; // a counter reset
+                            v
+                        }
+                        (2, 1) => stale,
+                        (3, 2) => f64::NAN,
+                        (4, _) => -v,
+                        _ => v,
+                    };
+                    (k * 15_000 + (i as i64 % 5) * 1000, x)
+                })
+                .collect();
+            all.push(series(
+                "c_total",
+                &[("job", job), ("instance", &inst)],
+                &pts,
+            ));
+        }
+        let e = engine(all);
+        let bits = |q: &str| -> Vec<(Labels, Vec<(i64, u64)>)> {
+            match e.range(q, 300_000, 1_800_000, 15_000, None).unwrap() {
+                QueryValue::Matrix(m) => m
+                    .into_iter()
+                    .map(|s| {
+                        let pts = s
+                            .points
+                            .iter()
+                            .map(|p| (p.timestamp_ms, p.value.to_bits()))
+                            .collect();
+                        ((*s.labels).clone(), pts)
+                    })
+                    .collect(),
+                other => panic!("{q}: {other:?}"),
+            }
+        };
+        for f in ["rate", "increase", "delta", "max_over_time"] {
+            for agg in [
+                "sum by (job)",
+                "avg without (instance)",
+                "max",
+                "count by (job)",
+            ] {
+                let batched = bits(&format!("{agg} ({f}(c_total[2m]))"));
+                let stepwise = bits(&format!("{agg} ({f}(c_total[2m]) * 1)"));
+                assert!(!batched.is_empty(), "{agg} {f}");
+                assert_eq!(batched, stepwise, "{agg} ({f}(…))");
+            }
+        }
     }
 }
