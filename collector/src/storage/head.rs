@@ -357,6 +357,43 @@ pub(crate) struct Head {
     samples: u64,
     /// Tenant names by id, and how many head series each one owns.
     tenants: Vec<(Arc<str>, usize)>,
+    /// The last batch of each agent, by position (see [`RecentBatch`]); emptied whenever
+    /// series are removed.
+    recent: HashMap<u64, RecentBatch>,
+}
+
+/// The series of a source's last batch in order, with their series keys in one buffer.
+/// An agent sends the same series in the same order batch after batch, so series `i` of
+/// its next batch is found by comparing its key with key `i` here, bytes that sit next to
+/// each other, instead of probing the index and walking the stored label strings (which
+/// took most of the ingest time).
+#[derive(Debug, Default)]
+struct RecentBatch {
+    keys: Vec<u8>,
+    /// End of each key in `keys`, and the series it named (`u32::MAX`: none).
+    entries: Vec<(u32, u32)>,
+}
+
+/// Sources whose last batch is remembered; past it all are forgotten.
+const MAX_RECENT_SOURCES: usize = 4096;
+/// Largest batch remembered, in key bytes.
+const MAX_RECENT_KEY_BYTES: usize = 8 << 20;
+
+impl RecentBatch {
+    /// The series remembered at position `i` if its key is `key`.
+    fn get(&self, i: usize, key: &[u8]) -> Option<u32> {
+        let (end, id) = *self.entries.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.entries[i - 1].0,
+        };
+        (id != u32::MAX && self.keys.get(start as usize..end as usize) == Some(key)).then_some(id)
+    }
+
+    fn push(&mut self, key: &[u8], id: u32) {
+        self.keys.extend_from_slice(key);
+        self.entries.push((self.keys.len() as u32, id));
+    }
 }
 
 impl Head {
@@ -540,39 +577,71 @@ impl Head {
     }
 
     /// The id of series `i` of a parsed batch, creating it when new; `None` when its labels
-    /// are empty after normalization.
-    fn get_or_create_parsed(&mut self, batch: &ParsedBatch, i: usize) -> Option<u32> {
+    /// are empty after normalization. `recent` is the source's previous batch, tried first;
+    /// `next` records this one.
+    fn get_or_create_parsed(
+        &mut self,
+        batch: &ParsedBatch,
+        i: usize,
+        recent: &RecentBatch,
+        next: &mut RecentBatch,
+    ) -> Option<u32> {
         if !batch.is_canonical(i) {
+            next.push(&[], u32::MAX);
             let labels = batch.labels(i);
             return (!labels.is_empty()).then(|| self.get_or_create(&labels));
         }
         let mut key = std::mem::take(&mut self.scratch);
         series_key(batch.label_bytes(i), &mut key);
-        let hash = self.hash_key(&key);
-        let id = match self.find(hash, &key) {
+        let id = match recent.get(i, &key) {
             Some(id) => Some(id),
             None => {
-                let labels = batch.labels(i);
-                (!labels.is_empty()).then(|| self.insert_new(hash, &key, labels))
+                let hash = self.hash_key(&key);
+                match self.find(hash, &key) {
+                    Some(id) => Some(id),
+                    None => {
+                        let labels = batch.labels(i);
+                        (!labels.is_empty()).then(|| self.insert_new(hash, &key, labels))
+                    }
+                }
             }
         };
+        next.push(&key, id.unwrap_or(u32::MAX));
         self.scratch = key;
         id
     }
 
+    /// A key naming `source` (an agent) for [`append_parsed`](Self::append_parsed).
+    pub fn source_key(&self, source: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(source.as_bytes());
+        h.finish()
+    }
+
     /// Appends every series of a parsed batch, tallying outcomes; `tenant` becomes the owner
-    /// of series nobody owns yet (`None` on replay).
+    /// of series nobody owns yet (`None` on replay). `source` (see
+    /// [`source_key`](Self::source_key)) names where the batch came from, so that its series
+    /// are looked up by position in that source's previous batch first.
     pub fn append_parsed(
         &mut self,
         batch: &ParsedBatch,
+        source: Option<u64>,
         ooo_window_ms: i64,
         min_valid_t: i64,
         tenant: Option<u16>,
         counts: &mut AppendStats,
     ) {
         let lim = self.limits(ooo_window_ms, min_valid_t);
+        let recent = source
+            .and_then(|s| self.recent.remove(&s))
+            .unwrap_or_default();
+        let mut next = RecentBatch {
+            keys: Vec::with_capacity(recent.keys.len()),
+            entries: Vec::with_capacity(batch.series_len()),
+        };
         for i in 0..batch.series_len() {
-            let Some(id) = self.get_or_create_parsed(batch, i) else {
+            let found = self.get_or_create_parsed(batch, i, &recent, &mut next);
+            let Some(id) = found else {
                 continue;
             };
             self.claim(id, tenant);
@@ -585,6 +654,14 @@ impl Head {
                     self.samples += 1;
                 }
                 counts.add(o);
+            }
+        }
+        if let Some(source) = source {
+            if self.recent.len() >= MAX_RECENT_SOURCES {
+                self.recent.clear();
+            }
+            if next.keys.len() <= MAX_RECENT_KEY_BYTES {
+                self.recent.insert(source, next);
             }
         }
     }
@@ -790,6 +867,10 @@ impl Head {
     }
 
     fn remove_series(&mut self, ids: &[u32]) {
+        if !ids.is_empty() {
+            // Remembered batches may name removed series.
+            self.recent.clear();
+        }
         let removed: Vec<(u32, MemSeries)> = ids
             .iter()
             .filter_map(|&id| self.series.remove(&id).map(|s| (id, s)))
@@ -987,5 +1068,87 @@ mod tests {
         assert_eq!(kept, before);
         assert_eq!(h.sample_count() as usize, before.len() - n_moved);
         assert!(points(&h, &a).iter().all(|p| p.0 >= 10_000 + 120_000));
+    }
+
+    fn parsed(series: &[(&str, &str, i64)]) -> ParsedBatch {
+        let batch = vigil_shared::model::Batch {
+            series: series
+                .iter()
+                .map(|&(name, inst, t)| vigil_shared::model::Series {
+                    labels: Labels::metric(name, &[("instance", inst)]),
+                    points: vec![vigil_shared::model::Point {
+                        timestamp_ms: t,
+                        value: t as f64,
+                    }],
+                })
+                .collect(),
+            events: vec![],
+        };
+        ParsedBatch::decode(&vigil_shared::codec::encode_batch(&batch).unwrap()).unwrap()
+    }
+
+    /// The by-position lookup of an agent's previous batch: the same, reordered, renamed and
+    /// removed series all land in the right place, as without it.
+    #[test]
+    fn recent_batch_lookup_finds_the_right_series_or_falls_back() {
+        let mut h = Head::new(
+            7_200_000,
+            Arc::new(super::super::intern::Interner::default()),
+        );
+        let src = Some(h.source_key("agent-1"));
+        let mut counts = AppendStats::default();
+        let mut add = |h: &mut Head, series: &[(&str, &str, i64)], src| {
+            h.append_parsed(&parsed(series), src, i64::MAX, i64::MIN, None, &mut counts)
+        };
+        add(
+            &mut h,
+            &[("a", "x", 1000), ("b", "x", 1000), ("c", "x", 1000)],
+            src,
+        );
+        // Same order, then swapped, then one renamed: 4 series, each sample where it belongs.
+        add(
+            &mut h,
+            &[("a", "x", 2000), ("b", "x", 2000), ("c", "x", 2000)],
+            src,
+        );
+        add(
+            &mut h,
+            &[("c", "x", 3000), ("a", "x", 3000), ("b", "x", 3000)],
+            src,
+        );
+        add(
+            &mut h,
+            &[("a", "x", 4000), ("b", "y", 4000), ("c", "x", 4000)],
+            src,
+        );
+        // Another agent's batch does not disturb this one's memory.
+        let other = Some(h.source_key("agent-2"));
+        add(&mut h, &[("b", "x", 4500)], other);
+        add(
+            &mut h,
+            &[("a", "x", 5000), ("b", "y", 5000), ("c", "x", 5000)],
+            src,
+        );
+        assert_eq!(h.series_count(), 4);
+        let l = |n: &str, i: &str| Labels::metric(n, &[("instance", i)]);
+        let times = |h: &Head, labels: &Labels| -> Vec<i64> {
+            points(h, labels).iter().map(|p| p.0).collect()
+        };
+        assert_eq!(times(&h, &l("a", "x")), [1000, 2000, 3000, 4000, 5000]);
+        assert_eq!(times(&h, &l("b", "x")), [1000, 2000, 3000, 4500]);
+        assert_eq!(times(&h, &l("b", "y")), [4000, 5000]);
+        assert_eq!(times(&h, &l("c", "x")), [1000, 2000, 3000, 4000, 5000]);
+
+        // Series removed from the head are not found through a remembered batch.
+        let removed = h.truncate_before(6000);
+        assert_eq!(removed, 4);
+        add(
+            &mut h,
+            &[("a", "x", 7000), ("b", "y", 7000), ("c", "x", 7000)],
+            src,
+        );
+        assert_eq!(h.series_count(), 3);
+        assert_eq!(times(&h, &l("a", "x")), [7000]);
+        assert_eq!(times(&h, &l("b", "y")), [7000]);
     }
 }

@@ -382,8 +382,10 @@ impl Shared {
         tenant: Option<u16>,
     ) -> (AppendStats, AppendStats) {
         let mut counts = AppendStats::default();
+        let source = head.source_key(agent);
         head.append_parsed(
             batch,
+            Some(source),
             self.ooo_window_ms(),
             self.min_valid_t(now),
             tenant,
@@ -478,6 +480,7 @@ impl Shared {
                 let mut counts = AppendStats::default();
                 head.append_parsed(
                     &batch,
+                    None,
                     self.ooo_window_ms(),
                     self.min_valid_t(now),
                     None,
