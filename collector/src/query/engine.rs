@@ -508,7 +508,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let budget = engine.opts.max_samples.saturating_sub(ev.samples);
-            let series = engine.source.select_limited(&s.matchers, lo, hi, budget)?;
+            let series = engine.source.select_shared(&s.matchers, lo, hi, budget)?;
             if series.len() > engine.opts.max_series {
                 return Err(QueryError::Execution(format!(
                     "query selects {} series, more than the limit of {}",
@@ -516,13 +516,13 @@ impl<'a> Evaluator<'a> {
                     engine.opts.max_series
                 )));
             }
-            ev.account(series.iter().map(|s| s.points.len()).sum())?;
+            ev.account(series.iter().map(|s| s.1.len()).sum())?;
             data[s.id] = series
                 .into_iter()
-                .map(|s| LoadedSeries {
-                    labels: Arc::new(s.labels),
-                    has_stale: s.points.iter().any(|p| is_stale_marker(p.value)),
-                    points: s.points,
+                .map(|(labels, points)| LoadedSeries {
+                    labels,
+                    has_stale: points.iter().any(|p| is_stale_marker(p.value)),
+                    points,
                     dropped: None,
                 })
                 .collect();

@@ -3,8 +3,10 @@
 //! series.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::storage::metadata::MetricMetadata;
+use crate::storage::SharedSeries;
 
 use vigil_shared::model::{Labels, Point, Series};
 
@@ -45,6 +47,23 @@ pub trait SeriesSource: Send + Sync {
             return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
         }
         Ok(series)
+    }
+
+    /// [`select_limited`](Self::select_limited) with each label set in an `Arc`, which is
+    /// what the engine reads through; a storage that keeps label sets in `Arc`s should
+    /// override it to share them instead of copying.
+    fn select_shared(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Vec<SharedSeries>, QueryError> {
+        Ok(self
+            .select_limited(matchers, start_ms, end_ms, max_samples)?
+            .into_iter()
+            .map(|s| (Arc::new(s.labels), s.points))
+            .collect())
     }
 
     /// Sorted, de-duplicated label names of the series matching every matcher with data in

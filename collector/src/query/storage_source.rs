@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use super::source::TOO_MANY_SAMPLES;
 use super::{QueryError, SeriesSource};
 use crate::storage::metadata::MetricMetadata;
-use crate::storage::{Matcher, Storage};
+use crate::storage::{Matcher, SharedSeries, Storage};
 use vigil_shared::model::{Labels, Series};
 
 impl SeriesSource for Storage {
@@ -17,6 +18,21 @@ impl SeriesSource for Storage {
     ) -> Result<Vec<Series>, QueryError> {
         Storage::select(self, matchers, start_ms, end_ms)
             .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+
+    fn select_shared(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        max_samples: usize,
+    ) -> Result<Vec<SharedSeries>, QueryError> {
+        let series = Storage::select_shared(self, matchers, start_ms, end_ms)
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        if series.iter().map(|s| s.1.len()).sum::<usize>() > max_samples {
+            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
+        }
+        Ok(series)
     }
 
     fn label_names(

@@ -51,6 +51,31 @@ struct BitReader<'a> {
 }
 
 impl BitReader<'_> {
+    /// The next 64 bits without consuming them, zeros past the end.
+    #[inline]
+    fn peek(&self) -> u64 {
+        let (byte, off) = (self.pos / 8, (self.pos % 8) as u32);
+        let hi = match self.buf.get(byte..byte + 8) {
+            Some(b) => u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            None => {
+                let mut w = [0u8; 8];
+                let rest = self.buf.get(byte..).unwrap_or_default();
+                w[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(w)
+            }
+        };
+        let lo = u64::from(self.buf.get(byte + 8).copied().unwrap_or(0));
+        (hi << off) | (lo << off >> 8)
+    }
+
+    /// Consumes `n` bits; `None` when fewer are left.
+    #[inline]
+    fn skip(&mut self, n: u32) -> Option<()> {
+        let pos = self.pos + n as usize;
+        (pos <= self.buf.len() * 8).then(|| self.pos = pos)
+    }
+
+    #[cfg(test)]
     fn read_bit(&mut self) -> Option<bool> {
         let byte = *self.buf.get(self.pos / 8)?;
         let bit = (byte >> (7 - (self.pos % 8))) & 1;
@@ -273,42 +298,58 @@ impl<'a> ChunkIter<'a> {
             self.v = self.r.read_bits(64)?;
             return Some((self.t, self.v));
         }
-        // Delta of delta.
-        let mut prefix = 0u32;
-        while prefix < 4 && self.r.read_bit()? {
-            prefix += 1;
-        }
-        let dod = match prefix {
-            0 => 0,
-            4 => self.r.read_bits(64)? as i64,
-            n => {
-                let width = DOD_BUCKETS[(n - 1) as usize].2;
-                let raw = self.r.read_bits(width)?;
-                // Sign-extend.
-                ((raw << (64 - width)) as i64) >> (64 - width)
-            }
-        };
-        self.delta = self.delta.wrapping_add(dod);
-        self.t = self.t.wrapping_add(self.delta);
-        // Value.
-        if self.r.read_bit()? {
-            if self.r.read_bit()? {
-                self.leading = self.r.read_bits(5)? as u32;
-                let mut sig = self.r.read_bits(6)? as u32;
-                if sig == 0 {
-                    sig = 64;
+        // Delta of delta: a zero bit for 0 (most samples), else up to four one bits ended
+        // by a zero unless there are four, then the payload. `w` is left holding the bits
+        // that follow, so the common case reads the stream once per sample.
+        let mut w = self.r.peek();
+        if w >> 63 == 0 {
+            self.r.skip(1)?;
+            w <<= 1;
+        } else {
+            let ones = (!w).leading_zeros().min(4);
+            self.r.skip(if ones < 4 { ones + 1 } else { 4 })?;
+            let dod = match ones {
+                4 => self.r.read_bits(64)? as i64,
+                n => {
+                    let width = DOD_BUCKETS[(n - 1) as usize].2;
+                    let raw = self.r.read_bits(width)?;
+                    // Sign-extend.
+                    ((raw << (64 - width)) as i64) >> (64 - width)
                 }
+            };
+            self.delta = self.delta.wrapping_add(dod);
+            w = self.r.peek();
+        }
+        self.t = self.t.wrapping_add(self.delta);
+        // Value: 0 (unchanged), 10 (xor within the previous window) or 11 (new window: 5
+        // bits of leading zeros and 6 of significant bits, 0 meaning 64).
+        match w >> 62 {
+            0 | 1 => {
+                self.r.skip(1)?;
+                return Some((self.t, self.v));
+            }
+            2 => {
+                self.r.skip(2)?;
+                if self.leading + self.trailing >= 64 {
+                    return None;
+                }
+            }
+            _ => {
+                self.r.skip(13)?;
+                self.leading = ((w >> 57) & 31) as u32;
+                let sig = match ((w >> 51) & 63) as u32 {
+                    0 => 64,
+                    n => n,
+                };
                 if self.leading + sig > 64 {
                     return None;
                 }
                 self.trailing = 64 - self.leading - sig;
-            } else if self.leading + self.trailing >= 64 {
-                return None;
             }
-            let sig = 64 - self.leading - self.trailing;
-            let bits = self.r.read_bits(sig)?;
-            self.v ^= bits << self.trailing;
         }
+        let sig = 64 - self.leading - self.trailing;
+        let bits = self.r.read_bits(sig)?;
+        self.v ^= bits << self.trailing;
         Some((self.t, self.v))
     }
 }
@@ -340,10 +381,13 @@ pub fn decode_range(
     end: i64,
     out: &mut Vec<(i64, u64)>,
 ) -> Result<(), ChunkError> {
-    let it = ChunkIter::new(bytes)?;
+    let mut it = ChunkIter::new(bytes)?;
     out.reserve(usize::from(it.remaining));
-    for s in it {
-        let (t, v) = s?;
+    for _ in 0..it.remaining {
+        let (t, v) = it
+            .next_sample()
+            .ok_or(ChunkError("truncated or invalid bit stream"))?;
+        it.read += 1;
         if t > end {
             break;
         }
@@ -451,6 +495,16 @@ mod tests {
                     pos: start,
                 };
                 loop {
+                    // peek shows the next 64 bits, zeros past the end, and consumes nothing.
+                    let ahead = BitReader {
+                        buf: &buf,
+                        pos: slow.pos,
+                    };
+                    let mut padded = ahead.clone();
+                    let want_peek = (0..64).fold(0u64, |acc, _| {
+                        (acc << 1) | u64::from(padded.read_bit().unwrap_or(false))
+                    });
+                    assert_eq!(fast.peek(), want_peek, "peek at {}", fast.pos);
                     let want: Option<u64> = (0..n)
                         .map(|_| slow.read_bit())
                         .try_fold(0u64, |acc, b| b.map(|b| (acc << 1) | u64::from(b)));

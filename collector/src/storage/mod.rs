@@ -875,9 +875,6 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
     }
 }
 
-/// Reads a payload the way `append_agent_batch` does and returns its number of series; for
-/// the ingest benchmark, which times decoding separately from the rest.
-#[doc(hidden)]
 /// Whether this machine has a second core for splitting large reads and evaluations in
 /// two; asked once (it reads the cgroup's CPU quota).
 pub(crate) fn has_second_core() -> bool {
@@ -885,31 +882,34 @@ pub(crate) fn has_second_core() -> bool {
     *TWO.get_or_init(|| std::thread::available_parallelism().is_ok_and(|p| p.get() > 1))
 }
 
-/// One series read from storage: its labels and its `(timestamp, value bits)` samples.
-type SeriesSamples = (Arc<Labels>, Vec<(i64, u64)>);
+/// One series read from storage: its labels, shared with the index, and its samples.
+pub type SharedSeries = (Arc<Labels>, Vec<Point>);
 
 /// Fewest head series in a read before their chunks are decoded on two threads.
 const PARALLEL_DECODE_MIN: usize = 1024;
 
 /// The samples of head series snapshots in `[start_ms, end_ms]`, series without any left
-/// out, in snapshot order. Large reads are decoded on two threads.
+/// out, sorted by labels. Large reads are decoded and sorted in two halves on two threads,
+/// then merged.
 fn decode_snapshots(
     snaps: Vec<head::SeriesSnapshot>,
     start_ms: i64,
     end_ms: i64,
-) -> Result<Vec<SeriesSamples>, StorageError> {
+) -> Result<Vec<SharedSeries>, StorageError> {
     fn decode(
         snaps: Vec<head::SeriesSnapshot>,
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<SeriesSamples>, StorageError> {
+    ) -> Result<Vec<SharedSeries>, StorageError> {
         let corrupt = |e: chunk::ChunkError| StorageError::Corrupt {
             what: "head chunk".into(),
             detail: e.to_string(),
         };
         let mut out = Vec::with_capacity(snaps.len());
+        // Chunks decode into one reused buffer; each series then gets an exact-size copy.
+        let mut samples: Vec<(i64, u64)> = Vec::new();
         for s in snaps {
-            let mut samples: Vec<(i64, u64)> = Vec::new();
+            samples.clear();
             for c in &s.chunks {
                 chunk::decode_range(c, start_ms, end_ms, &mut samples).map_err(corrupt)?;
             }
@@ -918,13 +918,13 @@ fn decode_snapshots(
             }
             if !s.ooo.is_empty() {
                 samples.extend_from_slice(&s.ooo);
-                samples.sort_by_key(|p| p.0);
-                samples.dedup_by_key(|p| p.0);
+                block::sort_dedup(&mut samples);
             }
             if !samples.is_empty() {
-                out.push((s.labels, samples));
+                out.push((s.labels, to_points(&samples)));
             }
         }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
     if !has_second_core() || snaps.len() < PARALLEL_DECODE_MIN {
@@ -940,11 +940,32 @@ fn decode_snapshots(
             .unwrap_or_else(|_| Err(StorageError::Failed("decoding thread failed".into())));
         (a, b)
     });
-    let mut out = a?;
-    out.extend(b?);
+    // Each label set is one head series, so the halves never share one.
+    let (a, b) = (a?, b?);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+        out.extend(if x.0 <= y.0 { a.next() } else { b.next() });
+    }
+    out.extend(a);
+    out.extend(b);
     Ok(out)
 }
 
+/// Samples as points (values from their bits).
+fn to_points(samples: &[(i64, u64)]) -> Vec<Point> {
+    samples
+        .iter()
+        .map(|&(t, v)| Point {
+            timestamp_ms: t,
+            value: f64::from_bits(v),
+        })
+        .collect()
+}
+
+/// Reads a payload the way `append_agent_batch` does and returns its number of series; for
+/// the ingest benchmark, which times decoding separately from the rest.
+#[doc(hidden)]
 pub fn bench_read_payload(payload: &[u8]) -> Result<usize, StorageError> {
     ParsedBatch::decode(payload)
         .map(|b| b.series_len())
@@ -1292,6 +1313,24 @@ impl Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, StorageError> {
+        Ok(self
+            .select_shared(matchers, start_ms, end_ms)?
+            .into_iter()
+            .map(|(labels, points)| Series {
+                labels: Arc::unwrap_or_clone(labels),
+                points,
+            })
+            .collect())
+    }
+
+    /// [`select`](Self::select) with each label set shared with the index instead of
+    /// copied (what the query engine reads through).
+    pub fn select_shared(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SharedSeries>, StorageError> {
         // Data past retention is never returned, even before its block is deleted.
         let start_ms = start_ms.max(self.inner.shared.min_valid_t(now_ms()));
         if start_ms > end_ms {
@@ -1304,47 +1343,32 @@ impl Storage {
             .iter()
             .filter(|b| b.mint() <= end_ms && b.maxt() >= start_ms)
             .collect();
-        let parts: Vec<SeriesSamples> = if blocks.is_empty() {
-            // Only the head, where each label set is one series: no merging.
-            let mut head = head;
-            head.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            head
-        } else {
-            let mut merged: BTreeMap<Arc<Labels>, Vec<Vec<(i64, u64)>>> = BTreeMap::new();
-            for b in blocks {
-                for (labels, samples) in b.select(matchers, start_ms, end_ms)? {
-                    merged.entry(labels).or_default().push(samples);
-                }
+        if blocks.is_empty() {
+            // Only the head, where each label set is one series: nothing to merge.
+            return Ok(head);
+        }
+        // Blocks first, so that of two samples with one timestamp the older copy is kept.
+        let mut merged: BTreeMap<Arc<Labels>, Vec<Vec<Point>>> = BTreeMap::new();
+        for b in blocks {
+            for (labels, samples) in b.select(matchers, start_ms, end_ms)? {
+                merged.entry(labels).or_default().push(to_points(&samples));
             }
-            for (labels, samples) in head {
-                merged.entry(labels).or_default().push(samples);
-            }
-            merged
-                .into_iter()
-                .map(|(labels, mut parts)| {
-                    let samples = if parts.len() == 1 {
-                        parts.pop().unwrap_or_default()
-                    } else {
-                        let mut all: Vec<(i64, u64)> = parts.concat();
-                        all.sort_by_key(|p| p.0);
-                        all.dedup_by_key(|p| p.0);
-                        all
-                    };
-                    (labels, samples)
-                })
-                .collect()
-        };
-        Ok(parts
+        }
+        for (labels, points) in head {
+            merged.entry(labels).or_default().push(points);
+        }
+        Ok(merged
             .into_iter()
-            .map(|(labels, samples)| Series {
-                labels: Arc::unwrap_or_clone(labels),
-                points: samples
-                    .into_iter()
-                    .map(|(t, v)| Point {
-                        timestamp_ms: t,
-                        value: f64::from_bits(v),
-                    })
-                    .collect(),
+            .map(|(labels, mut parts)| {
+                let points = if parts.len() == 1 {
+                    parts.pop().unwrap_or_default()
+                } else {
+                    let mut all: Vec<Point> = parts.concat();
+                    all.sort_by_key(|p| p.timestamp_ms);
+                    all.dedup_by_key(|p| p.timestamp_ms);
+                    all
+                };
+                (labels, points)
             })
             .collect())
     }
