@@ -611,10 +611,12 @@ impl Head {
         id
     }
 
-    /// A key naming `source` (an agent) for [`append_parsed`](Self::append_parsed).
-    pub fn source_key(&self, source: &str) -> u64 {
+    /// A key naming a source, an agent's batch stream (one per agent process), for
+    /// [`append_parsed`](Self::append_parsed).
+    pub fn source_key(&self, agent: &str, stream_id: u64) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write(source.as_bytes());
+        h.write(agent.as_bytes());
+        h.write_u64(stream_id);
         h.finish()
     }
 
@@ -1095,7 +1097,7 @@ mod tests {
             7_200_000,
             Arc::new(super::super::intern::Interner::default()),
         );
-        let src = Some(h.source_key("agent-1"));
+        let src = Some(h.source_key("agent-1", 1));
         let mut counts = AppendStats::default();
         let mut add = |h: &mut Head, series: &[(&str, &str, i64)], src| {
             h.append_parsed(&parsed(series), src, i64::MAX, i64::MIN, None, &mut counts)
@@ -1122,7 +1124,7 @@ mod tests {
             src,
         );
         // Another agent's batch does not disturb this one's memory.
-        let other = Some(h.source_key("agent-2"));
+        let other = Some(h.source_key("agent-2", 1));
         add(&mut h, &[("b", "x", 4500)], other);
         add(
             &mut h,

@@ -377,12 +377,13 @@ impl Shared {
         &self,
         head: &mut Head,
         agent: &str,
+        stream_id: u64,
         batch: &ParsedBatch,
         now: i64,
         tenant: Option<u16>,
     ) -> (AppendStats, AppendStats) {
         let mut counts = AppendStats::default();
-        let source = head.source_key(agent);
+        let source = head.source_key(agent, stream_id);
         head.append_parsed(
             batch,
             Some(source),
@@ -467,7 +468,7 @@ impl Shared {
                 batch,
             } => {
                 // Replayed series stay unowned until a tenant writes to them again.
-                let (c, _) = self.apply_agent_batch(head, &agent, &batch, now, None);
+                let (c, _) = self.apply_agent_batch(head, &agent, stream_id, &batch, now, None);
                 let d = Delivery {
                     agent: &agent,
                     stream_id,
@@ -821,12 +822,14 @@ fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> Vec<AppendRe
         let r = match &a.op {
             AppendOp::Agent {
                 agent,
+                stream_id,
                 batch,
                 tenant,
                 ..
             } => {
                 let t = head.tenant_id(tenant);
-                let (c, events) = shared.apply_agent_batch(&mut head, agent, batch, now, Some(t));
+                let (c, events) =
+                    shared.apply_agent_batch(&mut head, agent, *stream_id, batch, now, Some(t));
                 m.batches_appended.inc();
                 shared.record_counts(&c);
                 m.event_samples_appended.inc_by(events.appended);
