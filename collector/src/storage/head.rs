@@ -360,6 +360,8 @@ pub(crate) struct Head {
     /// The last batch of each agent, by position (see [`RecentBatch`]); emptied whenever
     /// series are removed.
     recent: HashMap<u64, RecentBatch>,
+    /// Key bytes held in `recent`.
+    recent_bytes: usize,
 }
 
 /// The series of a source's last batch in order, with their series keys in one buffer.
@@ -378,6 +380,8 @@ struct RecentBatch {
 const MAX_RECENT_SOURCES: usize = 4096;
 /// Largest batch remembered, in key bytes.
 const MAX_RECENT_KEY_BYTES: usize = 8 << 20;
+/// Key bytes remembered over all sources; past it all are forgotten.
+const MAX_RECENT_TOTAL_BYTES: usize = 64 << 20;
 
 impl RecentBatch {
     /// The series remembered at position `i` if its key is `key`.
@@ -611,6 +615,11 @@ impl Head {
         id
     }
 
+    fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+    }
+
     /// A key naming a source, an agent's batch stream (one per agent process), for
     /// [`append_parsed`](Self::append_parsed).
     pub fn source_key(&self, agent: &str, stream_id: u64) -> u64 {
@@ -637,6 +646,7 @@ impl Head {
         let recent = source
             .and_then(|s| self.recent.remove(&s))
             .unwrap_or_default();
+        self.recent_bytes -= recent.keys.len();
         let mut next = RecentBatch {
             keys: Vec::with_capacity(recent.keys.len()),
             entries: Vec::with_capacity(batch.series_len()),
@@ -659,10 +669,13 @@ impl Head {
             }
         }
         if let Some(source) = source {
-            if self.recent.len() >= MAX_RECENT_SOURCES {
-                self.recent.clear();
+            if self.recent.len() >= MAX_RECENT_SOURCES
+                || self.recent_bytes + next.keys.len() > MAX_RECENT_TOTAL_BYTES
+            {
+                self.forget_recent();
             }
             if next.keys.len() <= MAX_RECENT_KEY_BYTES {
+                self.recent_bytes += next.keys.len();
                 self.recent.insert(source, next);
             }
         }
@@ -871,7 +884,7 @@ impl Head {
     fn remove_series(&mut self, ids: &[u32]) {
         if !ids.is_empty() {
             // Remembered batches may name removed series.
-            self.recent.clear();
+            self.forget_recent();
         }
         let removed: Vec<(u32, MemSeries)> = ids
             .iter()
