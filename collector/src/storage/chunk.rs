@@ -496,11 +496,10 @@ mod tests {
                 };
                 loop {
                     // peek shows the next 64 bits, zeros past the end, and consumes nothing.
-                    let ahead = BitReader {
+                    let mut padded = BitReader {
                         buf: &buf,
                         pos: slow.pos,
                     };
-                    let mut padded = ahead.clone();
                     let want_peek = (0..64).fold(0u64, |acc, _| {
                         (acc << 1) | u64::from(padded.read_bit().unwrap_or(false))
                     });

@@ -357,7 +357,7 @@ pub(crate) struct Head {
     samples: u64,
     /// Tenant names by id, and how many head series each one owns.
     tenants: Vec<(Arc<str>, usize)>,
-    /// The last batch of each agent, by position (see [`RecentBatch`]); emptied whenever
+    /// The last batch of each agent stream, by position (see [`RecentBatch`]); emptied whenever
     /// series are removed.
     recent: HashMap<u64, RecentBatch>,
     /// Key bytes held in `recent`.
