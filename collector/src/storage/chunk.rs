@@ -381,6 +381,17 @@ pub fn decode_range(
     end: i64,
     out: &mut Vec<(i64, u64)>,
 ) -> Result<(), ChunkError> {
+    decode_range_as(bytes, start, end, out, |t, v| (t, v))
+}
+
+/// [`decode_range`] into any sample type, made by `make(timestamp, value bits)`.
+pub fn decode_range_as<T>(
+    bytes: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<T>,
+    make: impl Fn(i64, u64) -> T,
+) -> Result<(), ChunkError> {
     let mut it = ChunkIter::new(bytes)?;
     out.reserve(usize::from(it.remaining));
     for _ in 0..it.remaining {
@@ -392,10 +403,18 @@ pub fn decode_range(
             break;
         }
         if t >= start {
-            out.push((t, v));
+            out.push(make(t, v));
         }
     }
     Ok(())
+}
+
+/// The number of samples a chunk holds, from its header (0 when it has none).
+pub fn sample_count(bytes: &[u8]) -> usize {
+    match bytes {
+        [a, b, ..] => usize::from(u16::from_be_bytes([*a, *b])),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]

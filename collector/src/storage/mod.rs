@@ -909,22 +909,29 @@ fn decode_snapshots(
             detail: e.to_string(),
         };
         let mut out = Vec::with_capacity(snaps.len());
-        // Chunks decode into one reused buffer; each series then gets an exact-size copy.
         let mut samples: Vec<(i64, u64)> = Vec::new();
         for s in snaps {
-            samples.clear();
-            for c in &s.chunks {
-                chunk::decode_range(c, start_ms, end_ms, &mut samples).map_err(corrupt)?;
-            }
-            if let Some(o) = &s.open {
-                chunk::decode_range(o, start_ms, end_ms, &mut samples).map_err(corrupt)?;
-            }
-            if !s.ooo.is_empty() {
+            let chunks = s.chunks.iter().map(|c| &c[..]).chain(s.open.as_deref());
+            let points = if s.ooo.is_empty() {
+                // In-order chunks decode straight into points, allocated once.
+                let n = chunks.clone().map(chunk::sample_count).sum();
+                let mut points = Vec::with_capacity(n);
+                for c in chunks {
+                    chunk::decode_range_as(c, start_ms, end_ms, &mut points, point)
+                        .map_err(corrupt)?;
+                }
+                points
+            } else {
+                samples.clear();
+                for c in chunks {
+                    chunk::decode_range(c, start_ms, end_ms, &mut samples).map_err(corrupt)?;
+                }
                 samples.extend_from_slice(&s.ooo);
                 block::sort_dedup(&mut samples);
-            }
-            if !samples.is_empty() {
-                out.push((s.labels, to_points(&samples)));
+                to_points(&samples)
+            };
+            if !points.is_empty() {
+                out.push((s.labels, points));
             }
         }
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -955,15 +962,17 @@ fn decode_snapshots(
     Ok(out)
 }
 
-/// Samples as points (values from their bits).
+/// A sample as a point (the value from its bits).
+fn point(t: i64, v: u64) -> Point {
+    Point {
+        timestamp_ms: t,
+        value: f64::from_bits(v),
+    }
+}
+
+/// Samples as points.
 fn to_points(samples: &[(i64, u64)]) -> Vec<Point> {
-    samples
-        .iter()
-        .map(|&(t, v)| Point {
-            timestamp_ms: t,
-            value: f64::from_bits(v),
-        })
-        .collect()
+    samples.iter().map(|&(t, v)| point(t, v)).collect()
 }
 
 /// Reads a payload the way `append_agent_batch` does and returns its number of series; for
