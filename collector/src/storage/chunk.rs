@@ -255,6 +255,9 @@ impl ChunkAppender {
     }
 }
 
+/// A chunk whose bits end early or describe an impossible value.
+const BAD_STREAM: ChunkError = ChunkError("truncated or invalid bit stream");
+
 /// Iterates the samples of an encoded chunk as `(timestamp_ms, value bits)`.
 #[derive(Debug, Clone)]
 pub struct ChunkIter<'a> {
@@ -368,7 +371,7 @@ impl Iterator for ChunkIter<'_> {
             }
             None => {
                 self.failed = true;
-                Some(Err(ChunkError("truncated or invalid bit stream")))
+                Some(Err(BAD_STREAM))
             }
         }
     }
@@ -395,9 +398,7 @@ pub fn decode_range_as<T>(
     let mut it = ChunkIter::new(bytes)?;
     out.reserve(usize::from(it.remaining));
     for _ in 0..it.remaining {
-        let (t, v) = it
-            .next_sample()
-            .ok_or(ChunkError("truncated or invalid bit stream"))?;
+        let (t, v) = it.next_sample().ok_or(BAD_STREAM)?;
         it.read += 1;
         if t > end {
             break;
