@@ -8,7 +8,6 @@
 //! `cargo test --release -p vigil-agent --test node_exporter_parity -- --ignored --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,57 +83,46 @@ impl Drop for NodeExporter {
     }
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Starts node_exporter with the exclusions of `opts`, waiting until it listens.
+/// Starts node_exporter with the exclusions of `opts`, waiting until it listens (on a new
+/// port when it lost the race for the first one).
 async fn start_node_exporter(opts: &HostOptions, extra: &[&str]) -> NodeExporter {
     assert!(
         Path::new(NODE_EXPORTER).exists(),
         "{NODE_EXPORTER} is missing: install the prometheus-node-exporter package"
     );
-    let port = free_port();
-    let child = Command::new(NODE_EXPORTER)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!(
-            "--collector.filesystem.mount-points-exclude={}",
-            opts.filesystem_mount_points_exclude
-        ))
-        .arg(format!(
-            "--collector.filesystem.fs-types-exclude={}",
-            opts.filesystem_fs_types_exclude
-        ))
-        .arg(format!(
-            "--collector.netdev.device-exclude={}",
-            opts.netdev_device_exclude
-        ))
-        .arg(format!(
-            "--collector.diskstats.device-exclude={}",
-            opts.diskstats_device_exclude
-        ))
-        .arg(format!("--path.procfs={}", opts.procfs_root.display()))
-        .arg(format!("--path.sysfs={}", opts.sysfs_root.display()))
-        .arg(format!("--path.rootfs={}", opts.rootfs_root.display()))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start node_exporter");
-    let ne = NodeExporter {
-        child,
-        url: format!("http://127.0.0.1:{port}/metrics"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "node_exporter did not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ne
+    vigil_testkit::start_on_free_port("node_exporter", |port| {
+        let mut child = Command::new(NODE_EXPORTER)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--collector.filesystem.mount-points-exclude={}",
+                opts.filesystem_mount_points_exclude
+            ))
+            .arg(format!(
+                "--collector.filesystem.fs-types-exclude={}",
+                opts.filesystem_fs_types_exclude
+            ))
+            .arg(format!(
+                "--collector.netdev.device-exclude={}",
+                opts.netdev_device_exclude
+            ))
+            .arg(format!(
+                "--collector.diskstats.device-exclude={}",
+                opts.diskstats_device_exclude
+            ))
+            .arg(format!("--path.procfs={}", opts.procfs_root.display()))
+            .arg(format!("--path.sysfs={}", opts.sysfs_root.display()))
+            .arg(format!("--path.rootfs={}", opts.rootfs_root.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawning {NODE_EXPORTER}: {e}"))?;
+        vigil_testkit::wait_listening(&mut child, port, Duration::from_secs(15))?;
+        Ok(NodeExporter {
+            child,
+            url: format!("http://127.0.0.1:{port}/metrics"),
+        })
+    })
 }
 
 fn now_ms() -> i64 {

@@ -41,13 +41,6 @@ impl Drop for Am {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 async fn start_am(name: &str, config: &str) -> Am {
     assert!(
         Path::new(ALERTMANAGER).exists(),
@@ -58,18 +51,25 @@ async fn start_am(name: &str, config: &str) -> Am {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let cfg = dir.join("am.yml");
     std::fs::write(&cfg, config).expect("write config");
-    let port = free_port();
-    let child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .arg("--web.external-url=http://am.example:9093")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let am = Am { child, port, dir };
+    let am = vigil_testkit::start_on_free_port("alertmanager", |port| {
+        let mut child = Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--web.external-url=http://am.example:9093")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawning {ALERTMANAGER}: {e}"))?;
+        vigil_testkit::wait_listening(&mut child, port, Duration::from_secs(20))?;
+        Ok(Am {
+            child,
+            port,
+            dir: dir.clone(),
+        })
+    });
+    let port = am.port;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok((200, _)) = http_get(port, "/-/ready").await {

@@ -514,13 +514,6 @@ mod webhook_parity {
         (format!("http://{addr}/hook"), rx)
     }
 
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port")
-    }
-
     struct KillOnDrop(Child);
     impl Drop for KillOnDrop {
         fn drop(&mut self) {
@@ -698,20 +691,21 @@ inhibit_rules:
         let (am_url, mut am_rx) = sink().await;
         let am_cfg = dir.join("alertmanager.yml");
         std::fs::write(&am_cfg, config_yaml(&am_url)).expect("write config");
-        let port = free_port();
-        let external = format!("http://127.0.0.1:{port}");
-        let _am = KillOnDrop(
-            Command::new(ALERTMANAGER)
+        let (_am, port) = vigil_testkit::start_on_free_port("alertmanager", |port| {
+            let mut child = Command::new(ALERTMANAGER)
                 .arg(format!("--config.file={}", am_cfg.display()))
                 .arg(format!("--storage.path={}", dir.join("data").display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg(format!("--web.external-url={external}"))
+                .arg(format!("--web.external-url=http://127.0.0.1:{port}"))
                 .arg("--cluster.listen-address=")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("starting alertmanager"),
-        );
+                .map_err(|e| format!("spawning {ALERTMANAGER}: {e}"))?;
+            vigil_testkit::wait_listening(&mut child, port, Duration::from_secs(20))?;
+            Ok((KillOnDrop(child), port))
+        });
+        let external = format!("http://127.0.0.1:{port}");
         // Wait until it accepts alerts (an empty batch), then send the real ones.
         let api = format!("{external}/api/v2/alerts");
         let mut ready = false;

@@ -512,14 +512,6 @@ async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
     (status, v)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn scratch_dir(tag: &str) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -635,21 +627,24 @@ async fn start_prometheus(ds: &Dataset) -> Prometheus {
     let dir = scratch_dir("prometheus");
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  evaluation_interval: 1m\n").expect("write config");
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
+    let (child, addr) = vigil_testkit::start_on_free_port("prometheus", |port| {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
+        let mut child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawning {PROMETHEUS}: {e}"))?;
+        vigil_testkit::wait_listening(&mut child, port, Duration::from_secs(60))?;
+        Ok((child, addr))
+    });
     let p = Prometheus { child, addr, dir };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -74,13 +74,6 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding 127.0.0.1:0")
-        .port()
-}
-
 /// A plain HTTP/1.0 GET on loopback: status code and body.
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
@@ -108,18 +101,20 @@ fn start_alertmanager(dir: &Path) -> (Proc, String) {
     );
     let config = dir.join("am.yml");
     std::fs::write(&config, AM_CONFIG).expect("writing am.yml");
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("alertmanager.log")).expect("log file");
-    let child = Command::new(ALERTMANAGER)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.path={}", dir.join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting prometheus-alertmanager");
-    let proc = Proc(child);
+    let (proc, port) = vigil_testkit::start_on_free_port("alertmanager", |port| {
+        let log = std::fs::File::create(dir.join("alertmanager.log")).expect("log file");
+        let mut child = Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting prometheus-alertmanager: {e}"))?;
+        vigil_testkit::wait_listening(&mut child, port, Duration::from_secs(30))?;
+        Ok((Proc(child), port))
+    });
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     wait_until("alertmanager to be ready", || {
         http_get(addr, "/-/ready").is_some_and(|(c, _)| c == 200)

@@ -88,22 +88,14 @@ pub fn make_certs(dir: &Scratch, agents: &[&str]) -> PathBuf {
     certs
 }
 
-/// A free UDP port on 127.0.0.1 (for QUIC).
+/// A free UDP port on 127.0.0.1 (for QUIC), never handed out twice in this process.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    vigil_testkit::free_port()
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never handed out twice in this process.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    vigil_testkit::free_port()
 }
 
 /// Collects a child's stderr lines in the background so tests can search the log.
@@ -948,20 +940,24 @@ impl Prometheus {
         );
         let config_path = dir.path("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let child = Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path("prometheus-data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus { child, addr };
+        let p = vigil_testkit::start_on_free_port("prometheus", |port| {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let mut child = Command::new(PROMETHEUS)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path("prometheus-data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("spawning {PROMETHEUS}: {e}"))?;
+            vigil_testkit::wait_listening(&mut child, port, Duration::from_secs(60))?;
+            Ok(Prometheus { child, addr })
+        });
+        let addr = p.addr;
         wait_for(
             Duration::from_secs(60),
             || http_get(addr, "/-/ready").is_ok_and(|(c, _)| c == 200),
