@@ -1917,12 +1917,20 @@ mod tests {
                 other => panic!("{q}: {other:?}"),
             }
         };
-        for f in ["rate", "increase", "delta", "max_over_time"] {
+        for f in [
+            "rate",
+            "increase",
+            "delta",
+            "max_over_time",
+            "avg_over_time",
+        ] {
             for agg in [
                 "sum by (job)",
                 "avg without (instance)",
                 "max",
                 "count by (job)",
+                "stddev by (job)",
+                "stdvar",
             ] {
                 let batched = bits(&format!("{agg} ({f}(c_total[2m]))"));
                 let stepwise = bits(&format!("{agg} ({f}(c_total[2m]) * 1)"));
