@@ -581,6 +581,27 @@ mod tests {
         assert!((d - 5.0 * 50.0 / 30.0).abs() < 1e-12);
     }
 
+    /// Regression: Vigil multiplied the increase by `extrapolated / sampled` and then divided
+    /// by the range; Prometheus 2.42 divides the factor by the range and multiplies once.
+    /// `promtool test rules` on `1 2 11.9 18.5 27.2 30` every 15s, `rate(c_total[1m])` at
+    /// 80s (the window holds 30s..60s), prints `4.0375E-01`; the old order gave
+    /// 0.40374999999999994.
+    #[test]
+    fn rate_applies_one_factor_as_prometheus_does() {
+        let p = pts(&[(30_000, 11.9), (45_000, 18.5), (60_000, 27.2)]);
+        let rate = extrapolated_rate(&p, 20_000, 80_000, true, true).unwrap();
+        assert_eq!(rate.to_bits(), 0.40375f64.to_bits(), "{rate}");
+        let increase: f64 = 27.2 - 11.9;
+        let old = increase * ((30.0 + 10.0 + 7.5) / 30.0) / 60.0;
+        assert_ne!(
+            old.to_bits(),
+            rate.to_bits(),
+            "the case must tell the orders apart"
+        );
+        assert_eq!(duration_seconds(300_000), 300.0);
+        assert_eq!(duration_seconds(1_100), 1.0 + 0.1);
+    }
+
     #[test]
     fn irate_uses_last_two_points_and_resets() {
         let p = pts(&[(0, 5.0), (10_000, 8.0), (20_000, 2.0)]);
