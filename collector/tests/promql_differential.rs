@@ -6,7 +6,9 @@
 //! (snappy-compressed protobuf `WriteRequest`), and to Vigil through [`start_vigil`]. Every
 //! query of `tests/promql/corpus.txt` is then run through both HTTP APIs and the results are
 //! compared: same result type, same label sets, value strings identical (bit-exact floats,
-//! as Go's shortest formatting spells them), order compared only for `sort`, `sort_desc`, `topk` and `bottomk`.
+//! as Go's shortest formatting spells them; corpus lines marked `~` are README.md's
+//! deviations and may differ by a few ulps), order compared only for `sort`, `sort_desc`,
+//! `topk` and `bottomk`.
 //!
 //! The Vigil side is one `async fn` taking the dataset ([`start_vigil`]); by default it starts
 //! the real `vigil-collector` binary and remote-writes the dataset to it, so the comparison
