@@ -5,8 +5,10 @@
 //! past) is written to a Prometheus started in a scratch directory through remote_write
 //! (snappy-compressed protobuf `WriteRequest`), and to Vigil through [`start_vigil`]. Every
 //! query of `tests/promql/corpus.txt` is then run through both HTTP APIs and the results are
-//! compared: same result type, same label sets, values equal within 1e-9 relative (NaN equals
-//! NaN), order compared only for `sort`, `sort_desc`, `topk` and `bottomk`.
+//! compared: same result type, same label sets, value strings identical (bit-exact floats,
+//! as Go's shortest formatting spells them; corpus lines marked `~` are README.md's
+//! deviations and may differ by a few ulps), order compared only for `sort`, `sort_desc`,
+//! `topk` and `bottomk`.
 //!
 //! The Vigil side is one `async fn` taking the dataset ([`start_vigil`]); by default it starts
 //! the real `vigil-collector` binary and remote-writes the dataset to it, so the comparison
@@ -768,6 +770,8 @@ enum Kind {
 struct Case {
     line: usize,
     kind: Kind,
+    /// `instant~`/`range~` lines are documented deviations, compared by [`Match::Ulps`].
+    how: Match,
     query: String,
 }
 
@@ -783,6 +787,10 @@ fn load_corpus() -> Vec<Case> {
         let (kind, q) = line
             .split_once(' ')
             .unwrap_or_else(|| panic!("corpus line {}: no query", i + 1));
+        let (kind, how) = match kind.strip_suffix('~') {
+            Some(k) => (k, Match::Ulps),
+            None => (kind, Match::Exact),
+        };
         let kind = match kind {
             "instant" => Kind::Instant,
             "range" => Kind::Range,
@@ -791,6 +799,7 @@ fn load_corpus() -> Vec<Case> {
         out.push(Case {
             line: i + 1,
             kind,
+            how,
             query: q.trim().to_string(),
         });
     }
@@ -824,25 +833,47 @@ fn secs(ms: i64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
-fn parse_value(v: &Value) -> f64 {
+/// A sample value as the API spells it (Go's shortest round-trip formatting), checked to be
+/// a number; values are compared as these strings, so only bit-identical floats match.
+fn parse_value(v: &Value) -> String {
     match v.as_str() {
-        Some("NaN") => f64::NAN,
-        Some("+Inf") => f64::INFINITY,
-        Some("-Inf") => f64::NEG_INFINITY,
-        Some(s) => s.parse().unwrap_or_else(|_| panic!("bad value {s:?}")),
+        Some(s @ ("NaN" | "+Inf" | "-Inf")) => s.to_string(),
+        Some(s) => {
+            s.parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad value {s:?}"));
+            s.to_string()
+        }
         None => panic!("value is not a string: {v}"),
     }
 }
 
-fn close(a: f64, b: f64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return a.is_nan() && b.is_nan();
-    }
+/// How values are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    /// The value strings must be identical: the floats are bit for bit the same.
+    Exact,
+    /// A deviation listed in README.md ("Deviations from Prometheus"): the floats may differ
+    /// in their last bits, at most [`DEVIATION_ULPS`] units in the last place, and nothing
+    /// else may differ.
+    Ulps,
+}
+
+/// The most units in the last place a `~` corpus query may differ by.
+const DEVIATION_ULPS: u64 = 16;
+
+/// Compares two value strings under `how`.
+fn same_value(how: Match, a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let diff = (a - b).abs();
-    diff <= 1e-9 * a.abs().max(b.abs()) || diff <= 1e-12
+    if how == Match::Exact {
+        return false;
+    }
+    let (x, y): (f64, f64) = (a.parse().unwrap_or(f64::NAN), b.parse().unwrap_or(f64::NAN));
+    if !x.is_finite() || !y.is_finite() || (x < 0.0) != (y < 0.0) {
+        return false;
+    }
+    x.abs().to_bits().abs_diff(y.abs().to_bits()) <= DEVIATION_ULPS
 }
 
 type Metric = BTreeMap<String, String>;
@@ -862,7 +893,7 @@ fn ts_ms(v: &Value) -> i64 {
 }
 
 /// Compares two API responses; returns a description of the first difference.
-fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
+fn compare(how: Match, query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
     let ps = prom["status"].as_str().unwrap_or("");
     let vs = vigil["status"].as_str().unwrap_or("");
     if ps != vs {
@@ -904,7 +935,7 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
                 };
             }
             let (a, b) = (parse_value(&p[1]), parse_value(&v[1]));
-            if close(a, b) {
+            if same_value(how, &a, &b) {
                 Ok(())
             } else {
                 Err(format!("scalar: prometheus {a}, vigil {b}"))
@@ -914,7 +945,7 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
             let empty = vec![];
             let p = pd["result"].as_array().unwrap_or(&empty);
             let v = vd["result"].as_array().unwrap_or(&empty);
-            let pm: Vec<(Metric, i64, f64)> = p
+            let pm: Vec<(Metric, i64, String)> = p
                 .iter()
                 .map(|s| {
                     (
@@ -924,7 +955,7 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
                     )
                 })
                 .collect();
-            let vm: Vec<(Metric, i64, f64)> = v
+            let vm: Vec<(Metric, i64, String)> = v
                 .iter()
                 .map(|s| {
                     (
@@ -945,13 +976,13 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
             }
             if ordered {
                 for (i, (a, b)) in pm.iter().zip(&vm).enumerate() {
-                    if !close(a.2, b.2) {
+                    if !same_value(how, &a.2, &b.2) {
                         return Err(format!("order/value at {i}: prometheus {a:?}, vigil {b:?}"));
                     }
                 }
             }
-            let pmap: BTreeMap<&Metric, (i64, f64)> =
-                pm.iter().map(|(m, t, v)| (m, (*t, *v))).collect();
+            let pmap: BTreeMap<&Metric, (i64, &String)> =
+                pm.iter().map(|(m, t, v)| (m, (*t, v))).collect();
             for (m, t, v) in &vm {
                 match pmap.get(m) {
                     None => {
@@ -964,7 +995,7 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
                         if pt != t {
                             return Err(format!("{m:?}: time prometheus {pt}, vigil {t}"));
                         }
-                        if !close(*pv, *v) {
+                        if !same_value(how, pv, v) {
                             return Err(format!("{m:?}: prometheus {pv}, vigil {v}"));
                         }
                     }
@@ -976,7 +1007,7 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
             let empty = vec![];
             let p = pd["result"].as_array().unwrap_or(&empty);
             let v = vd["result"].as_array().unwrap_or(&empty);
-            let conv = |arr: &Vec<Value>| -> BTreeMap<Metric, Vec<(i64, f64)>> {
+            let conv = |arr: &Vec<Value>| -> BTreeMap<Metric, Vec<(i64, String)>> {
                 arr.iter()
                     .map(|s| {
                         let pts = s["values"]
@@ -1016,7 +1047,7 @@ fn compare(query: &str, prom: &Value, vigil: &Value) -> Result<(), String> {
                     return Err(format!("{m:?}: prometheus {} points, vigil {}; only prometheus {only_p:?}, only vigil {only_v:?}", ppts.len(), vpts.len()));
                 }
                 for (a, b) in ppts.iter().zip(vpts) {
-                    if a.0 != b.0 || !close(a.1, b.1) {
+                    if a.0 != b.0 || !same_value(how, &a.1, &b.1) {
                         return Err(format!("{m:?}: prometheus {a:?}, vigil {b:?}"));
                     }
                 }
@@ -1072,6 +1103,7 @@ async fn promql_corpus_matches_prometheus() {
     let mut passed = 0;
     let mut failures = Vec::new();
     let mut runs = 0;
+    let mut deviation_runs = 0;
     let (mut nonempty, mut errors) = (0, 0);
     let (mut prom_time, mut vigil_time) = (Duration::ZERO, Duration::ZERO);
     for case in &cases {
@@ -1101,6 +1133,9 @@ async fn promql_corpus_matches_prometheus() {
         let mut ok = true;
         for path in paths {
             runs += 1;
+            if case.how == Match::Ulps {
+                deviation_runs += 1;
+            }
             let t0 = Instant::now();
             let (_, p) = get_json(prom.addr, &path).await;
             let t1 = Instant::now();
@@ -1112,7 +1147,7 @@ async fn promql_corpus_matches_prometheus() {
             } else if p["data"]["result"].as_array().is_none_or(|a| !a.is_empty()) {
                 nonempty += 1;
             }
-            if let Err(e) = compare(&case.query, &p, &v) {
+            if let Err(e) = compare(case.how, &case.query, &p, &v) {
                 ok = false;
                 failures.push(format!(
                     "line {} [{:?}] {}\n    {path}\n    {e}",
@@ -1126,8 +1161,9 @@ async fn promql_corpus_matches_prometheus() {
         }
     }
     eprintln!(
-        "PromQL differential: {passed}/{} corpus queries match Prometheus ({runs} evaluations: {nonempty} non-empty results, {errors} errors)",
-        cases.len()
+        "PromQL differential: {passed}/{} corpus queries match Prometheus ({runs} evaluations: {} bit-exact, {deviation_runs} documented deviations within {DEVIATION_ULPS} ulps; {nonempty} non-empty results, {errors} errors)",
+        cases.len(),
+        runs - deviation_runs
     );
     eprintln!("time spent answering: prometheus {prom_time:?}, vigil {vigil_time:?}");
     for f in &failures {
@@ -1172,7 +1208,7 @@ async fn promql_corpus_matches_prometheus() {
         let (ps, p) = get_json(prom.addr, path).await;
         let (vs, v) = get_json(vigil, path).await;
         let same = if path.contains("/query") {
-            compare("", &p, &v)
+            compare(Match::Exact, "", &p, &v)
         } else if p["status"] == "success" {
             if p["data"] == v["data"] {
                 Ok(())
@@ -1216,7 +1252,7 @@ async fn promql_corpus_matches_prometheus() {
         let (_, v) = http(vigil, "POST", path, &hdr, body.as_bytes()).await;
         let p: Value = serde_json::from_slice(&p).expect("prometheus JSON");
         let v: Value = serde_json::from_slice(&v).expect("vigil JSON");
-        if let Err(e) = compare("", &p, &v) {
+        if let Err(e) = compare(Match::Exact, "", &p, &v) {
             api_failures.push(format!("POST {path} {body}: {e}"));
         }
     }
@@ -1234,6 +1270,12 @@ async fn promql_corpus_matches_prometheus() {
         api_failures.len()
     );
 
+    let deviations = cases.iter().filter(|c| c.how == Match::Ulps).count();
+    assert!(
+        deviations <= 12,
+        "{deviations} corpus queries are marked as deviations (`~`): each must be one of \
+         README.md's deviations from Prometheus"
+    );
     assert!(
         cases.len() >= 200,
         "corpus has only {} queries",

@@ -137,6 +137,16 @@ const TEST_CASES: &[Case] = &[
         file: "t13-seed.yml",
         exact: true,
     },
+    // Expected values copied from promtool's output and compared exactly by both: a ratio
+    // of rates, and histogram_quantile of rates, bit-identical to Prometheus 2.42.
+    Case {
+        file: "t15-ratio-rule.yml",
+        exact: true,
+    },
+    Case {
+        file: "t16-histogram-quantile-rule.yml",
+        exact: true,
+    },
 ];
 
 const CHECK_CASES: &[Case] = &[
@@ -170,6 +180,10 @@ const CHECK_CASES: &[Case] = &[
     },
     Case {
         file: "unknown-field-rules.yml",
+        exact: true,
+    },
+    Case {
+        file: "ratio-rules.yml",
         exact: true,
     },
 ];
@@ -241,6 +255,21 @@ fn test_rules_matches_promtool() {
         TEST_CASES.len() + 2
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The ratio and histogram_quantile rule tests hold values copied from promtool's output,
+/// compared exactly: both tools must pass them (agreeing on a failure is not enough), so a
+/// last-bit difference in Vigil's rate, sum, division or bucket interpolation fails here.
+#[test]
+fn promtool_values_of_rate_rules_pass_in_both() {
+    for file in ["t15-ratio-rule.yml", "t16-histogram-quantile-rule.yml"] {
+        let files = vec![rel(file)];
+        let theirs = promtool(&["test", "rules"], &files);
+        assert_eq!(theirs.2, 0, "promtool on {file}: {}{}", theirs.0, theirs.1);
+        let mine = ours(test_rules_command, &files);
+        assert_eq!(mine.2, 0, "vigil on {file}: {}{}", mine.0, mine.1);
+        assert!(mine.0.contains("SUCCESS"), "vigil on {file}: {}", mine.0);
+    }
 }
 
 #[test]

@@ -224,18 +224,18 @@ pub fn format_value(v: f64) -> String {
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format!("{v:e}");
-        // Go writes the exponent with a sign and at least two digits.
-        if let Some((mant, exp)) = s.split_once('e') {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp),
-            };
-            return format!("{mant}e{sign}{digits:0>2}");
+        let (negative, digits, exp) = super::functions::shortest_digits(v);
+        let mut s = String::from(if negative { "-" } else { "" });
+        s.push(digits[0] as char);
+        if digits.len() > 1 {
+            s.push('.');
+            s.extend(digits[1..].iter().map(|d| *d as char));
         }
-        return s;
+        // Go writes the exponent with a sign and at least two digits.
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{s}e{sign}{:02}", exp.unsigned_abs());
     }
-    format!("{v}")
+    super::functions::format_float(v)
 }
 
 /// Writes a millisecond timestamp as Prometheus does: seconds with up to three decimals.

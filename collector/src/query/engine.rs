@@ -1057,8 +1057,8 @@ impl<'a> Evaluator<'a> {
             "sqrt" => self.map_vector(c, t, f64::sqrt),
             "exp" => self.map_vector(c, t, f64::exp),
             "ln" => self.map_vector(c, t, f64::ln),
-            "log2" => self.map_vector(c, t, f64::log2),
-            "log10" => self.map_vector(c, t, f64::log10),
+            "log2" => self.map_vector(c, t, f::go_log2),
+            "log10" => self.map_vector(c, t, f::go_log10),
             "sin" => self.map_vector(c, t, f64::sin),
             "cos" => self.map_vector(c, t, f64::cos),
             "tan" => self.map_vector(c, t, f64::tan),
@@ -1071,8 +1071,8 @@ impl<'a> Evaluator<'a> {
             "asinh" => self.map_vector(c, t, f64::asinh),
             "acosh" => self.map_vector(c, t, f64::acosh),
             "atanh" => self.map_vector(c, t, f64::atanh),
-            "deg" => self.map_vector(c, t, f64::to_degrees),
-            "rad" => self.map_vector(c, t, f64::to_radians),
+            "deg" => self.map_vector(c, t, |v| v * 180.0 / std::f64::consts::PI),
+            "rad" => self.map_vector(c, t, |v| v * std::f64::consts::PI / 180.0),
             "sgn" => self.map_vector(c, t, |x| {
                 if x > 0.0 {
                     1.0
@@ -1917,12 +1917,20 @@ mod tests {
                 other => panic!("{q}: {other:?}"),
             }
         };
-        for f in ["rate", "increase", "delta", "max_over_time"] {
+        for f in [
+            "rate",
+            "increase",
+            "delta",
+            "max_over_time",
+            "avg_over_time",
+        ] {
             for agg in [
                 "sum by (job)",
                 "avg without (instance)",
                 "max",
                 "count by (job)",
+                "stddev by (job)",
+                "stdvar",
             ] {
                 let batched = bits(&format!("{agg} ({f}(c_total[2m]))"));
                 let stepwise = bits(&format!("{agg} ({f}(c_total[2m]) * 1)"));

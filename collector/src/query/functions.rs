@@ -55,12 +55,12 @@ pub fn extrapolated_rate_scan(
     let last = points[points.len() - 1];
     let mut result = last.value - first.value;
     if is_counter && scan_resets {
-        let mut last_value = 0.0;
-        for p in points {
-            if p.value < last_value {
-                result += last_value;
+        let mut prev_value = first.value;
+        for p in &points[1..] {
+            if p.value < prev_value {
+                result += prev_value;
             }
-            last_value = p.value;
+            prev_value = p.value;
         }
     }
     let mut duration_to_start = (first.timestamp_ms - range_start_ms) as f64 / 1000.0;
@@ -85,11 +85,22 @@ pub fn extrapolated_rate_scan(
     } else {
         extrapolate_to += average_between / 2.0;
     }
-    result *= extrapolate_to / sampled_interval;
+    // One factor, divided by the range first and applied once, as Prometheus 2.42 does:
+    // `result * (e / s) / range` rounds differently from `result * ((e / s) / range)`.
+    let mut factor = extrapolate_to / sampled_interval;
     if is_rate {
-        result /= (range_end_ms - range_start_ms) as f64 / 1000.0;
+        factor /= duration_seconds(range_end_ms - range_start_ms);
     }
+    result *= factor;
     Some(result)
+}
+
+/// Go's `time.Duration.Seconds()` for a duration of `ms` milliseconds: whole seconds plus
+/// the nanoseconds divided by 1e9, which is not always `ms / 1000.0` to the last bit.
+pub fn duration_seconds(ms: i64) -> f64 {
+    let sec = ms / 1000;
+    let nsec = (ms % 1000) * 1_000_000;
+    sec as f64 + nsec as f64 / 1e9
 }
 
 /// `irate` (`is_rate`) and `idelta`: from the last two points. `None` with fewer than two
@@ -170,10 +181,10 @@ pub fn holt_winters(points: &[Point], sf: f64, tf: f64) -> Option<f64> {
     Some(s1)
 }
 
-/// `avg_over_time`: incremental mean with Prometheus's handling of infinities.
+/// `avg_over_time`: incremental mean, Kahan-compensated, with Prometheus 2.42's handling of
+/// infinities.
 pub fn avg_over_time(points: &[Point]) -> f64 {
-    let mut mean: f64 = 0.0;
-    let mut count: f64 = 0.0;
+    let (mut mean, mut count, mut c): (f64, f64, f64) = (0.0, 0.0, 0.0);
     for p in points {
         count += 1.0;
         if mean.is_infinite() {
@@ -184,9 +195,13 @@ pub fn avg_over_time(points: &[Point]) -> f64 {
                 continue;
             }
         }
-        mean += p.value / count - mean / count;
+        (mean, c) = kahan_sum_inc(p.value / count - mean / count, mean, c);
     }
-    mean
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + c
+    }
 }
 
 /// `sum_over_time` with compensated summation.
@@ -302,8 +317,8 @@ pub fn bucket_quantile(q: f64, buckets: &mut [Bucket]) -> f64 {
         }
     }
     // Make counts monotonic.
-    let mut max = f64::NEG_INFINITY;
-    for b in coalesced.iter_mut() {
+    let mut max = coalesced[0].count;
+    for b in coalesced.iter_mut().skip(1) {
         if b.count > max {
             max = b.count;
         } else if b.count < max {
@@ -402,6 +417,37 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Go's `math.Log10`: the natural logarithm times `1/ln 10` (not a correctly rounded log10).
+pub fn go_log10(x: f64) -> f64 {
+    x.ln() * std::f64::consts::LOG10_E
+}
+
+/// Go's `math.Log2`: exact for powers of two, else `ln(frac) / ln 2 + exp` from `Frexp`.
+pub fn go_log2(x: f64) -> f64 {
+    let (frac, exp) = frexp(x);
+    if frac == 0.5 {
+        return (exp - 1) as f64;
+    }
+    frac.ln() * std::f64::consts::LOG2_E + exp as f64
+}
+
+/// Go's `math.Frexp`: `x = frac × 2^exp` with `|frac|` in [0.5, 1); 0, ±Inf and NaN are
+/// returned as they are with exponent 0.
+fn frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let (mut x, mut exp) = (x, 0);
+    if x.abs() < f64::MIN_POSITIVE {
+        x *= (1u64 << 52) as f64;
+        exp = -52;
+    }
+    let bits = x.to_bits();
+    exp += ((bits >> 52) & 0x7ff) as i32 - 1022;
+    let bits = (bits & !(0x7ff << 52)) | (1022 << 52);
+    (f64::from_bits(bits), exp)
+}
+
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)` with Prometheus's spelling of infinities.
 pub fn format_float(v: f64) -> String {
     if v.is_nan() {
@@ -411,8 +457,94 @@ pub fn format_float(v: f64) -> String {
     } else if v == f64::NEG_INFINITY {
         "-Inf".to_string()
     } else {
-        format!("{v}")
+        shortest_round_half_even(v)
     }
+}
+
+/// The shortest decimal that reads back as `v`, as Go's `strconv.FormatFloat(v, 'f', -1, 64)`
+/// spells it.
+fn shortest_round_half_even(v: f64) -> String {
+    if v == 0.0 {
+        return format!("{v}");
+    }
+    let (negative, digits, exp) = shortest_digits(v);
+    plain_decimal(negative, &digits, exp)
+}
+
+/// The shortest significant digits (no trailing zeros) and decimal exponent of a finite,
+/// non-zero `v` (`v = ±d.ddd × 10^exp`) that read back as `v`, chosen as Go's `strconv`
+/// chooses them. Rust's `{}`/`{:e}` also give the shortest digits closest to `v`, but when
+/// two such digit strings are exactly equally close (`1476.22076416015625` → `…562` or
+/// `…563`) Rust rounds the tie up where Go rounds it to even; this redoes the last digit from
+/// `v`'s exact decimal expansion with ties to even.
+pub fn shortest_digits(v: f64) -> (bool, Vec<u8>, i32) {
+    let rust = format!("{:e}", v.abs());
+    let (mantissa, exp) = rust.split_once('e').expect("exponent");
+    let exp: i32 = exp.parse().expect("exponent digits");
+    let shortest: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let n = shortest.len();
+    // Every f64 has an exact decimal expansion of at most 767 significant digits.
+    let exact = format!("{:.800e}", v.abs());
+    let (exact_mantissa, exact_exp) = exact.split_once('e').expect("exponent");
+    let mut exp2: i32 = exact_exp.parse().expect("exponent digits");
+    let all: Vec<u8> = exact_mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let (kept, rest) = all.split_at(n);
+    let mut kept = kept.to_vec();
+    let round_up = match rest.first() {
+        Some(d) if *d > b'5' => true,
+        Some(b'5') => rest[1..].iter().any(|d| *d != b'0') || (kept[n - 1] - b'0') % 2 == 1,
+        _ => false,
+    };
+    if round_up {
+        let mut i = n;
+        loop {
+            if i == 0 {
+                kept.insert(0, b'1');
+                kept.pop();
+                exp2 += 1;
+                break;
+            }
+            i -= 1;
+            if kept[i] == b'9' {
+                kept[i] = b'0';
+            } else {
+                kept[i] += 1;
+                break;
+            }
+        }
+    }
+    while kept.len() > 1 && kept.last() == Some(&b'0') {
+        kept.pop();
+    }
+    let candidate = plain_decimal(false, &kept, exp2);
+    if candidate.parse::<f64>() == Ok(v.abs()) {
+        (v < 0.0, kept, exp2)
+    } else {
+        (v < 0.0, shortest, exp)
+    }
+}
+
+/// `d.ddd × 10^exp` (digits `d…`, no trailing zeros) written without an exponent.
+fn plain_decimal(negative: bool, digits: &[u8], exp: i32) -> String {
+    let mut out = String::new();
+    if negative {
+        out.push('-');
+    }
+    let point = exp + 1; // digits before the decimal point
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-point) as usize));
+        out.extend(digits.iter().map(|d| *d as char));
+    } else {
+        let point = point as usize;
+        for i in 0..point.max(digits.len()) {
+            if i == point {
+                out.push('.');
+            }
+            out.push(digits.get(i).map_or('0', |d| *d as char));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -447,6 +579,27 @@ mod tests {
         // delta is not a counter: plain difference extrapolated.
         let d = extrapolated_rate(&p, 0, 50_000, false, false).unwrap();
         assert!((d - 5.0 * 50.0 / 30.0).abs() < 1e-12);
+    }
+
+    /// Regression: Vigil multiplied the increase by `extrapolated / sampled` and then divided
+    /// by the range; Prometheus 2.42 divides the factor by the range and multiplies once.
+    /// `promtool test rules` on `1 2 11.9 18.5 27.2 30` every 15s, `rate(c_total[1m])` at
+    /// 80s (the window holds 30s..60s), prints `4.0375E-01`; the old order gave
+    /// 0.40374999999999994.
+    #[test]
+    fn rate_applies_one_factor_as_prometheus_does() {
+        let p = pts(&[(30_000, 11.9), (45_000, 18.5), (60_000, 27.2)]);
+        let rate = extrapolated_rate(&p, 20_000, 80_000, true, true).unwrap();
+        assert_eq!(rate.to_bits(), 0.40375f64.to_bits(), "{rate}");
+        let increase: f64 = 27.2 - 11.9;
+        let old = increase * ((30.0 + 10.0 + 7.5) / 30.0) / 60.0;
+        assert_ne!(
+            old.to_bits(),
+            rate.to_bits(),
+            "the case must tell the orders apart"
+        );
+        assert_eq!(duration_seconds(300_000), 300.0);
+        assert_eq!(duration_seconds(1_100), 1.0 + 0.1);
     }
 
     #[test]
@@ -504,6 +657,16 @@ mod tests {
     }
 
     #[test]
+    fn logs_follow_go_math() {
+        assert_eq!(go_log2(8.0), 3.0);
+        assert_eq!(go_log2(0.25), -2.0);
+        assert_eq!(go_log2(0.0), f64::NEG_INFINITY);
+        assert_eq!(frexp(3.0), (0.75, 2));
+        assert_eq!(frexp(f64::MIN_POSITIVE / 4.0), (0.5, -1023));
+        assert_eq!(go_log10(1000.0), 1000f64.ln() * std::f64::consts::LOG10_E);
+    }
+
+    #[test]
     fn calendar_fields() {
         // 2024-02-29T13:45:00Z is a Thursday, day 60 of a leap year.
         let c = calendar(1_709_214_300.0).unwrap();
@@ -529,5 +692,19 @@ mod tests {
         assert_eq!(format_float(f64::INFINITY), "+Inf");
         assert_eq!(format_float(f64::NAN), "NaN");
         assert_eq!(format_float(1e21), "1000000000000000000000");
+        assert_eq!(format_float(-0.000125), "-0.000125");
+        assert_eq!(format_float(123.5), "123.5");
+        assert_eq!(format_float(1e-7), "0.0000001");
+    }
+
+    #[test]
+    fn float_format_ties_round_to_even_like_go() {
+        // 1547929664 / 2^20 = 1476.22076416015625 exactly: the two 17-digit candidates are
+        // equally close and Go (so Prometheus) keeps the even one.
+        assert_eq!(format_float(1547929664.0 / 1048576.0), "1476.2207641601562");
+        assert_eq!(
+            format_float(-1547929664.0 / 1048576.0),
+            "-1476.2207641601562"
+        );
     }
 }
