@@ -3,6 +3,7 @@
 
 pub mod buffer;
 pub mod checks;
+pub mod clock;
 pub mod collect;
 pub mod config;
 pub mod remediate;

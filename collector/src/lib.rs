@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod certs_cmd;
+pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod notify;

@@ -23,7 +23,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -141,12 +141,7 @@ pub struct RuleManager {
     slots: Mutex<Vec<Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 fn load_groups(opts: &ManagerOptions) -> Result<Vec<Group>, RuleFileErrors> {
     let mut groups = Vec::new();

@@ -47,7 +47,7 @@ mod writer;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use vigil_shared::codec::encode_batch;
@@ -59,6 +59,7 @@ pub use matcher::{matches_all, MatchOp, Matcher, MatcherError};
 pub use metrics::StorageMetrics;
 pub use postings::PostingsStats;
 
+use crate::clock::now_ms;
 use block::Block;
 use checkpoint::StreamRecord;
 use head::Head;
@@ -268,12 +269,6 @@ struct Shared {
     interner: Arc<intern::Interner>,
     /// Metric metadata from agents and remote_write, for `/api/v1/metadata`.
     metadata: metadata::MetadataStore,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
