@@ -10,5 +10,6 @@ pub mod notify;
 pub mod query;
 pub mod rules;
 pub mod run;
+pub mod signals;
 pub mod storage;
 pub mod telemetry;

@@ -96,7 +96,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     // Ingest raises this after storing samples; the rule manager then evaluates alerting
     // groups at once instead of on their next interval.
-    let samples_arrived = crate::rules::manager::SamplesArrived::default();
+    let samples_arrived = crate::signals::SamplesArrived::default();
     let commands = ingest::AgentCommands::new(metrics.clone());
     let ingest = Ingest {
         storage: storage.clone(),

@@ -9,7 +9,7 @@ pub mod commands;
 
 pub use commands::AgentCommands;
 
-use crate::rules::manager::SamplesArrived;
+use crate::signals::SamplesArrived;
 use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::CollectorMetrics;
 use serde::Serialize;
