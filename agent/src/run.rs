@@ -218,6 +218,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics.clone(),
             tracker.clone(),
         )),
+        tracker: tracker.clone(),
     };
     let ship_cancel = CancellationToken::new();
     tracker.spawn(
