@@ -3,6 +3,8 @@
 //! library. Exit codes: 0 ok, 64 bad usage or configuration, 1 runtime failure (for
 //! `status`: the agent is not running or has not reached a collector in time).
 
+#![forbid(unsafe_code)]
+
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

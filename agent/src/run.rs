@@ -7,6 +7,7 @@
 use crate::buffer::{Buffer, OpenOutcome};
 use crate::checks::export;
 use crate::checks::threshold::{ActiveCheck, CheckKind, ThresholdChecks};
+use crate::clock::now_ms;
 use crate::collect::{self, HostCollector};
 use crate::config::Settings;
 use crate::remediate::Remediator;
@@ -29,14 +30,6 @@ use vigil_shared::model::{Batch, Event, Series};
 const RECENT_EVENTS: usize = 20;
 /// Active checks (firing, or a recent anomaly) listed by `vigil-agent status`.
 const ACTIVE_CHECKS: usize = 50;
-
-/// Wall-clock time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -225,6 +218,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics.clone(),
             tracker.clone(),
         )),
+        tracker: tracker.clone(),
     };
     let ship_cancel = CancellationToken::new();
     tracker.spawn(

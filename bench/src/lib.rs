@@ -2,6 +2,8 @@
 //! kept-alive connection, so the load generators measure the receivers rather than a
 //! client library, and every generator sends the same bytes the same way.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 

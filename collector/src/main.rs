@@ -2,6 +2,8 @@
 //! without binding anything (exit 64 with every problem named), then hands over to the
 //! library. Exit codes: 0 ok, 64 bad usage or configuration, 1 runtime failure.
 
+#![forbid(unsafe_code)]
+
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;

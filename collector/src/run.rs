@@ -3,6 +3,7 @@
 //! period: QUIC endpoint closed so agents learn at once, HTTP stops accepting, storage closed.
 
 use crate::api::{self, ApiState};
+use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::ingest::{self, AgentRegistry, Ingest};
 use crate::rules::eval::GroupContext;
@@ -16,14 +17,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vigil_shared::certs::{self, files};
-
-/// Wall-clock time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -103,7 +96,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     // Ingest raises this after storing samples; the rule manager then evaluates alerting
     // groups at once instead of on their next interval.
-    let samples_arrived = crate::rules::manager::SamplesArrived::default();
+    let samples_arrived = crate::signals::SamplesArrived::default();
     let commands = ingest::AgentCommands::new(metrics.clone());
     let ingest = Ingest {
         storage: storage.clone(),

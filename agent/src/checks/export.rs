@@ -23,7 +23,7 @@
 //! bounded whatever the selectors match. A label set that goes stale gets a Prometheus stale
 //! marker in the next batch, so the collector stops returning it at once.
 
-use super::threshold::CheckKind;
+use super::CheckKind;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto;
 use std::sync::{Arc, Mutex};

@@ -7,3 +7,12 @@ pub mod anomaly;
 pub mod export;
 pub mod nab;
 pub mod threshold;
+
+/// Which event kind a check produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A threshold condition (`threshold` events).
+    Threshold,
+    /// The anomaly detector (`anomaly` events).
+    Anomaly,
+}

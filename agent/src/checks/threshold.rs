@@ -12,6 +12,7 @@
 
 use super::anomaly::{Detector, DetectorParams, DEFAULT_ANOMALY_THRESHOLD};
 use super::export::{self, CheckSeries, MAX_EXPORTED_PER_CHECK};
+pub use super::CheckKind;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -331,15 +332,6 @@ impl Condition {
             _ => Err(bad()),
         }
     }
-}
-
-/// Which event kind a check produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckKind {
-    /// A threshold condition (`threshold` events).
-    Threshold,
-    /// The anomaly detector (`anomaly` events).
-    Anomaly,
 }
 
 /// Whether a transition starts or ends an alert.

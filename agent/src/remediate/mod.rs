@@ -18,6 +18,7 @@ pub mod exec;
 pub mod state;
 
 use crate::checks::threshold::{CheckState, CheckTransition};
+use crate::clock::now_ms;
 use audit::{AuditLog, AuditRecord};
 use config::{ActionConfig, RemediationSettings, RunAs};
 use exec::Finished;
@@ -387,10 +388,6 @@ pub struct Remediator {
 }
 
 /// Unix time in milliseconds.
-fn now_ms() -> i64 {
-    crate::run::now_ms()
-}
-
 fn excerpt(s: &str) -> String {
     if s.len() <= EVENT_OUTPUT_BYTES {
         return s.to_string();

@@ -36,7 +36,7 @@ impl GuardClock {
     /// Anchors the clock at the current wall-clock time.
     pub fn start() -> GuardClock {
         GuardClock {
-            wall_ms: crate::run::now_ms(),
+            wall_ms: crate::clock::now_ms(),
             at: Instant::now(),
         }
     }
@@ -162,7 +162,7 @@ impl GuardStore {
             Ok(f) => Ok((store, f, LoadOutcome::Loaded)),
             Err(error) => {
                 let mut moved = path.as_os_str().to_owned();
-                moved.push(format!(".corrupt-{}", crate::run::now_ms()));
+                moved.push(format!(".corrupt-{}", crate::clock::now_ms()));
                 let moved_to = PathBuf::from(moved);
                 std::fs::rename(path, &moved_to).map_err(io("moving aside", path))?;
                 Ok((
@@ -298,6 +298,6 @@ mod tests {
         let a = c.now_ms();
         let b = c.now_ms();
         assert!(b >= a);
-        assert!((a - crate::run::now_ms()).abs() < 5_000);
+        assert!((a - crate::clock::now_ms()).abs() < 5_000);
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use vigil_shared::codec::{self, AgentMessage, CollectorMessage, RejectReason};
 
@@ -102,6 +103,9 @@ pub struct Shipper {
     /// Serves the collector's remote action requests; None refuses them all (the streams
     /// are never accepted).
     pub remote: Option<remote::RemoteActions>,
+    /// Tracks the tasks the shipper spawns (the remote-request acceptor of each
+    /// connection), so shutdown waits for them.
+    pub tracker: TaskTracker,
 }
 
 /// The backoff before attempt `failures` (1-based): exponential, capped, with full jitter
@@ -164,12 +168,12 @@ impl Shipper {
                         s.connected = true;
                         s.connected_since_ms = Some(now);
                     });
-                    let requests = self.remote.clone().map(|r| {
-                        tokio::spawn(
-                            r.accept(conn.clone())
-                                .instrument(tracing::info_span!("remote_requests")),
-                        )
-                    });
+                    let requests =
+                        self.remote.clone().map(|r| {
+                            self.tracker.spawn(r.accept(conn.clone()).instrument(
+                                tracing::info_span!("remote_requests", collector = %addr),
+                            ))
+                        });
                     let progressed = self.drive(&conn, &cancel).await;
                     if let Some(h) = requests {
                         h.abort();

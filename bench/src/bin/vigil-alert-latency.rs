@@ -12,6 +12,8 @@
 //! `group_wait` applies to it. A random pause between cycles keeps their phase independent
 //! of the systems' evaluation ticks. Prints percentiles of both latencies in milliseconds.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use std::collections::BTreeMap;

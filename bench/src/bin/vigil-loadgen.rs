@@ -3,6 +3,8 @@
 //! QUIC (durable acknowledgements) and Prometheus or VictoriaMetrics over remote_write, so
 //! their figures come from one run on the same data.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,6 +11,8 @@
 //! `end_ms=…` for the query phase. Metric metadata (TYPE, HELP, UNIT) for both families is
 //! sent in the first request.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::Parser;
 use rand::{Rng, SeedableRng};

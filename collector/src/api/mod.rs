@@ -57,7 +57,7 @@ pub struct ApiState {
     pub ready: Arc<AtomicBool>,
     pub now_ms: fn() -> i64,
     /// Raised after every stored remote_write request, so alerting rules see it at once.
-    pub samples_arrived: crate::rules::manager::SamplesArrived,
+    pub samples_arrived: crate::signals::SamplesArrived,
 }
 
 /// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` over the rule manager (empty

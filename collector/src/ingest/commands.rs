@@ -169,7 +169,7 @@ impl AgentCommands {
                 live: Mutex::new(HashMap::new()),
                 // Request ids start at the wall clock's milliseconds, so ids from a
                 // restarted collector do not repeat those in the agents' logs.
-                next_request: AtomicU64::new(crate::run::now_ms().max(0) as u64 * 1000),
+                next_request: AtomicU64::new(crate::clock::now_ms().max(0) as u64 * 1000),
                 next_conn: AtomicU64::new(0),
                 metrics,
             }),

@@ -9,7 +9,7 @@ pub mod commands;
 
 pub use commands::AgentCommands;
 
-use crate::rules::manager::SamplesArrived;
+use crate::signals::SamplesArrived;
 use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::CollectorMetrics;
 use serde::Serialize;
@@ -114,6 +114,8 @@ impl Ingest {
             );
         }
         endpoint.close(0u32.into(), b"collector shutting down");
+        // Let the close frames go out, so agents learn at once that the connection is gone.
+        endpoint.wait_idle().await;
     }
 
     async fn connection(self, incoming: quinn::Incoming, cancel: CancellationToken) {

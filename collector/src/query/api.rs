@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -181,12 +181,7 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 fn param_error(name: &str, e: QueryError) -> QueryError {
     QueryError::BadData(format!("invalid parameter {name:?}: {e}"))

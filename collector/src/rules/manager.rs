@@ -21,9 +21,8 @@
 //! Prometheus's shapes.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -63,35 +62,6 @@ pub struct ManagerOptions {
     pub evaluations: Option<prometheus::IntCounterVec>,
     /// Limits and lookback of the rules' PromQL engine (the collector's `[query]`).
     pub query: QueryOptions,
-}
-
-/// The signal from ingest to the rule manager that new samples are stored. Cheap to clone
-/// and to raise: raising bumps a sequence number and wakes the manager; raises while the
-/// manager is busy coalesce into one wake-up, so the signal never queues.
-#[derive(Debug, Clone, Default)]
-pub struct SamplesArrived(Arc<SamplesArrivedInner>);
-
-#[derive(Debug, Default)]
-struct SamplesArrivedInner {
-    seq: AtomicU64,
-    wake: tokio::sync::Notify,
-}
-
-impl SamplesArrived {
-    /// Records that samples were stored and wakes the rule manager.
-    pub fn raise(&self) {
-        self.0.seq.fetch_add(1, Ordering::Release);
-        self.0.wake.notify_one();
-    }
-
-    /// How many times samples have arrived since start.
-    fn seq(&self) -> u64 {
-        self.0.seq.load(Ordering::Acquire)
-    }
-
-    async fn wait(&self) {
-        self.0.wake.notified().await
-    }
 }
 
 /// Default of [`ManagerOptions::eager_min_gap`]: alerting-only groups are evaluated at most
@@ -141,12 +111,8 @@ pub struct RuleManager {
     slots: Mutex<Vec<Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
+pub use crate::signals::SamplesArrived;
 
 fn load_groups(opts: &ManagerOptions) -> Result<Vec<Group>, RuleFileErrors> {
     let mut groups = Vec::new();

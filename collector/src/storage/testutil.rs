@@ -31,6 +31,4 @@ impl Drop for TempDir {
 }
 
 /// Wall-clock milliseconds, for tests outside the storage module that need recent samples.
-pub(crate) fn now_ms() -> i64 {
-    super::now_ms()
-}
+pub(crate) use crate::clock::now_ms;
