@@ -19,10 +19,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::{civil_from_days, rfc3339};
-use super::matcher::{
-    go_quote, is_valid_label_name, LabelLookup, MatchType, Matcher, MatcherError,
-};
+use super::matcher::{is_valid_label_name, LabelLookup, MatchType, Matcher, MatcherError};
+use crate::gocompat::go_quote;
+use crate::gocompat::rfc3339;
+use crate::gocompat::time::civil_from_days;
 use crate::telemetry::SilenceMetrics;
 
 /// How long an expired silence is kept before it is garbage-collected (Alertmanager's

@@ -18,6 +18,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::gocompat::url_query_escape;
+
 /// Why a template could not be parsed or executed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TemplateError {
@@ -1011,7 +1013,7 @@ impl Val {
 
 /// Go's `time.Time.String()` for a UTC time: `2006-01-02 15:04:05.999999999 +0000 UTC`.
 fn go_time_string(t: Option<std::time::SystemTime>) -> String {
-    let s = crate::notify::alert::rfc3339(t);
+    let s = crate::gocompat::rfc3339(t);
     let s = s.trim_end_matches('Z').replacen('T', " ", 1);
     format!("{s} +0000 UTC")
 }
@@ -1284,9 +1286,9 @@ impl Exec<'_> {
                     }
                 },
                 Val::Time(t) => match f.as_str() {
-                    "Unix" => Val::Int(super::gotime::unix_parts(t).0),
+                    "Unix" => Val::Int(crate::gocompat::time::unix_parts(t).0),
                     "UnixMilli" => {
-                        let (s, n) = super::gotime::unix_parts(t);
+                        let (s, n) = crate::gocompat::time::unix_parts(t);
                         Val::Int(s * 1000 + i64::from(n / 1_000_000))
                     }
                     // The collector's times are UTC, and so is its local zone.
@@ -1384,7 +1386,7 @@ impl Exec<'_> {
                 }
                 args.extend(prev);
                 match args.as_slice() {
-                    [Val::Str(layout)] => Ok(Val::Str(super::gotime::format(t, layout))),
+                    [Val::Str(layout)] => Ok(Val::Str(crate::gocompat::time::format(t, layout))),
                     [other] => Err(self.err(format!(
                         "wrong type for value; expected string; got {}",
                         other.type_name()
@@ -1787,21 +1789,6 @@ impl Exec<'_> {
     }
 }
 
-/// Go's `url.QueryEscape`.
-pub(crate) fn url_query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// Go's deprecated `strings.Title`: upper-cases the first letter of each word.
 fn go_title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -2027,7 +2014,7 @@ fn humanize_timestamp(v: f64) -> String {
     let nanos = ms.rem_euclid(1000) * 1_000_000;
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    let (y, mo, d) = crate::notify::alert::civil_from_days(days);
+    let (y, mo, d) = crate::gocompat::time::civil_from_days(days);
     let mut out = format!(
         "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
         rem / 3600,
