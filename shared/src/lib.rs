@@ -3,6 +3,7 @@
 //! certificate helpers. Like `quinn-proto`, it owns no sockets, clocks or runtime: the agent
 //! and the collector drive it and do all I/O themselves.
 
+pub mod calendar;
 pub mod certs;
 pub mod codec;
 pub mod duration;

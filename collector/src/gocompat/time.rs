@@ -6,6 +6,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use vigil_shared::calendar::{civil_from_days, days_from_civil};
+
 const MONTHS: [&str; 12] = [
     "January",
     "February",
@@ -81,17 +83,6 @@ fn parts(t: Option<SystemTime>) -> Parts {
         second: rem % 60,
         nanos,
     }
-}
-
-/// A proleptic Gregorian date to days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Formats `t` (UTC; `None` is Go's zero time) with Go layout `layout`.
@@ -225,20 +216,6 @@ pub fn rfc3339(t: Option<SystemTime>) -> String {
     out
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Parses the subset of RFC 3339 that [`rfc3339`] writes (UTC, optional fraction). Used by
 /// tests and by callers reading Alertmanager payloads.
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
@@ -258,14 +235,7 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     } else {
         format!("{frac:0<9}").get(..9)?.parse().ok()?
     };
-    // days_from_civil
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = days_from_civil(y, m, d);
     let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
     if secs >= 0 {
         Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))

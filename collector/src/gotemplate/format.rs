@@ -228,7 +228,7 @@ pub(super) fn humanize_timestamp(v: f64) -> String {
     let nanos = ms.rem_euclid(1000) * 1_000_000;
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    let (y, mo, d) = crate::gocompat::time::civil_from_days(days);
+    let (y, mo, d) = vigil_shared::calendar::civil_from_days(days);
     let mut out = format!(
         "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
         rem / 3600,
