@@ -7,6 +7,8 @@ pub mod api;
 pub mod certs_cmd;
 pub mod clock;
 pub mod config;
+pub mod gocompat;
+pub mod gotemplate;
 pub mod ingest;
 pub mod notify;
 pub mod query;

@@ -483,7 +483,7 @@ mod webhook_parity {
     use axum::http::StatusCode;
     use tokio::sync::mpsc;
     use tokio_util::sync::CancellationToken;
-    use vigil_collector::notify::alert::{parse_rfc3339, rfc3339};
+    use vigil_collector::gocompat::{parse_rfc3339, rfc3339};
     use vigil_collector::notify::config::HttpConfig;
     use vigil_collector::notify::webhook::post_json;
     use vigil_collector::notify::{dispatcher, Alert, Config, DispatchOptions};

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod certs;
 pub mod codec;
 pub mod duration;

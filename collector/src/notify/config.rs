@@ -26,6 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use super::inhibit::InhibitRule;
 use super::matcher::is_valid_label_name;
 use super::route::Route;
+use crate::gocompat::{canonical_mime_header_key, go_quote};
 
 /// A notification config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -1009,10 +1010,7 @@ fn resolve(raw: RawConfig, file: &str, p: &mut Problems) -> Option<Config> {
         let path = if rcv.name.0.is_empty() {
             format!("receivers[{i}]")
         } else {
-            format!(
-                "receivers[{i}] {}",
-                super::matcher::go_quote(rcv.name.as_str())
-            )
+            format!("receivers[{i}] {}", go_quote(rcv.name.as_str()))
         };
         if rcv.name.0.is_empty() {
             p.add(&path, "missing name in receiver");
@@ -1021,7 +1019,7 @@ fn resolve(raw: RawConfig, file: &str, p: &mut Problems) -> Option<Config> {
                 &path,
                 format!(
                     "notification config name {} is not unique",
-                    super::matcher::go_quote(rcv.name.as_str())
+                    go_quote(rcv.name.as_str())
                 ),
             );
         }
@@ -1041,10 +1039,7 @@ fn resolve(raw: RawConfig, file: &str, p: &mut Problems) -> Option<Config> {
             } else if !interval_names.insert(ti.name.0.clone()) {
                 p.add(
                     &path,
-                    format!(
-                        "time interval {} is not unique",
-                        super::matcher::go_quote(ti.name.as_str())
-                    ),
+                    format!("time interval {} is not unique", go_quote(ti.name.as_str())),
                 );
             }
         }
@@ -1118,7 +1113,7 @@ fn check_route_references(
             format!("{path}.receiver"),
             format!(
                 "undefined receiver {} used in route; define it under `receivers:`",
-                super::matcher::go_quote(r.receiver.as_str())
+                go_quote(r.receiver.as_str())
             ),
         );
     }
@@ -1132,7 +1127,7 @@ fn check_route_references(
                     format!("{path}.{field}"),
                     format!(
                         "undefined time interval {} used in route",
-                        super::matcher::go_quote(name.as_str())
+                        go_quote(name.as_str())
                     ),
                 );
             } else if path != "route" {
@@ -1374,10 +1369,7 @@ fn resolve_receiver(rcv: &mut Receiver, g: &GlobalConfig, path: &str, p: &mut Pr
             if canonical.insert(c.clone(), value).is_some() {
                 p.add(
                     format!("{path}.headers"),
-                    format!(
-                        "duplicate header {} in email config",
-                        super::matcher::go_quote(&c)
-                    ),
+                    format!("duplicate header {} in email config", go_quote(&c)),
                 );
             }
         }
@@ -1515,10 +1507,7 @@ fn check_host_port(s: &str, path: &str, p: &mut Problems) {
     if s.ends_with(':') {
         p.add(
             path,
-            format!(
-                "address {}: port cannot be empty",
-                super::matcher::go_quote(s)
-            ),
+            format!("address {}: port cannot be empty", go_quote(s)),
         );
     }
 }
@@ -1565,7 +1554,7 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
     if s.chars().any(|c| c.is_ascii_control()) {
         return Err(format!(
             "parse {}: net/url: invalid control character in URL",
-            super::matcher::go_quote(s)
+            go_quote(s)
         ));
     }
     // Scheme: a letter followed by letters, digits, '+', '-', '.', then ':'.
@@ -1579,19 +1568,14 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
         {
             &s[..i]
         }
-        Some(0) => {
-            return Err(format!(
-                "parse {}: missing protocol scheme",
-                super::matcher::go_quote(s)
-            ))
-        }
+        Some(0) => return Err(format!("parse {}: missing protocol scheme", go_quote(s))),
         _ => "",
     };
     let scheme_lower = scheme.to_ascii_lowercase();
     if scheme_lower != "http" && scheme_lower != "https" {
         return Err(format!(
             "unsupported scheme {} for URL; {example}",
-            super::matcher::go_quote(&scheme_lower)
+            go_quote(&scheme_lower)
         ));
     }
     let rest = &s[scheme.len() + 1..];
@@ -1608,12 +1592,7 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
     let (hostname, port) = if let Some(rest) = host.strip_prefix('[') {
         match rest.find(']') {
             Some(i) => (&rest[..i], rest[i + 1..].strip_prefix(':')),
-            None => {
-                return Err(format!(
-                    "parse {}: missing ']' in host",
-                    super::matcher::go_quote(s)
-                ))
-            }
+            None => return Err(format!("parse {}: missing ']' in host", go_quote(s))),
         }
     } else {
         match host.rsplit_once(':') {
@@ -1625,8 +1604,8 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
         if !port.chars().all(|c| c.is_ascii_digit()) {
             return Err(format!(
                 "parse {}: invalid port {} after host",
-                super::matcher::go_quote(s),
-                super::matcher::go_quote(&format!(":{port}"))
+                go_quote(s),
+                go_quote(&format!(":{port}"))
             ));
         }
     }
@@ -1637,8 +1616,8 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
     }) {
         return Err(format!(
             "parse {}: invalid character {} in host name",
-            super::matcher::go_quote(s),
-            super::matcher::go_quote(&c.to_string())
+            go_quote(s),
+            go_quote(&c.to_string())
         ));
     }
     // Percent-escapes must be two hex digits.
@@ -1653,8 +1632,8 @@ pub fn check_url_str(s: &str) -> Result<(), String> {
                 let end = (i + 3).min(bytes.len());
                 return Err(format!(
                     "parse {}: invalid URL escape {}",
-                    super::matcher::go_quote(s),
-                    super::matcher::go_quote(&String::from_utf8_lossy(&bytes[i..end]))
+                    go_quote(s),
+                    go_quote(&String::from_utf8_lossy(&bytes[i..end]))
                 ));
             }
             i += 3;
@@ -1671,52 +1650,12 @@ fn check_url(s: &str, path: &str, p: &mut Problems) {
     }
 }
 
-/// Go's `textproto.CanonicalMIMEHeaderKey`: `content-type` → `Content-Type`. Keys with
-/// characters outside the token set are returned unchanged.
-pub fn canonical_mime_header_key(s: &str) -> String {
-    let valid = |c: char| {
-        c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                '!' | '#'
-                    | '$'
-                    | '%'
-                    | '&'
-                    | '\''
-                    | '*'
-                    | '+'
-                    | '-'
-                    | '.'
-                    | '^'
-                    | '_'
-                    | '`'
-                    | '|'
-                    | '~'
-            )
-    };
-    if !s.chars().all(valid) {
-        return s.to_string();
-    }
-    let mut upper = true;
-    s.chars()
-        .map(|c| {
-            let out = if upper {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            };
-            upper = c == '-';
-            out
-        })
-        .collect()
-}
-
 /// Parses a Prometheus duration (`1h30m`, `5m`, `10s`, `1d`, `1w`, `1y`, `250ms`, `0`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let invalid = || {
         format!(
             "not a valid duration string: {}; expected e.g. 30s, 5m, 1h30m, 1d",
-            super::matcher::go_quote(s)
+            go_quote(s)
         )
     };
     if s == "0" {
@@ -1760,7 +1699,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .checked_mul(UNITS[idx].1)
             .and_then(|v| total_ms.checked_add(v))
             .filter(|v| *v <= i64::MAX as u64 / 1_000_000)
-            .ok_or_else(|| format!("duration {} is too large", super::matcher::go_quote(s)))?;
+            .ok_or_else(|| format!("duration {} is too large", go_quote(s)))?;
     }
     Ok(Duration::from_millis(total_ms))
 }
@@ -1793,13 +1732,7 @@ pub fn format_duration(d: Duration) -> String {
 pub(crate) fn check_label_names<V>(map: &BTreeMap<Scalar, V>, path: &str, p: &mut Problems) {
     for k in map.keys() {
         if !is_valid_label_name(k.as_str()) {
-            p.add(
-                path,
-                format!(
-                    "invalid label name {}",
-                    super::matcher::go_quote(k.as_str())
-                ),
-            );
+            p.add(path, format!("invalid label name {}", go_quote(k.as_str())));
         }
     }
 }

@@ -20,9 +20,10 @@ use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::alert::{rfc3339, Alert};
+use super::alert::Alert;
 use super::config::HttpConfig;
 use super::webhook::post_json;
+use crate::gocompat::rfc3339;
 use crate::telemetry::ForwardMetrics;
 
 /// Batches the forward queue holds.

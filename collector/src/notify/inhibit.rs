@@ -11,8 +11,9 @@ use std::collections::BTreeSet;
 
 use super::config::{check_label_names, InhibitRuleConfig, Problems};
 use super::matcher::{
-    go_quote, is_valid_label_name, parse_matchers, LabelLookup, MatchType, Matcher, Matchers,
+    is_valid_label_name, parse_matchers, LabelLookup, MatchType, Matcher, Matchers,
 };
+use crate::gocompat::go_quote;
 
 /// A compiled inhibition rule.
 #[derive(Debug, Clone)]

@@ -364,39 +364,6 @@ pub fn openmetrics_escape(s: &str) -> String {
     out
 }
 
-/// Go's `strconv.Quote`: a double-quoted string with Go escapes, printable Unicode kept as is.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\x7f' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => {
-                let n = c as u32;
-                if n <= 0xffff {
-                    out.push_str(&format!("\\u{n:04x}"));
-                } else {
-                    out.push_str(&format!("\\U{n:08x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Rewrites a Go (RE2) regular expression into the `regex` crate's dialect with the same
 /// meaning, or gives Go's error for it:
 ///
@@ -751,12 +718,6 @@ mod tests {
         ms.sort();
         assert_eq!(ms.to_string(), r#"{a="x\"y",b="c",b!="c",z=~"q+"}"#);
         assert_eq!(one("y=~\"é|\\n\"").to_string(), "y=~\"é|\\n\"");
-    }
-
-    #[test]
-    fn go_quote_matches_strconv_quote() {
-        assert_eq!(go_quote("a\"b\\c\n\té"), "\"a\\\"b\\\\c\\n\\té\"");
-        assert_eq!(go_quote("\x01"), "\"\\x01\"");
     }
 
     #[test]

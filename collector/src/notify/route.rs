@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use super::config::{check_label_names, parse_duration, Config, Problems, RouteConfig};
 use super::matcher::{
-    go_quote, is_valid_label_name, parse_matcher, parse_matchers, LabelLookup, MatchType, Matcher,
+    is_valid_label_name, parse_matcher, parse_matchers, LabelLookup, MatchType, Matcher,
     MatcherError, Matchers,
 };
+use crate::gocompat::go_quote;
 
 /// A route's effective options after inheritance.
 #[derive(Debug, Clone, PartialEq, Eq)]

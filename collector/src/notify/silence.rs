@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use vigil_shared::calendar::{civil_from_days, days_from_civil};
 
-use super::alert::{civil_from_days, rfc3339};
-use super::matcher::{
-    go_quote, is_valid_label_name, LabelLookup, MatchType, Matcher, MatcherError,
-};
+use super::matcher::{is_valid_label_name, LabelLookup, MatchType, Matcher, MatcherError};
+use crate::gocompat::go_quote;
+use crate::gocompat::rfc3339;
 use crate::telemetry::SilenceMetrics;
 
 /// How long an expired silence is kept before it is garbage-collected (Alertmanager's
@@ -793,16 +793,6 @@ fn days_in_month(y: i64, m: i64) -> i64 {
         2 => 28,
         _ => 31,
     }
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// The `alertmanager_silences{state}` gauge, computed at scrape time because states change

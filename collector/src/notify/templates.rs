@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::alert::Alert;
 use super::config::Config;
 use super::webhook::quote_meta;
-pub use crate::rules::template::{NotifyAlert, NotifyData, TemplateError, TemplateSet};
+pub use crate::gotemplate::{NotifyAlert, NotifyData, TemplateError, TemplateSet};
 
 /// The named templates Alertmanager ships, for the integrations Vigil sends.
 pub const DEFAULT_TEMPLATES: &str = r#"{{ define "__alertmanager" }}Alertmanager{{ end }}

@@ -361,7 +361,8 @@ pub fn calendar(secs: f64) -> Option<Calendar> {
     let secs = secs.floor() as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = vigil_shared::calendar::civil_from_days(days);
+    let (m, d) = (i64::from(m), i64::from(d));
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let month_days = [
         31,
@@ -401,20 +402,6 @@ pub struct Calendar {
     pub weekday: i64,
     pub yday: i64,
     pub days_in_month: i64,
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Go's `math.Log10`: the natural logarithm times `1/ln 10` (not a correctly rounded log10).

@@ -2,6 +2,8 @@
 //! Unix seconds (fractions rounded to milliseconds) or RFC 3339; durations as seconds or as
 //! Prometheus duration strings (`1h30m`, `15s`, `2d`).
 
+use vigil_shared::calendar::days_from_civil;
+
 use super::QueryError;
 
 /// Parses a time parameter into Unix milliseconds.
@@ -76,16 +78,6 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
     Some(secs * 1000 + ms)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Parses a duration parameter (`step`, `timeout`) into milliseconds.

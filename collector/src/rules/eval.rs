@@ -13,7 +13,7 @@ use std::sync::Arc;
 use vigil_shared::model::{Labels, Point, Series, METRIC_NAME};
 
 use super::file::{RuleDef, RuleGroup};
-use super::template::{expand, TemplateData};
+use crate::gotemplate::{expand, TemplateData};
 use crate::query::value::STALE_NAN_BITS;
 use crate::query::{Engine, QueryValue};
 
@@ -292,7 +292,7 @@ impl Group {
         let url = format!(
             "{}/graph?g0.expr={}&g0.tab=1",
             self.ctx.external_url,
-            super::template::url_query_escape(&rule.expr)
+            crate::gocompat::url_query_escape(&rule.expr)
         );
         let at =
             |ms: i64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
@@ -387,7 +387,7 @@ pub fn query_vector(
 }
 
 /// The template `query` function: evaluates at the rule's evaluation time.
-fn query_fn(engine: &Engine, t_ms: i64) -> super::template::QueryFn {
+fn query_fn(engine: &Engine, t_ms: i64) -> crate::gotemplate::QueryFn {
     let engine = engine.clone();
     Arc::new(move |q: &str| {
         query_vector(&engine, q, t_ms)

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::template::Template;
+use crate::gotemplate::Template;
 use crate::query::timeparse::parse_prometheus_duration;
 
 /// A rule file: a list of groups.

@@ -30,7 +30,7 @@ use vigil_shared::model::Labels;
 
 use super::eval::{AlertState, Group, GroupContext, Rule};
 use super::file::{load_file, RuleFileErrors};
-use crate::notify::alert::rfc3339;
+use crate::gocompat::rfc3339;
 use crate::query::source::SeriesSource;
 use crate::query::{Engine, QueryOptions};
 use crate::storage::matcher::Matcher;
@@ -503,7 +503,7 @@ fn alert_json(a: &super::eval::ActiveAlert) -> Value {
 
 /// `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus's API prints alert values.
 fn go_float_lower_e(v: f64) -> String {
-    let s = super::template::go_float_e(v);
+    let s = crate::gotemplate::go_float_e(v);
     if v.is_finite() {
         s.replace('E', "e")
     } else {

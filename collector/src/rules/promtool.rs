@@ -16,8 +16,8 @@ use vigil_shared::model::{Labels, Point, Series};
 
 use super::eval::{AlertState, Group, GroupContext, Rule};
 use super::file::{load_file, RuleFile};
-use super::template::go_float_e;
-use crate::notify::matcher::go_quote;
+use crate::gocompat::go_quote;
+use crate::gotemplate::go_float_e;
 use crate::query::source::SeriesSource;
 use crate::query::value::STALE_NAN_BITS;
 use crate::query::{Engine, MemSource, QueryError, QueryOptions, QueryValue};

@@ -2,8 +2,11 @@
 //! Alertmanager templates): Go's reference-time layouts (`2006-01-02 15:04:05.000 MST`,
 //! `Jan _2`, `Monday`, `3:04PM`, `-07:00`, `Z07:00`, fractions `.000`/`.999`, …), read
 //! chunk by chunk as Go's `nextStdChunk` does. Times are UTC, as the collector's are.
+//! Also Go's `time.RFC3339Nano` output ([`rfc3339`]) and its parser ([`parse_rfc3339`]).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use vigil_shared::calendar::{civil_from_days, days_from_civil};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -66,7 +69,7 @@ fn parts(t: Option<SystemTime>) -> Parts {
     let (secs, nanos) = unix_parts(t);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = crate::notify::alert::civil_from_days(days);
+    let (year, month, day) = civil_from_days(days);
     let jan1 = days_from_civil(year, 1, 1);
     Parts {
         year,
@@ -80,17 +83,6 @@ fn parts(t: Option<SystemTime>) -> Parts {
         second: rem % 60,
         nanos,
     }
-}
-
-/// A proleptic Gregorian date to days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Formats `t` (UTC; `None` is Go's zero time) with Go layout `layout`.
@@ -187,10 +179,76 @@ fn fraction(s: &str, nanos: u32) -> Option<(String, usize)> {
     Some((format!("{}{digits}", b[0] as char), 1 + n))
 }
 
+/// Go's `time.RFC3339Nano` in UTC (trailing zeros of the fraction dropped); `None` is Go's
+/// zero time, `0001-01-01T00:00:00Z`, which Alertmanager sends as the end of firing alerts.
+pub fn rfc3339(t: Option<SystemTime>) -> String {
+    let Some(t) = t else {
+        return "0001-01-01T00:00:00Z".to_string();
+    };
+    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let mut s = -(d.as_secs() as i64);
+            let mut n = d.subsec_nanos();
+            if n > 0 {
+                s -= 1;
+                n = 1_000_000_000 - n;
+            }
+            (s, n)
+        }
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut out = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    );
+    if nanos > 0 {
+        let frac = format!("{nanos:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
+/// Parses the subset of RFC 3339 that [`rfc3339`] writes (UTC, optional fraction). Used by
+/// tests and by callers reading Alertmanager payloads.
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut dp = date.split('-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: i64 = dp.next()?.parse().ok()?;
+    let d: i64 = dp.next()?.parse().ok()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut tp = hms.split(':');
+    let hh: i64 = tp.next()?.parse().ok()?;
+    let mm: i64 = tp.next()?.parse().ok()?;
+    let ss: i64 = tp.next()?.parse().ok()?;
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").get(..9)?.parse().ok()?
+    };
+    let days = days_from_civil(y, m, d);
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    if secs >= 0 {
+        Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs((-secs) as u64))
+            .map(|t| t + Duration::from_nanos(u64::from(nanos)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// 2024-03-05T14:07:09.120Z, a Tuesday, day 65 of a leap year.
     fn t() -> Option<SystemTime> {
@@ -241,5 +299,16 @@ mod tests {
         let midnight = Some(UNIX_EPOCH + Duration::from_secs(86_400 * 365));
         assert_eq!(format(midnight, "3PM Jan 2 2006"), "12AM Jan 1 1971");
         assert_eq!(unix_parts(None).0, -62_135_596_800);
+    }
+
+    #[test]
+    fn rfc3339_like_go() {
+        assert_eq!(rfc3339(None), "0001-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Some(UNIX_EPOCH)), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 120_000_000);
+        assert_eq!(rfc3339(Some(t)), "2023-11-14T22:13:20.12Z");
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.12Z"), Some(t));
+        let leap = parse_rfc3339("2024-02-29T23:59:59Z").unwrap();
+        assert_eq!(rfc3339(Some(leap)), "2024-02-29T23:59:59Z");
     }
 }
