@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let limits = Limits::default();
-    for format in [Format::Text, Format::OpenMetrics] {
+    for format in [Format::PrometheusText, Format::OpenMetrics] {
         if let Ok(p) = parse_with(text, 1_700_000_000_000, format, &limits) {
             assert!(p.series.len() <= limits.max_samples);
             assert!(p.series.iter().all(|s| s.points.len() == 1));
