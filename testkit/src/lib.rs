@@ -126,7 +126,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mut child = Command::new("sleep").arg("5").spawn().unwrap();
-        assert_eq!(wait_listening(&mut child, port, Duration::from_secs(5)), Ok(()));
+        assert_eq!(
+            wait_listening(&mut child, port, Duration::from_secs(5)),
+            Ok(())
+        );
         let _ = child.kill();
         let _ = child.wait();
     }
