@@ -75,6 +75,9 @@ pub fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> Result
             let _ = child.wait();
             return Err(format!("not listening after {timeout:?}"));
         }
+        // Test code waiting for a child process: blocking here is deliberate, and a child
+        // comes up in well under a second.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(20));
     }
 }
