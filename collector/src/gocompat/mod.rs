@@ -8,4 +8,4 @@ pub mod strings;
 pub mod time;
 
 pub use strings::{canonical_mime_header_key, go_quote, url_query_escape};
-pub use time::{parse_rfc3339, rfc3339};
+pub use time::{parse_rfc3339, rfc3339, unix_parts};

@@ -185,19 +185,7 @@ pub fn rfc3339(t: Option<SystemTime>) -> String {
     let Some(t) = t else {
         return "0001-01-01T00:00:00Z".to_string();
     };
-    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(e) => {
-            let d = e.duration();
-            let mut s = -(d.as_secs() as i64);
-            let mut n = d.subsec_nanos();
-            if n > 0 {
-                s -= 1;
-                n = 1_000_000_000 - n;
-            }
-            (s, n)
-        }
-    };
+    let (secs, nanos) = unix_parts(Some(t));
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

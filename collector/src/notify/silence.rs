@@ -684,19 +684,7 @@ pub fn is_uuid(s: &str) -> bool {
 /// go-openapi's `date-time` output: RFC 3339 in UTC with exactly three fraction digits
 /// (`2006-01-02T15:04:05.000Z`), the time truncated to the millisecond.
 pub fn format_time(t: SystemTime) -> String {
-    let (secs, nanos) = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(e) => {
-            let d = e.duration();
-            let mut s = -(d.as_secs() as i64);
-            let mut n = d.subsec_nanos();
-            if n > 0 {
-                s -= 1;
-                n = 1_000_000_000 - n;
-            }
-            (s, n)
-        }
-    };
+    let (secs, nanos) = crate::gocompat::unix_parts(Some(t));
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!(
