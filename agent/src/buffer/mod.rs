@@ -35,6 +35,9 @@ pub enum BufferError {
         source: std::io::Error,
     },
     /// A single batch is larger than the whole buffer.
+    /// Another process (or a just-dropped handle's flusher thread) still holds the lock.
+    #[error("buffer {path} is locked by another process: {error}")]
+    Locked { path: PathBuf, error: String },
     #[error("batch of {size} bytes exceeds the buffer limit of {limit} bytes")]
     BatchTooLarge { size: u64, limit: u64 },
 }
@@ -112,17 +115,42 @@ fn decode_entry(seq: u64, v: &[u8]) -> Option<BufferedBatch> {
     })
 }
 
-fn open_db(path: &Path) -> Result<sled::Db, String> {
+/// Why [`open_db`] failed: the database is locked (never a reason to move it aside), or
+/// it could not be read.
+enum OpenDbError {
+    Locked(String),
+    Unreadable(String),
+}
+
+/// How long [`open_db`] waits for a lock held by a handle that was just dropped: sled's
+/// flusher thread releases it within milliseconds of the drop.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_db(path: &Path) -> Result<sled::Db, OpenDbError> {
     let cfg = sled::Config::new()
         .path(path)
         .cache_capacity(CACHE_BYTES)
         .flush_every_ms(Some(1000));
-    // sled 0.34 can panic instead of returning an error on some corrupt files.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        cfg.open().map_err(|e| e.to_string())
-    })) {
-        Ok(r) => r,
-        Err(_) => Err("sled panicked while opening the database".into()),
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // sled 0.34 can panic instead of returning an error on some corrupt files.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open())) {
+            Ok(Ok(db)) => return Ok(db),
+            Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(OpenDbError::Locked(e.to_string()));
+                }
+                // Start-up only, before any runtime work depends on this thread.
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Ok(Err(e)) => return Err(OpenDbError::Unreadable(e.to_string())),
+            Err(_) => {
+                return Err(OpenDbError::Unreadable(
+                    "sled panicked while opening the database".into(),
+                ))
+            }
+        }
     }
 }
 
@@ -144,13 +172,23 @@ impl Buffer {
                     OpenOutcome::Created
                 },
             ),
-            Err(error) => {
+            Err(OpenDbError::Locked(error)) => {
+                return Err(BufferError::Locked {
+                    path: path.to_path_buf(),
+                    error,
+                })
+            }
+            Err(OpenDbError::Unreadable(error)) => {
                 let moved_to = PathBuf::from(format!("{}.corrupt-{now_ms}", path.display()));
                 std::fs::rename(path, &moved_to).map_err(|source| BufferError::MoveAside {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                let db = open_db(path).map_err(BufferError::Transaction)?;
+                let db = open_db(path).map_err(|e| match e {
+                    OpenDbError::Locked(e) | OpenDbError::Unreadable(e) => {
+                        BufferError::Transaction(e)
+                    }
+                })?;
                 (db, OpenOutcome::RecoveredFromCorruption { moved_to, error })
             }
         };
