@@ -136,7 +136,7 @@ fn open_db(path: &Path) -> Result<sled::Db, OpenDbError> {
         // sled 0.34 can panic instead of returning an error on some corrupt files.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open())) {
             Ok(Ok(db)) => return Ok(db),
-            Ok(Err(sled::Error::Io(e))) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Ok(Err(sled::Error::Io(e))) if is_lock_error(&e) => {
                 if std::time::Instant::now() >= deadline {
                     return Err(OpenDbError::Locked(e.to_string()));
                 }
@@ -152,6 +152,14 @@ fn open_db(path: &Path) -> Result<sled::Db, OpenDbError> {
             }
         }
     }
+}
+
+/// Whether sled refused to open because another handle holds the database's file lock.
+/// sled 0.34.7 reports a failed `try_lock_exclusive` as an `ErrorKind::Other` error whose
+/// message starts with "could not acquire lock", not as `WouldBlock`.
+fn is_lock_error(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock")
 }
 
 impl Buffer {
