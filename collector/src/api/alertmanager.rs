@@ -32,7 +32,7 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -44,8 +44,10 @@ use crate::notify::silence::{
     format_time, is_uuid, parse_time, sort_for_api, Silence, SilenceError, SilenceMatcher,
 };
 use crate::notify::{AlertStore, Config, DispatcherHandle, Silences};
-use crate::query::api::Params;
 use crate::telemetry::SilenceMetrics;
+
+use super::json::json_response as json;
+use super::params::Params;
 
 /// The Alertmanager release whose v2 API this module reproduces.
 pub const ALERTMANAGER_API_VERSION: &str = "0.25.0";
@@ -81,10 +83,6 @@ pub fn router(api: AlertmanagerApi) -> Router {
         .route("/api/v2/receivers", get(receivers))
         .route("/api/v2/status", get(status))
         .with_state(api)
-}
-
-fn json(code: StatusCode, body: String) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// go-swagger's answer for a string payload: the JSON-quoted string and a newline.

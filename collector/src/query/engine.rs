@@ -1865,7 +1865,7 @@ mod tests {
     /// resets, stale markers, NaN and negative values, over enough series for two threads.
     #[test]
     fn batched_range_aggregation_matches_step_by_step_bit_for_bit() {
-        let stale = f64::from_bits(crate::api::STALE_NAN_BITS);
+        let stale = f64::from_bits(crate::query::value::STALE_NAN_BITS);
         let mut all = Vec::new();
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut rnd = move || {
