@@ -43,10 +43,7 @@ fn select_union(
 ) -> Result<Vec<Series>, QueryError> {
     let mut all: Vec<Series> = Vec::new();
     for g in groups {
-        let found = storage
-            .select(g, start, end)
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
-        all.extend(found);
+        all.extend(storage.select(g, start, end)?);
     }
     if groups.len() > 1 {
         all.sort_by(|a, b| a.labels.cmp(&b.labels));

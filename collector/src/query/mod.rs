@@ -48,6 +48,12 @@ pub enum QueryError {
     Storage(String),
 }
 
+impl From<crate::storage::StorageError> for QueryError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        QueryError::Storage(e.to_string())
+    }
+}
+
 impl QueryError {
     /// Prometheus's `errorType` string for this error.
     pub fn error_type(&self) -> &'static str {
