@@ -190,14 +190,22 @@ async fn list_silences(State(api): State<AlertmanagerApi>, params: Params) -> Re
     )
 }
 
+/// go-swagger's 422 for a `{id}` in the path that is not a UUID; `None` for a UUID.
+fn refuse_non_uuid(api: &AlertmanagerApi, id: &str) -> Option<Response> {
+    if is_uuid(id) {
+        return None;
+    }
+    api.failed();
+    Some(api_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        601,
+        &format!("silenceID in path must be of type uuid: {}", quote(id)),
+    ))
+}
+
 async fn get_silence(State(api): State<AlertmanagerApi>, Path(id): Path<String>) -> Response {
-    if !is_uuid(&id) {
-        api.failed();
-        return api_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            601,
-            &format!("silenceID in path must be of type uuid: {}", quote(&id)),
-        );
+    if let Some(r) = refuse_non_uuid(&api, &id) {
+        return r;
     }
     match api.silences.get(&id) {
         Some(s) => json(
@@ -212,27 +220,18 @@ async fn get_silence(State(api): State<AlertmanagerApi>, Path(id): Path<String>)
 }
 
 async fn delete_silence(State(api): State<AlertmanagerApi>, Path(id): Path<String>) -> Response {
-    if !is_uuid(&id) {
-        api.failed();
-        return api_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            601,
-            &format!("silenceID in path must be of type uuid: {}", quote(&id)),
-        );
+    if let Some(r) = refuse_non_uuid(&api, &id) {
+        return r;
     }
     let silences = api.silences.clone();
     let r = tokio::task::spawn_blocking(move || silences.expire(&id, SystemTime::now())).await;
-    match r {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
-        Ok(Err(e)) => {
-            api.failed();
-            json_string(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-        }
-        Err(e) => {
-            api.failed();
-            json_string(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-        }
-    }
+    let failure = match r {
+        Ok(Ok(())) => return StatusCode::OK.into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    api.failed();
+    json_string(StatusCode::INTERNAL_SERVER_ERROR, &failure)
 }
 
 fn quote(s: &str) -> String {

@@ -84,27 +84,16 @@ impl std::fmt::Debug for TemplateData {
     }
 }
 
-/// The functions Prometheus defines for templates (Go's builtins plus Prometheus's).
-const FUNCS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "print",
-    "printf",
-    "println",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "html",
-    "js",
-    "urlquery",
+/// Go's `text/template` builtins that both Prometheus and Alertmanager templates have.
+const GO_BUILTINS: &[&str] = &[
+    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt",
+    "ge", "html", "js", "urlquery", "slice",
+];
+
+/// The functions Prometheus defines for templates besides [`GO_BUILTINS`] (Go's `call`
+/// among them).
+const PROMETHEUS_FUNCS: &[&str] = &[
     "call",
-    "slice",
     "query",
     "first",
     "label",
@@ -133,27 +122,9 @@ const FUNCS: &[&str] = &[
     "toTime",
 ];
 
-/// The functions Alertmanager 0.25 defines for notification templates (Go's builtins plus
-/// Alertmanager's `template.DefaultFuncs`).
-const NOTIFY_FUNCS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "print",
-    "printf",
-    "println",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "html",
-    "js",
-    "urlquery",
-    "slice",
+/// The functions Alertmanager 0.25 defines for notification templates besides
+/// [`GO_BUILTINS`] (its `template.DefaultFuncs`).
+const ALERTMANAGER_FUNCS: &[&str] = &[
     "toUpper",
     "toLower",
     "title",
@@ -164,6 +135,17 @@ const NOTIFY_FUNCS: &[&str] = &[
     "reReplaceAll",
     "stringSlice",
 ];
+
+/// True when `name` is a function of notification templates (`notify`) or of Prometheus's
+/// alert templates.
+fn is_func(name: &str, notify: bool) -> bool {
+    let own = if notify {
+        ALERTMANAGER_FUNCS
+    } else {
+        PROMETHEUS_FUNCS
+    };
+    GO_BUILTINS.contains(&name) || own.contains(&name)
+}
 
 /// The variable definitions Prometheus puts before every alert template.
 const PREAMBLE_VARS: &[&str] = &["$labels", "$externalLabels", "$externalURL", "$value"];
