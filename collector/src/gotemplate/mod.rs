@@ -163,41 +163,39 @@ impl Template {
     /// Parses `text` as an alert template named `name`, with Prometheus's variables
     /// (`$labels`, `$externalLabels`, `$externalURL`, `$value`) defined.
     pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
-        let pieces = split(name, text)?;
-        let mut p = Parser {
-            name,
-            pieces,
-            pos: 0,
-            vars: PREAMBLE_VARS
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["$".into()])
-                .collect(),
-            notify: false,
-            defs: BTreeMap::new(),
-        };
-        let (nodes, end) = p.list()?;
-        match end {
-            Stop::Eof => {}
-            Stop::End => return Err(perr(name, p.line(), "unexpected {{end}}")),
-            Stop::Else(_) => return Err(perr(name, p.line(), "unexpected {{else}}")),
-        }
+        let vars = PREAMBLE_VARS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["$".into()])
+            .collect();
+        // Prometheus's alert templates keep no `define`d templates.
+        let t = Self::parse_with(name, text, vars, false)?;
         Ok(Template {
-            name: name.to_string(),
-            nodes,
             defs: BTreeMap::new(),
+            ..t
         })
     }
 
     /// Parses `text` in Alertmanager's notification dialect.
     fn parse_notify(name: &str, text: &str) -> Result<Template, TemplateError> {
+        Self::parse_with(name, text, vec!["$".into()], true)
+    }
+
+    /// Parses the whole of `text` with `vars` defined, in the notification dialect when
+    /// `notify`, with the templates it `define`s.
+    fn parse_with(
+        name: &str,
+        text: &str,
+        vars: Vec<String>,
+        notify: bool,
+    ) -> Result<Template, TemplateError> {
         let pieces = split(name, text)?;
         let mut p = Parser {
             name,
             pieces,
             pos: 0,
-            vars: vec!["$".into()],
-            notify: true,
+            vars,
+            notify,
             defs: BTreeMap::new(),
         };
         let (nodes, end) = p.list()?;

@@ -442,6 +442,16 @@ fn expect_str(v: StepValue, what: &str) -> Result<String, QueryError> {
     }
 }
 
+/// The error for an invalid `role` (source or destination) label name given to `func`.
+fn check_label_name(name: &str, role: &str, func: &str) -> Result<(), QueryError> {
+    if valid_label_name(name) {
+        return Ok(());
+    }
+    Err(QueryError::Execution(format!(
+        "invalid {role} label name in {func}(): {name}"
+    )))
+}
+
 /// Labels `absent`/`absent_over_time` give their result: the equality matchers of a plain
 /// selector argument, except names matched more than once or by other operators.
 fn absent_labels(arg: &Node) -> Labels {
@@ -1230,11 +1240,7 @@ impl<'a> Evaluator<'a> {
                 re
             }
         };
-        if !valid_label_name(&dst) {
-            return Err(QueryError::Execution(format!(
-                "invalid destination label name in label_replace(): {dst}"
-            )));
-        }
+        check_label_name(&dst, "destination", "label_replace")?;
         let mut out = Vec::with_capacity(v.len());
         for mut s in v {
             let value = s.labels.get(&src).unwrap_or("").to_string();
@@ -1255,18 +1261,10 @@ impl<'a> Evaluator<'a> {
         let mut srcs = Vec::new();
         for i in 3..c.args.len() {
             let s = expect_str(self.arg(c, i, t)?, "label_join")?;
-            if !valid_label_name(&s) {
-                return Err(QueryError::Execution(format!(
-                    "invalid source label name in label_join(): {s}"
-                )));
-            }
+            check_label_name(&s, "source", "label_join")?;
             srcs.push(s);
         }
-        if !valid_label_name(&dst) {
-            return Err(QueryError::Execution(format!(
-                "invalid destination label name in label_join(): {dst}"
-            )));
-        }
+        check_label_name(&dst, "destination", "label_join")?;
         let mut out = Vec::with_capacity(v.len());
         for mut s in v {
             let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
