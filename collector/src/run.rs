@@ -246,7 +246,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             },
         ))
         .merge(api::actions::router(commands))
-        .merge(crate::query::router(
+        .merge(api::query::router(
             Arc::new(storage.clone()),
             settings.query.clone(),
         ));

@@ -28,7 +28,8 @@ use prost::Message;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use vigil_collector::query::{router, MemSource, QueryOptions};
+use vigil_collector::api::query::router;
+use vigil_collector::query::{MemSource, QueryOptions};
 use vigil_shared::model::{Labels, Point, Series};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";

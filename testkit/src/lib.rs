@@ -8,6 +8,8 @@
 //! port is handed out once per process, and it is checked free for TCP and UDP alike), and
 //! [`start_on_free_port`] with [`wait_listening`] handles the second: a child that exits
 //! before it listens is started again on a new port.
+//!
+//! [`xorshift64`] gives tests deterministic pseudo-random inputs without a dependency.
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
@@ -79,6 +81,18 @@ pub fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> Result
         // comes up in well under a second.
         #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A xorshift64 generator from `seed` (which must not be 0): the same numbers on every run,
+/// for tests that want varied inputs without a dependency.
+pub fn xorshift64(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
     }
 }
 

@@ -15,12 +15,13 @@
 //!
 //! Errors use the Prometheus API's shape, `{"status":"error","errorType":…,"error":…}`.
 
+use super::json::{error as failure, json_response};
 use crate::ingest::commands::{ActionAnswer, CommandError};
 use crate::ingest::AgentCommands;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use http_body_util::{BodyExt, Full};
@@ -50,19 +51,7 @@ pub fn status_for(e: &CommandError) -> StatusCode {
 }
 
 fn json(code: StatusCode, body: serde_json::Value) -> Response {
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn failure(code: StatusCode, error_type: &str, msg: impl std::fmt::Display) -> Response {
-    json(
-        code,
-        serde_json::json!({"status": "error", "errorType": error_type, "error": msg.to_string()}),
-    )
+    json_response(code, body.to_string())
 }
 
 async fn run_action(

@@ -32,7 +32,7 @@ use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -44,8 +44,10 @@ use crate::notify::silence::{
     format_time, is_uuid, parse_time, sort_for_api, Silence, SilenceError, SilenceMatcher,
 };
 use crate::notify::{AlertStore, Config, DispatcherHandle, Silences};
-use crate::query::api::Params;
 use crate::telemetry::SilenceMetrics;
+
+use super::json::json_response as json;
+use super::params::Params;
 
 /// The Alertmanager release whose v2 API this module reproduces.
 pub const ALERTMANAGER_API_VERSION: &str = "0.25.0";
@@ -81,10 +83,6 @@ pub fn router(api: AlertmanagerApi) -> Router {
         .route("/api/v2/receivers", get(receivers))
         .route("/api/v2/status", get(status))
         .with_state(api)
-}
-
-fn json(code: StatusCode, body: String) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// go-swagger's answer for a string payload: the JSON-quoted string and a newline.
@@ -192,14 +190,22 @@ async fn list_silences(State(api): State<AlertmanagerApi>, params: Params) -> Re
     )
 }
 
+/// go-swagger's 422 for a `{id}` in the path that is not a UUID; `None` for a UUID.
+fn refuse_non_uuid(api: &AlertmanagerApi, id: &str) -> Option<Response> {
+    if is_uuid(id) {
+        return None;
+    }
+    api.failed();
+    Some(api_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        601,
+        &format!("silenceID in path must be of type uuid: {}", quote(id)),
+    ))
+}
+
 async fn get_silence(State(api): State<AlertmanagerApi>, Path(id): Path<String>) -> Response {
-    if !is_uuid(&id) {
-        api.failed();
-        return api_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            601,
-            &format!("silenceID in path must be of type uuid: {}", quote(&id)),
-        );
+    if let Some(r) = refuse_non_uuid(&api, &id) {
+        return r;
     }
     match api.silences.get(&id) {
         Some(s) => json(
@@ -214,27 +220,18 @@ async fn get_silence(State(api): State<AlertmanagerApi>, Path(id): Path<String>)
 }
 
 async fn delete_silence(State(api): State<AlertmanagerApi>, Path(id): Path<String>) -> Response {
-    if !is_uuid(&id) {
-        api.failed();
-        return api_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            601,
-            &format!("silenceID in path must be of type uuid: {}", quote(&id)),
-        );
+    if let Some(r) = refuse_non_uuid(&api, &id) {
+        return r;
     }
     let silences = api.silences.clone();
     let r = tokio::task::spawn_blocking(move || silences.expire(&id, SystemTime::now())).await;
-    match r {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
-        Ok(Err(e)) => {
-            api.failed();
-            json_string(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-        }
-        Err(e) => {
-            api.failed();
-            json_string(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-        }
-    }
+    let failure = match r {
+        Ok(Ok(())) => return StatusCode::OK.into_response(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    api.failed();
+    json_string(StatusCode::INTERNAL_SERVER_ERROR, &failure)
 }
 
 fn quote(s: &str) -> String {

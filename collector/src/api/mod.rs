@@ -2,9 +2,10 @@
 //!
 //! - `GET /metrics`: the collector's own metrics.
 //! - `GET /federate?match[]=…`: the latest sample of each matching series (5-minute
-//!   lookback, stale series omitted) in the Prometheus text format, with timestamps.
+//!   lookback, stale series omitted) in the Prometheus text format, with timestamps
+//!   ([`federate`]).
 //! - `GET /api/v1/export?match[]=…&start=…&end=…`: raw samples as JSON lines in
-//!   VictoriaMetrics' export format.
+//!   VictoriaMetrics' export format ([`federate`]).
 //! - `POST /api/v1/write`: Prometheus remote_write 1.0 (snappy + protobuf); the tenant is
 //!   the `X-Scope-OrgID` header (default `default`).
 //! - `GET /api/v1/agents`: agents seen, whether connected, last seen, lag.
@@ -15,21 +16,25 @@
 //! - `GET /api/v1/status/tsdb[?limit=N]`: head cardinality as Prometheus reports it, plus
 //!   series per tenant ([`tsdb_status`]).
 //! - `GET /health` (the process is up) and `GET /ready` (storage open, ingest listening).
-//! - the Prometheus query API, merged from [`crate::query`].
+//! - the Prometheus query API over the PromQL engine, merged from [`query`] (with
+//!   [`series`]); `/federate` and `/api/v1/export` are in [`federate`].
 //! - Alertmanager's v2 silences, alerts and status API, merged from [`alertmanager`].
+//!
+//! Every JSON answer is written by [`json`]; request parameters are read by [`params`].
 
 pub mod actions;
 pub mod alertmanager;
+pub mod federate;
+pub mod json;
+pub mod params;
+pub mod query;
 pub mod remote_write;
+mod series;
 mod tsdb_status;
 
 use crate::ingest::AgentRegistry;
-use crate::query::api::{error_response, Params};
-use crate::query::plan::parse_series_selector;
-use crate::query::timeparse::parse_time;
-use crate::query::QueryError;
 use crate::rules::manager::RuleManager;
-use crate::storage::{Matcher, Storage};
+use crate::storage::Storage;
 use crate::telemetry::CollectorMetrics;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -37,14 +42,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use json::{json_response, TEXT_FORMAT};
+use params::Params;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use vigil_shared::model::{Labels, Point, Series};
-
-/// Prometheus's default lookback for instant selection, used by `/federate`.
-pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
-/// The bit pattern Prometheus uses for a stale marker.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 /// Largest remote_write body accepted (compressed).
 pub const MAX_WRITE_BODY: usize = 32 * 1024 * 1024;
 
@@ -60,17 +61,27 @@ pub struct ApiState {
     pub samples_arrived: crate::signals::SamplesArrived,
 }
 
+impl ApiState {
+    /// Counts one request to `endpoint` in `vigil_collector_http_requests_total`.
+    fn count(&self, endpoint: &str) {
+        self.metrics
+            .http_requests
+            .with_label_values(&[endpoint])
+            .inc();
+    }
+}
+
 /// `/api/v1/rules`, `/api/v1/alerts` and `POST /-/reload` over the rule manager (empty
 /// answers when no rule files are configured).
 pub fn rules_router(rules: Option<Arc<RuleManager>>) -> Router {
     async fn rules_list(State(r): State<Option<Arc<RuleManager>>>) -> Response {
-        json_body(match &r {
+        json_value(match &r {
             Some(m) => m.rules_json().await,
             None => serde_json::json!({"status": "success", "data": {"groups": []}}),
         })
     }
     async fn alerts_list(State(r): State<Option<Arc<RuleManager>>>) -> Response {
-        json_body(match &r {
+        json_value(match &r {
             Some(m) => m.alerts_json().await,
             None => serde_json::json!({"status": "success", "data": {"alerts": []}}),
         })
@@ -95,20 +106,16 @@ pub fn rules_router(rules: Option<Arc<RuleManager>>) -> Router {
         .with_state(rules)
 }
 
-fn json_body(body: serde_json::Value) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+fn json_value(body: serde_json::Value) -> Response {
+    json_response(StatusCode::OK, body.to_string())
 }
 
 /// The whole HTTP router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/federate", get(federate))
-        .route("/api/v1/export", get(export))
+        .route("/federate", get(federate::federate))
+        .route("/api/v1/export", get(federate::export))
         .route(
             "/api/v1/write",
             post(write).layer(axum::extract::DefaultBodyLimit::max(MAX_WRITE_BODY)),
@@ -122,168 +129,11 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn error(code: StatusCode, error_type: &str, msg: impl std::fmt::Display) -> Response {
-    let body =
-        serde_json::json!({"status": "error", "errorType": error_type, "error": msg.to_string()});
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn selectors(params: &Params) -> Result<Vec<Vec<Matcher>>, QueryError> {
-    let groups: Vec<Vec<Matcher>> = params
-        .all("match[]")
-        .into_iter()
-        .map(parse_series_selector)
-        .collect::<Result<_, _>>()?;
-    if groups.is_empty() {
-        return Err(QueryError::BadData("no match[] parameter provided".into()));
-    }
-    Ok(groups)
-}
-
-fn select_union(
-    storage: &Storage,
-    groups: &[Vec<Matcher>],
-    start: i64,
-    end: i64,
-) -> Result<Vec<Series>, QueryError> {
-    let mut all: Vec<Series> = Vec::new();
-    for g in groups {
-        let found = storage
-            .select(g, start, end)
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
-        all.extend(found);
-    }
-    if groups.len() > 1 {
-        all.sort_by(|a, b| a.labels.cmp(&b.labels));
-        all.dedup_by(|a, b| a.labels == b.labels);
-    }
-    Ok(all)
-}
-
 async fn metrics(State(s): State<ApiState>) -> Response {
-    s.metrics
-        .http_requests
-        .with_label_values(&["metrics"])
-        .inc();
+    s.count("metrics");
     let mut out = String::new();
     let _ = prometheus::TextEncoder::new().encode_utf8(&s.metrics.registry.gather(), &mut out);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
-}
-
-async fn federate(State(s): State<ApiState>, params: Params) -> Response {
-    s.metrics
-        .http_requests
-        .with_label_values(&["federate"])
-        .inc();
-    match federate_body(&s, &params) {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => error_response(&e),
-    }
-}
-
-fn federate_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
-    let groups = selectors(params)?;
-    let now = (s.now_ms)();
-    let series = select_union(&s.storage, &groups, now - LOOKBACK_MS, now)?;
-    let latest: Vec<(Labels, Point)> = series
-        .into_iter()
-        .filter_map(|s| {
-            let p = *s.points.last()?;
-            (p.value.to_bits() != STALE_NAN_BITS).then_some((s.labels, p))
-        })
-        .collect();
-    Ok(vigil_shared::exposition::render(&latest, true))
-}
-
-fn json_number(v: f64, out: &mut String) {
-    use std::fmt::Write;
-    if v.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if v == f64::INFINITY {
-        out.push_str("\"+Inf\"");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("\"-Inf\"");
-    } else {
-        let _ = write!(out, "{v}");
-    }
-}
-
-/// Renders one series as a VictoriaMetrics export line. Non-finite values are written as
-/// the strings `"NaN"`, `"+Inf"` and `"-Inf"`, as the Prometheus API writes them.
-pub fn export_line(s: &Series, out: &mut String) {
-    let metric: serde_json::Map<String, serde_json::Value> = s
-        .labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.into()))
-        .collect();
-    out.push_str("{\"metric\":");
-    out.push_str(&serde_json::Value::Object(metric).to_string());
-    out.push_str(",\"values\":[");
-    for (i, p) in s.points.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        json_number(p.value, out);
-    }
-    out.push_str("],\"timestamps\":[");
-    for (i, p) in s.points.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&p.timestamp_ms.to_string());
-    }
-    out.push_str("]}\n");
-}
-
-async fn export(State(s): State<ApiState>, params: Params) -> Response {
-    s.metrics.http_requests.with_label_values(&["export"]).inc();
-    match export_body(&s, &params) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/stream+json")], body).into_response(),
-        Err(e) => error_response(&e),
-    }
-}
-
-fn export_body(s: &ApiState, params: &Params) -> Result<String, QueryError> {
-    let groups = selectors(params)?;
-    let start = params
-        .get("start")
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or(0);
-    let end = params
-        .get("end")
-        .map(parse_time)
-        .transpose()?
-        .unwrap_or_else(|| (s.now_ms)());
-    if end < start {
-        return Err(QueryError::BadData(
-            "end timestamp must not be before start time".into(),
-        ));
-    }
-    let mut out = String::new();
-    for s in &select_union(&s.storage, &groups, start, end)? {
-        export_line(s, &mut out);
-    }
-    Ok(out)
+    ([(header::CONTENT_TYPE, TEXT_FORMAT)], out).into_response()
 }
 
 /// The tenant of a remote_write request: its `X-Scope-OrgID` header (as in Mimir and
@@ -367,20 +217,15 @@ async fn write(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: 
 }
 
 async fn agents(State(s): State<ApiState>) -> Response {
-    s.metrics.http_requests.with_label_values(&["agents"]).inc();
-    let body = serde_json::json!({"status": "success", "data": s.agents.list()});
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    s.count("agents");
+    json_value(serde_json::json!({"status": "success", "data": s.agents.list()}))
 }
 
 /// Events of `kind` (all kinds when `None`), newest first, as Prometheus-API-style JSON.
 fn events_response(s: &ApiState, params: &Params, kind: Option<&str>) -> Response {
     let limit = match params.get("limit").map(str::parse::<usize>).transpose() {
         Ok(l) => l.unwrap_or(100).min(10_000),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_data", format!("limit: {e}")),
+        Err(e) => return json::error(StatusCode::BAD_REQUEST, "bad_data", format!("limit: {e}")),
     };
     let data: Vec<serde_json::Value> = s
         .storage
@@ -394,24 +239,16 @@ fn events_response(s: &ApiState, params: &Params, kind: Option<&str>) -> Respons
             serde_json::json!({"agent": agent, "kind": e.kind, "timestamp_ms": e.timestamp_ms, "labels": labels, "fields": fields})
         })
         .collect();
-    let body = serde_json::json!({"status": "success", "data": data});
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_value(serde_json::json!({"status": "success", "data": data}))
 }
 
 async fn anomalies(State(s): State<ApiState>, params: Params) -> Response {
-    s.metrics
-        .http_requests
-        .with_label_values(&["anomalies"])
-        .inc();
+    s.count("anomalies");
     events_response(&s, &params, Some("anomaly"))
 }
 
 async fn events(State(s): State<ApiState>, params: Params) -> Response {
-    s.metrics.http_requests.with_label_values(&["events"]).inc();
+    s.count("events");
     let kind = params.get("kind").map(str::to_string);
     events_response(&s, &params, kind.as_deref())
 }
@@ -439,25 +276,5 @@ mod tests {
             let e = tenant_of(&h).unwrap_err();
             assert!(e.contains("X-Scope-OrgID"), "{e}");
         }
-    }
-
-    #[test]
-    fn export_lines_match_victoriametrics_shape() {
-        let s = Series {
-            labels: Labels::metric("up", &[("job", "a")]),
-            points: vec![
-                Point {
-                    timestamp_ms: 1,
-                    value: 1.5,
-                },
-                Point {
-                    timestamp_ms: 2,
-                    value: f64::NAN,
-                },
-            ],
-        };
-        let mut out = String::new();
-        export_line(&s, &mut out);
-        assert_eq!(out, "{\"metric\":{\"__name__\":\"up\",\"job\":\"a\"},\"values\":[1.5,\"NaN\"],\"timestamps\":[1,2]}\n");
     }
 }

@@ -6,12 +6,13 @@
 //! `--max-series-per-tenant` is counted.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{json, Value};
 
+use super::json::{error_response, json_response};
+use super::params::Params;
 use super::ApiState;
-use crate::query::api::{error_response, Params};
 use crate::query::QueryError;
 
 /// Entries per table when `limit` is absent, as in Prometheus.
@@ -55,12 +56,7 @@ pub(super) async fn tsdb_status(State(state): State<ApiState>, p: Params) -> Res
             "seriesCountByTenant": table(&st.tenants),
         }
     });
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_response(StatusCode::OK, body.to_string())
 }
 
 #[cfg(test)]

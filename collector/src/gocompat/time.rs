@@ -65,8 +65,7 @@ pub fn unix_parts(t: Option<SystemTime>) -> (i64, u32) {
     }
 }
 
-fn parts(t: Option<SystemTime>) -> Parts {
-    let (secs, nanos) = unix_parts(t);
+fn parts(secs: i64, nanos: u32) -> Parts {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
@@ -85,9 +84,22 @@ fn parts(t: Option<SystemTime>) -> Parts {
     }
 }
 
+/// Go's `time.RFC3339Nano` layout.
+pub const RFC3339_NANO: &str = "2006-01-02T15:04:05.999999999Z07:00";
+
+/// The layout of Go's `time.Time.String()`.
+pub const TIME_STRING: &str = "2006-01-02 15:04:05.999999999 -0700 MST";
+
 /// Formats `t` (UTC; `None` is Go's zero time) with Go layout `layout`.
 pub fn format(t: Option<SystemTime>, layout: &str) -> String {
-    let p = parts(t);
+    let (secs, nanos) = unix_parts(t);
+    format_unix(secs, nanos, layout)
+}
+
+/// Formats the UTC time `secs` seconds and `nanos` nanoseconds after the Unix epoch with Go
+/// layout `layout`.
+pub fn format_unix(secs: i64, nanos: u32, layout: &str) -> String {
+    let p = parts(secs, nanos);
     let mut out = String::with_capacity(layout.len() + 8);
     let mut rest = layout;
     while !rest.is_empty() {
@@ -182,26 +194,7 @@ fn fraction(s: &str, nanos: u32) -> Option<(String, usize)> {
 /// Go's `time.RFC3339Nano` in UTC (trailing zeros of the fraction dropped); `None` is Go's
 /// zero time, `0001-01-01T00:00:00Z`, which Alertmanager sends as the end of firing alerts.
 pub fn rfc3339(t: Option<SystemTime>) -> String {
-    let Some(t) = t else {
-        return "0001-01-01T00:00:00Z".to_string();
-    };
-    let (secs, nanos) = unix_parts(Some(t));
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    format(t, RFC3339_NANO)
 }
 
 /// Parses the subset of RFC 3339 that [`rfc3339`] writes (UTC, optional fraction). Used by

@@ -221,58 +221,24 @@ impl Exec<'_> {
                     match v {
                         Val::Map(m) if !m.is_empty() => {
                             for (k, val) in m {
-                                let mark = self.vars.len();
-                                match decl.len() {
-                                    1 => self.vars.push((decl[0].clone(), Val::Str(val.clone()))),
-                                    2 => {
-                                        self.vars.push((decl[0].clone(), Val::Str(k.clone())));
-                                        self.vars.push((decl[1].clone(), Val::Str(val.clone())));
-                                    }
-                                    _ => {}
-                                }
-                                self.nodes(a, &Val::Str(val))?;
-                                self.vars.truncate(mark);
+                                self.range_step(a, &decl, Val::Str(k), Val::Str(val))?;
                             }
                         }
                         Val::Int(n) if n > 0 => {
+                            // Only one variable is bound over an integer.
+                            let first = &decl[..decl.len().min(1)];
                             for i in 0..n {
-                                let mark = self.vars.len();
-                                if let Some(d) = decl.first() {
-                                    self.vars.push((d.clone(), Val::Int(i)));
-                                }
-                                self.nodes(a, &Val::Int(i))?;
-                                self.vars.truncate(mark);
+                                self.range_step(a, first, Val::Nil, Val::Int(i))?;
                             }
                         }
                         Val::Samples(list) if !list.is_empty() => {
                             for (i, (l, x)) in list.into_iter().enumerate() {
-                                let mark = self.vars.len();
-                                let el = Val::Sample(l, x);
-                                match decl.len() {
-                                    1 => self.vars.push((decl[0].clone(), el.clone())),
-                                    2 => {
-                                        self.vars.push((decl[0].clone(), Val::Int(i as i64)));
-                                        self.vars.push((decl[1].clone(), el.clone()));
-                                    }
-                                    _ => {}
-                                }
-                                self.nodes(a, &el)?;
-                                self.vars.truncate(mark);
+                                self.range_step(a, &decl, Val::Int(i as i64), Val::Sample(l, x))?;
                             }
                         }
                         Val::List(list) if !list.is_empty() => {
                             for (i, el) in list.into_iter().enumerate() {
-                                let mark = self.vars.len();
-                                match decl.len() {
-                                    1 => self.vars.push((decl[0].clone(), el.clone())),
-                                    2 => {
-                                        self.vars.push((decl[0].clone(), Val::Int(i as i64)));
-                                        self.vars.push((decl[1].clone(), el.clone()));
-                                    }
-                                    _ => {}
-                                }
-                                self.nodes(a, &el)?;
-                                self.vars.truncate(mark);
+                                self.range_step(a, &decl, Val::Int(i as i64), el)?;
                             }
                         }
                         Val::Map(_)
@@ -290,6 +256,29 @@ impl Exec<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// One element of a `range`: binds `$el` (one declared variable) or `$key, $el` (two)
+    /// for this element only and runs `body` with the element as dot.
+    fn range_step(
+        &mut self,
+        body: &[Node],
+        decl: &[String],
+        key: Val,
+        el: Val,
+    ) -> Result<(), TemplateError> {
+        let mark = self.vars.len();
+        match decl.len() {
+            1 => self.vars.push((decl[0].clone(), el.clone())),
+            2 => {
+                self.vars.push((decl[0].clone(), key));
+                self.vars.push((decl[1].clone(), el.clone()));
+            }
+            _ => {}
+        }
+        self.nodes(body, &el)?;
+        self.vars.truncate(mark);
         Ok(())
     }
 

@@ -225,23 +225,9 @@ pub(super) fn humanize_timestamp(v: f64) -> String {
     }
     let ms = (ts as i64) / 1_000_000;
     let secs = ms.div_euclid(1000);
-    let nanos = ms.rem_euclid(1000) * 1_000_000;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let (y, mo, d) = vigil_shared::calendar::civil_from_days(days);
-    let mut out = format!(
-        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    );
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push_str(" +0000 UTC");
-    out
+    // In 0..1e9, so the cast is exact.
+    let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
+    crate::gocompat::time::format_unix(secs, nanos, crate::gocompat::time::TIME_STRING)
 }
 
 /// Go's `fmt.Sprintf` for the verbs templates use: `%s %v %d %f %e %g %x %q %%`, with flags,

@@ -84,27 +84,16 @@ impl std::fmt::Debug for TemplateData {
     }
 }
 
-/// The functions Prometheus defines for templates (Go's builtins plus Prometheus's).
-const FUNCS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "print",
-    "printf",
-    "println",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "html",
-    "js",
-    "urlquery",
+/// Go's `text/template` builtins that both Prometheus and Alertmanager templates have.
+const GO_BUILTINS: &[&str] = &[
+    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt",
+    "ge", "html", "js", "urlquery", "slice",
+];
+
+/// The functions Prometheus defines for templates besides [`GO_BUILTINS`] (Go's `call`
+/// among them).
+const PROMETHEUS_FUNCS: &[&str] = &[
     "call",
-    "slice",
     "query",
     "first",
     "label",
@@ -133,27 +122,9 @@ const FUNCS: &[&str] = &[
     "toTime",
 ];
 
-/// The functions Alertmanager 0.25 defines for notification templates (Go's builtins plus
-/// Alertmanager's `template.DefaultFuncs`).
-const NOTIFY_FUNCS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "len",
-    "index",
-    "print",
-    "printf",
-    "println",
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "html",
-    "js",
-    "urlquery",
-    "slice",
+/// The functions Alertmanager 0.25 defines for notification templates besides
+/// [`GO_BUILTINS`] (its `template.DefaultFuncs`).
+const ALERTMANAGER_FUNCS: &[&str] = &[
     "toUpper",
     "toLower",
     "title",
@@ -164,6 +135,17 @@ const NOTIFY_FUNCS: &[&str] = &[
     "reReplaceAll",
     "stringSlice",
 ];
+
+/// True when `name` is a function of notification templates (`notify`) or of Prometheus's
+/// alert templates.
+fn is_func(name: &str, notify: bool) -> bool {
+    let own = if notify {
+        ALERTMANAGER_FUNCS
+    } else {
+        PROMETHEUS_FUNCS
+    };
+    GO_BUILTINS.contains(&name) || own.contains(&name)
+}
 
 /// The variable definitions Prometheus puts before every alert template.
 const PREAMBLE_VARS: &[&str] = &["$labels", "$externalLabels", "$externalURL", "$value"];
@@ -181,41 +163,39 @@ impl Template {
     /// Parses `text` as an alert template named `name`, with Prometheus's variables
     /// (`$labels`, `$externalLabels`, `$externalURL`, `$value`) defined.
     pub fn parse(name: &str, text: &str) -> Result<Template, TemplateError> {
-        let pieces = split(name, text)?;
-        let mut p = Parser {
-            name,
-            pieces,
-            pos: 0,
-            vars: PREAMBLE_VARS
-                .iter()
-                .map(|s| s.to_string())
-                .chain(["$".into()])
-                .collect(),
-            notify: false,
-            defs: BTreeMap::new(),
-        };
-        let (nodes, end) = p.list()?;
-        match end {
-            Stop::Eof => {}
-            Stop::End => return Err(perr(name, p.line(), "unexpected {{end}}")),
-            Stop::Else(_) => return Err(perr(name, p.line(), "unexpected {{else}}")),
-        }
+        let vars = PREAMBLE_VARS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["$".into()])
+            .collect();
+        // Prometheus's alert templates keep no `define`d templates.
+        let t = Self::parse_with(name, text, vars, false)?;
         Ok(Template {
-            name: name.to_string(),
-            nodes,
             defs: BTreeMap::new(),
+            ..t
         })
     }
 
     /// Parses `text` in Alertmanager's notification dialect.
     fn parse_notify(name: &str, text: &str) -> Result<Template, TemplateError> {
+        Self::parse_with(name, text, vec!["$".into()], true)
+    }
+
+    /// Parses the whole of `text` with `vars` defined, in the notification dialect when
+    /// `notify`, with the templates it `define`s.
+    fn parse_with(
+        name: &str,
+        text: &str,
+        vars: Vec<String>,
+        notify: bool,
+    ) -> Result<Template, TemplateError> {
         let pieces = split(name, text)?;
         let mut p = Parser {
             name,
             pieces,
             pos: 0,
-            vars: vec!["$".into()],
-            notify: true,
+            vars,
+            notify,
             defs: BTreeMap::new(),
         };
         let (nodes, end) = p.list()?;

@@ -289,8 +289,7 @@ impl Parser<'_> {
                 Tok::Field(f) => cur.push(Arg::Field(f.clone())),
                 Tok::Dot => cur.push(Arg::Dot),
                 Tok::Ident(id) => {
-                    let funcs = if self.notify { NOTIFY_FUNCS } else { FUNCS };
-                    if !funcs.contains(&id.as_str()) {
+                    if !is_func(id, self.notify) {
                         return Err(perr(name, line, format!("function \"{id}\" not defined")));
                     }
                     cur.push(Arg::Func(id.clone()));

@@ -23,9 +23,10 @@ pub enum AggParam {
 
 struct Group {
     labels: SharedLabels,
-    value: f64,
-    mean: f64,
-    count: u64,
+    /// The running value of `sum`, `avg`, `count`, `count_values`, `min`, `max`, `group`,
+    /// `stddev` and `stdvar`.
+    acc: SimpleAcc,
+    /// The samples `topk`, `bottomk` and `quantile` keep.
     heap: Vec<Sample>,
 }
 
@@ -172,9 +173,9 @@ fn fresh_key(labels: &Labels, grouping: &Grouping) -> (SharedLabels, u64) {
 }
 
 /// One group's running state for the aggregations that need only the values in order
-/// (`sum`, `avg`, `count`, `min`, `max`, `group`, `stddev`, `stdvar`), with exactly
-/// [`aggregate`]'s numerics. The engine uses it to aggregate a range query series by series
-/// instead of step by step; a test checks it against [`aggregate`].
+/// (`sum`, `avg`, `count`, `min`, `max`, `group`, `stddev`, `stdvar`; and the counting of
+/// `count_values`). [`aggregate`] keeps one per group, and the engine uses it to aggregate
+/// a range query series by series instead of step by step; a test checks both paths agree.
 #[derive(Debug, Clone, Copy)]
 pub struct SimpleAcc {
     value: f64,
@@ -231,7 +232,7 @@ impl SimpleAcc {
             }
             AggOp::Max if self.value < v || self.value.is_nan() => self.value = v,
             AggOp::Min if self.value > v || self.value.is_nan() => self.value = v,
-            AggOp::Count => self.count += 1,
+            AggOp::Count | AggOp::CountValues => self.count += 1,
             AggOp::Stddev | AggOp::Stdvar => {
                 self.count += 1;
                 let delta = v - self.mean;
@@ -246,7 +247,7 @@ impl SimpleAcc {
     pub fn result(&self, op: AggOp) -> f64 {
         match op {
             AggOp::Avg => self.mean,
-            AggOp::Count => self.count as f64,
+            AggOp::Count | AggOp::CountValues => self.count as f64,
             AggOp::Stdvar => self.value / self.count as f64,
             AggOp::Stddev => (self.value / self.count as f64).sqrt(),
             _ => self.value,
@@ -338,14 +339,10 @@ pub fn aggregate_cached(
                 candidates.push(groups.len());
                 let mut g = Group {
                     labels: key,
-                    value: s.value,
-                    mean: s.value,
-                    count: 1,
+                    acc: SimpleAcc::new(op, s.value),
                     heap: Vec::new(),
                 };
                 match op {
-                    AggOp::Stddev | AggOp::Stdvar => g.value = 0.0,
-                    AggOp::Group => g.value = 1.0,
                     AggOp::Topk | AggOp::Bottomk => {
                         g.heap.reserve(k.min(input_len));
                         g.heap.push(s);
@@ -360,38 +357,6 @@ pub fn aggregate_cached(
         let g = &mut groups[gi];
         let v = s.value;
         match op {
-            AggOp::Sum => g.value += v,
-            AggOp::Avg => {
-                g.count += 1;
-                if g.mean.is_infinite() {
-                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                        continue;
-                    }
-                    if !v.is_infinite() && !v.is_nan() {
-                        continue;
-                    }
-                }
-                let n = g.count as f64;
-                g.mean += v / n - g.mean / n;
-            }
-            AggOp::Group => {}
-            AggOp::Max => {
-                if g.value < v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            AggOp::Min => {
-                if g.value > v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            AggOp::Count | AggOp::CountValues => g.count += 1,
-            AggOp::Stddev | AggOp::Stdvar => {
-                g.count += 1;
-                let delta = v - g.mean;
-                g.mean += delta / g.count as f64;
-                g.value += delta * (v - g.mean);
-            }
             AggOp::Topk | AggOp::Bottomk => {
                 let less: &dyn Fn(&Sample, &Sample) -> bool = if op == AggOp::Topk {
                     &topk_less
@@ -416,15 +381,12 @@ pub fn aggregate_cached(
                 }
             }
             AggOp::Quantile => g.heap.push(s),
+            _ => g.acc.add(op, v),
         }
     }
     let mut out = Vec::with_capacity(groups.len());
     for mut g in groups {
         let value = match op {
-            AggOp::Avg => g.mean,
-            AggOp::Count | AggOp::CountValues => g.count as f64,
-            AggOp::Stdvar => g.value / g.count as f64,
-            AggOp::Stddev => (g.value / g.count as f64).sqrt(),
             AggOp::Topk | AggOp::Bottomk => {
                 let less = if op == AggOp::Topk {
                     topk_less
@@ -448,7 +410,7 @@ pub fn aggregate_cached(
                 let mut vals: Vec<f64> = g.heap.iter().map(|s| s.value).collect();
                 quantile(q, &mut vals)
             }
-            _ => g.value,
+            _ => g.acc.result(op),
         };
         out.push(Sample {
             labels: g.labels,
@@ -462,12 +424,7 @@ pub fn aggregate_cached(
 mod tests {
     use super::*;
 
-    fn s(name: &str, pairs: &[(&str, &str)], v: f64) -> Sample {
-        Sample {
-            labels: Arc::new(Labels::metric(name, pairs)),
-            value: v,
-        }
-    }
+    use crate::query::value::sample as s;
 
     fn input() -> Vec<Sample> {
         vec![
@@ -480,21 +437,14 @@ mod tests {
 
     #[test]
     fn simple_acc_matches_aggregate_bit_for_bit() {
-        // xorshift64: deterministic inputs without a dependency.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = vigil_testkit::xorshift64(0x9e37_79b9_7f4a_7c15);
         let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e308];
         for round in 0..300 {
             let n = 1 + (next() % 11) as usize;
             let vals: Vec<f64> = (0..n)
                 .map(|_| {
                     let r = next();
-                    if r % 5 == 0 {
+                    if r.is_multiple_of(5) {
                         specials[(r / 5 % specials.len() as u64) as usize]
                     } else {
                         (r >> 11) as f64 / (1u64 << 53) as f64 * 2e6 - 1e6

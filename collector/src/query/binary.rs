@@ -286,12 +286,7 @@ pub fn vector_vector_binop(
 mod tests {
     use super::*;
 
-    fn s(name: &str, pairs: &[(&str, &str)], v: f64) -> Sample {
-        Sample {
-            labels: Arc::new(Labels::metric(name, pairs)),
-            value: v,
-        }
-    }
+    use crate::query::value::sample as s;
 
     fn ignoring(labels: &[&str]) -> VectorMatching {
         VectorMatching {

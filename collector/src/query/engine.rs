@@ -21,7 +21,7 @@ use super::aggregate::{
 use super::binary::{scalar_binop, vector_scalar_binop, vector_set_binop, vector_vector_binop};
 use super::functions as f;
 use super::plan::{self, Call, Node, Selector, Subquery, ValueKind};
-use super::source::{SeriesSource, TOO_MANY_SAMPLES};
+use super::source::{check_samples, SeriesSource};
 use super::value::{
     has_duplicate_labelsets, is_stale_marker, FnvBuild, LabelCache, QueryValue, RangeSeries,
     Sample, SharedLabels, StepValue, Window,
@@ -406,44 +406,50 @@ fn without_stale<'p>(points: &'p [Point], buf: &'p mut Vec<Point>) -> &'p [Point
     }
 }
 
+/// The error for an argument of `what` that has the wrong type.
+fn wrong_type(expected: &str, what: &str, got: &StepValue) -> QueryError {
+    QueryError::Execution(format!(
+        "expected {expected} for {what}, got {}",
+        got.type_name()
+    ))
+}
+
 fn expect_scalar(v: StepValue, what: &str) -> Result<f64, QueryError> {
     match v {
         StepValue::Scalar(x) => Ok(x),
-        other => Err(QueryError::Execution(format!(
-            "expected scalar for {what}, got {}",
-            other.type_name()
-        ))),
+        other => Err(wrong_type("scalar", what, &other)),
     }
 }
 
 fn expect_vector(v: StepValue, what: &str) -> Result<Vec<Sample>, QueryError> {
     match v {
         StepValue::Vector(x) => Ok(x),
-        other => Err(QueryError::Execution(format!(
-            "expected instant vector for {what}, got {}",
-            other.type_name()
-        ))),
+        other => Err(wrong_type("instant vector", what, &other)),
     }
 }
 
 fn expect_matrix(v: StepValue, what: &str) -> Result<Window, QueryError> {
     match v {
         StepValue::Matrix(x) => Ok(x),
-        other => Err(QueryError::Execution(format!(
-            "expected range vector for {what}, got {}",
-            other.type_name()
-        ))),
+        other => Err(wrong_type("range vector", what, &other)),
     }
 }
 
 fn expect_str(v: StepValue, what: &str) -> Result<String, QueryError> {
     match v {
         StepValue::Str(x) => Ok(x),
-        other => Err(QueryError::Execution(format!(
-            "expected string for {what}, got {}",
-            other.type_name()
-        ))),
+        other => Err(wrong_type("string", what, &other)),
     }
+}
+
+/// The error for an invalid `role` (source or destination) label name given to `func`.
+fn check_label_name(name: &str, role: &str, func: &str) -> Result<(), QueryError> {
+    if valid_label_name(name) {
+        return Ok(());
+    }
+    Err(QueryError::Execution(format!(
+        "invalid {role} label name in {func}(): {name}"
+    )))
 }
 
 /// Labels `absent`/`absent_over_time` give their result: the equality matchers of a plain
@@ -535,10 +541,7 @@ impl<'a> Evaluator<'a> {
     /// Counts samples held by the query against the limit.
     fn account(&mut self, n: usize) -> Result<(), QueryError> {
         self.samples = self.samples.saturating_add(n);
-        if self.samples > self.opts.max_samples {
-            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
-        }
-        Ok(())
+        check_samples(self.samples, self.opts.max_samples)
     }
 
     fn check_deadline(&self) -> Result<(), QueryError> {
@@ -1237,11 +1240,7 @@ impl<'a> Evaluator<'a> {
                 re
             }
         };
-        if !valid_label_name(&dst) {
-            return Err(QueryError::Execution(format!(
-                "invalid destination label name in label_replace(): {dst}"
-            )));
-        }
+        check_label_name(&dst, "destination", "label_replace")?;
         let mut out = Vec::with_capacity(v.len());
         for mut s in v {
             let value = s.labels.get(&src).unwrap_or("").to_string();
@@ -1262,18 +1261,10 @@ impl<'a> Evaluator<'a> {
         let mut srcs = Vec::new();
         for i in 3..c.args.len() {
             let s = expect_str(self.arg(c, i, t)?, "label_join")?;
-            if !valid_label_name(&s) {
-                return Err(QueryError::Execution(format!(
-                    "invalid source label name in label_join(): {s}"
-                )));
-            }
+            check_label_name(&s, "source", "label_join")?;
             srcs.push(s);
         }
-        if !valid_label_name(&dst) {
-            return Err(QueryError::Execution(format!(
-                "invalid destination label name in label_join(): {dst}"
-            )));
-        }
+        check_label_name(&dst, "destination", "label_join")?;
         let mut out = Vec::with_capacity(v.len());
         for mut s in v {
             let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
@@ -1865,15 +1856,9 @@ mod tests {
     /// resets, stale markers, NaN and negative values, over enough series for two threads.
     #[test]
     fn batched_range_aggregation_matches_step_by_step_bit_for_bit() {
-        let stale = f64::from_bits(crate::api::STALE_NAN_BITS);
+        let stale = f64::from_bits(crate::query::value::STALE_NAN_BITS);
         let mut all = Vec::new();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rnd = vigil_testkit::xorshift64(0x2545_f491_4f6c_dd1d);
         for i in 0..(2 * PARALLEL_MIN_SERIES + 37) {
             let job = ["a", "b", "c"][i % 3];
             let inst = format!("i{i}");

@@ -1,4 +1,5 @@
-//! PromQL evaluation over the storage, behind the Prometheus HTTP API.
+//! The PromQL engine over the storage: no HTTP here (the Prometheus HTTP API that serves
+//! it is [`crate::api::query`]).
 //!
 //! Parsing is done by the `promql-parser` crate; everything after the parse is ours:
 //! [`plan`] lowers the parser's AST into a checked plan (metric-name matchers added, regexes
@@ -6,17 +7,13 @@
 //! the plan step by step with Prometheus 2.x semantics (closed range windows, 5-minute lookback,
 //! stale markers, `extrapolatedRate`), [`functions`], [`aggregate`] and [`binary`] hold the
 //! operators, [`value`] the values passed between them, [`source`] is the read interface to
-//! the storage, [`timeparse`] reads the API's time and duration parameters, and [`api`] serves
-//! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`, `/api/v1/labels`,
-//! `/api/v1/label/{name}/values`, `/api/v1/metadata` (from the storage's metadata store) and
-//! `/api/v1/status/buildinfo`.
+//! the storage, and [`timeparse`] reads the API's time and duration parameters.
 //!
 //! Semantics follow Prometheus 2.x (the version Debian ships and our differential test runs
 //! against): range windows and the lookback window are closed at both ends, and functions
 //! drop the metric name as soon as they are applied.
 
 pub mod aggregate;
-pub mod api;
 pub mod binary;
 pub mod engine;
 pub mod functions;
@@ -28,7 +25,6 @@ pub mod value;
 
 use std::time::Duration;
 
-pub use api::router;
 pub use engine::{Engine, QueryOptions};
 pub use source::{MemSource, SeriesSource};
 pub use value::{QueryValue, RangeSeries, Sample};
@@ -50,6 +46,12 @@ pub enum QueryError {
     /// The storage failed while reading (HTTP 500, `internal`).
     #[error("storage: {0}")]
     Storage(String),
+}
+
+impl From<crate::storage::StorageError> for QueryError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        QueryError::Storage(e.to_string())
+    }
 }
 
 impl QueryError {

@@ -3,7 +3,7 @@
 //! series.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::storage::metadata::MetricMetadata;
 use crate::storage::SharedSeries;
@@ -12,10 +12,24 @@ use vigil_shared::model::{Labels, Point, Series};
 
 use super::QueryError;
 
+use crate::storage::matcher::{matches_all, Matcher};
+
 /// Prometheus's message when a query would hold more samples than allowed.
 pub const TOO_MANY_SAMPLES: &str =
     "query processing would load too many samples into memory in query execution";
-use crate::storage::matcher::{matches_all, Matcher};
+
+/// The `execution` error of a query that would hold more samples than allowed.
+pub fn too_many_samples() -> QueryError {
+    QueryError::Execution(TOO_MANY_SAMPLES.into())
+}
+
+/// [`too_many_samples`] when `n` samples exceed `max_samples`.
+pub fn check_samples(n: usize, max_samples: usize) -> Result<(), QueryError> {
+    if n > max_samples {
+        return Err(too_many_samples());
+    }
+    Ok(())
+}
 
 /// Read access to stored series. Implemented by the storage; the engine calls it once per
 /// selector per query.
@@ -42,10 +56,7 @@ pub trait SeriesSource: Send + Sync {
         max_samples: usize,
     ) -> Result<Vec<Series>, QueryError> {
         let series = self.select(matchers, start_ms, end_ms)?;
-        let n: usize = series.iter().map(|s| s.points.len()).sum();
-        if n > max_samples {
-            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
-        }
+        check_samples(series.iter().map(|s| s.points.len()).sum(), max_samples)?;
         Ok(series)
     }
 
@@ -116,60 +127,86 @@ pub trait SeriesSource: Send + Sync {
 }
 
 /// Series held in memory, sorted by labels. Points must be sorted by time within a series;
-/// [`MemSource::new`] sorts them and merges series that share a label set.
-#[derive(Debug, Default, Clone)]
+/// [`MemSource::new`] sorts them and merges series that share a label set, and
+/// [`MemSource::append`] adds more the same way (promtool's test storage, which the rules
+/// write back into).
+#[derive(Debug, Default)]
 pub struct MemSource {
-    series: Vec<Series>,
+    series: RwLock<Vec<Series>>,
+}
+
+impl Clone for MemSource {
+    fn clone(&self) -> Self {
+        MemSource {
+            series: RwLock::new(self.held().clone()),
+        }
+    }
+}
+
+/// `input` with series that share a label set merged, sorted by labels and points by time;
+/// when two points of one series share a timestamp, the later one in the input wins.
+fn merge(input: Vec<Series>) -> Vec<Series> {
+    let mut map: BTreeMap<Labels, Vec<Point>> = Default::default();
+    for s in input {
+        map.entry(s.labels).or_default().extend(s.points);
+    }
+    map.into_iter()
+        .map(|(labels, mut points)| {
+            // Stable sort keeps input order for equal timestamps; keep the last of each.
+            points.sort_by_key(|p| p.timestamp_ms);
+            let mut out: Vec<Point> = Vec::with_capacity(points.len());
+            for p in points {
+                match out.last_mut() {
+                    Some(last) if last.timestamp_ms == p.timestamp_ms => *last = p,
+                    _ => out.push(p),
+                }
+            }
+            Series {
+                labels,
+                points: out,
+            }
+        })
+        .collect()
+}
+
+/// The series of `series` matching every matcher, each cut to its points in
+/// `[start_ms, end_ms]`, those with none left out.
+fn matching<'a>(
+    series: &'a [Series],
+    matchers: &'a [Matcher],
+    start_ms: i64,
+    end_ms: i64,
+) -> impl Iterator<Item = (&'a Labels, &'a [Point])> + 'a {
+    series.iter().filter_map(move |s| {
+        if !matches_all(matchers, &s.labels) {
+            return None;
+        }
+        let lo = s.points.partition_point(|p| p.timestamp_ms < start_ms);
+        let hi = s.points.partition_point(|p| p.timestamp_ms <= end_ms);
+        (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
+    })
 }
 
 impl MemSource {
     /// Builds a source from series, merging duplicates and sorting labels and points. When
     /// two points of one series share a timestamp, the later one in the input wins.
     pub fn new(input: Vec<Series>) -> Self {
-        let mut map: std::collections::BTreeMap<Labels, Vec<Point>> = Default::default();
-        for s in input {
-            map.entry(s.labels).or_default().extend(s.points);
+        MemSource {
+            series: RwLock::new(merge(input)),
         }
-        let series = map
-            .into_iter()
-            .map(|(labels, mut points)| {
-                // Stable sort keeps input order for equal timestamps; keep the last of each.
-                points.sort_by_key(|p| p.timestamp_ms);
-                let mut out: Vec<Point> = Vec::with_capacity(points.len());
-                for p in points {
-                    match out.last_mut() {
-                        Some(last) if last.timestamp_ms == p.timestamp_ms => *last = p,
-                        _ => out.push(p),
-                    }
-                }
-                Series {
-                    labels,
-                    points: out,
-                }
-            })
-            .collect();
-        MemSource { series }
     }
 
-    /// All series held.
-    pub fn series(&self) -> &[Series] {
-        &self.series
+    /// Adds series as if they had been given to [`MemSource::new`] after those held: a
+    /// point at a timestamp already held replaces the old one.
+    pub fn append(&self, input: Vec<Series>) {
+        let mut held = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let mut all = std::mem::take(&mut *held);
+        all.extend(input);
+        *held = merge(all);
     }
 
-    fn matching<'a>(
-        &'a self,
-        matchers: &'a [Matcher],
-        start_ms: i64,
-        end_ms: i64,
-    ) -> impl Iterator<Item = (&'a Labels, &'a [Point])> + 'a {
-        self.series.iter().filter_map(move |s| {
-            if !matches_all(matchers, &s.labels) {
-                return None;
-            }
-            let lo = s.points.partition_point(|p| p.timestamp_ms < start_ms);
-            let hi = s.points.partition_point(|p| p.timestamp_ms <= end_ms);
-            (lo < hi).then(|| (&s.labels, &s.points[lo..hi]))
-        })
+    fn held(&self) -> RwLockReadGuard<'_, Vec<Series>> {
+        self.series.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -181,12 +218,13 @@ impl SeriesSource for MemSource {
         end_ms: i64,
         max_samples: usize,
     ) -> Result<Vec<Series>, QueryError> {
+        let held = self.held();
         let mut budget = max_samples;
         let mut out = Vec::new();
-        for (labels, points) in self.matching(matchers, start_ms, end_ms) {
+        for (labels, points) in matching(&held, matchers, start_ms, end_ms) {
             budget = budget
                 .checked_sub(points.len())
-                .ok_or_else(|| QueryError::Execution(TOO_MANY_SAMPLES.into()))?;
+                .ok_or_else(too_many_samples)?;
             out.push(Series {
                 labels: labels.clone(),
                 points: points.to_vec(),
@@ -201,13 +239,7 @@ impl SeriesSource for MemSource {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, QueryError> {
-        Ok(self
-            .matching(matchers, start_ms, end_ms)
-            .map(|(labels, points)| Series {
-                labels: labels.clone(),
-                points: points.to_vec(),
-            })
-            .collect())
+        self.select_limited(matchers, start_ms, end_ms, usize::MAX)
     }
 
     fn label_names(
@@ -217,7 +249,7 @@ impl SeriesSource for MemSource {
         end_ms: i64,
     ) -> Result<Vec<String>, QueryError> {
         let mut names = BTreeSet::new();
-        for (labels, _) in self.matching(matchers, start_ms, end_ms) {
+        for (labels, _) in matching(&self.held(), matchers, start_ms, end_ms) {
             names.extend(labels.iter().map(|(n, _)| n.to_string()));
         }
         Ok(names.into_iter().collect())
@@ -231,7 +263,7 @@ impl SeriesSource for MemSource {
         end_ms: i64,
     ) -> Result<Vec<String>, QueryError> {
         let mut values = BTreeSet::new();
-        for (labels, _) in self.matching(matchers, start_ms, end_ms) {
+        for (labels, _) in matching(&self.held(), matchers, start_ms, end_ms) {
             if let Some(v) = labels.get(name) {
                 values.insert(v.to_string());
             }

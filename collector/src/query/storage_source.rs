@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::source::TOO_MANY_SAMPLES;
+use super::source::check_samples;
 use super::{QueryError, SeriesSource};
 use crate::storage::metadata::MetricMetadata;
 use crate::storage::{Matcher, SharedSeries, Storage};
@@ -16,8 +16,7 @@ impl SeriesSource for Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, QueryError> {
-        Storage::select(self, matchers, start_ms, end_ms)
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        Storage::select(self, matchers, start_ms, end_ms).map_err(QueryError::from)
     }
 
     fn select_shared(
@@ -27,11 +26,8 @@ impl SeriesSource for Storage {
         end_ms: i64,
         max_samples: usize,
     ) -> Result<Vec<SharedSeries>, QueryError> {
-        let series = Storage::select_shared(self, matchers, start_ms, end_ms)
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
-        if series.iter().map(|s| s.1.len()).sum::<usize>() > max_samples {
-            return Err(QueryError::Execution(TOO_MANY_SAMPLES.into()));
-        }
+        let series = Storage::select_shared(self, matchers, start_ms, end_ms)?;
+        check_samples(series.iter().map(|s| s.1.len()).sum(), max_samples)?;
         Ok(series)
     }
 
@@ -41,8 +37,7 @@ impl SeriesSource for Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, QueryError> {
-        Storage::label_names(self, matchers, start_ms, end_ms)
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        Storage::label_names(self, matchers, start_ms, end_ms).map_err(QueryError::from)
     }
 
     fn metadata(
@@ -60,8 +55,7 @@ impl SeriesSource for Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Labels>, QueryError> {
-        Storage::series(self, matchers, start_ms, end_ms)
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        Storage::series(self, matchers, start_ms, end_ms).map_err(QueryError::from)
     }
 
     fn label_values(
@@ -71,7 +65,6 @@ impl SeriesSource for Storage {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<String>, QueryError> {
-        Storage::label_values(self, name, matchers, start_ms, end_ms)
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        Storage::label_values(self, name, matchers, start_ms, end_ms).map_err(QueryError::from)
     }
 }

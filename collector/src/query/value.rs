@@ -25,6 +25,15 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// A sample of metric `name` with the labels `pairs`, for tests.
+#[cfg(test)]
+pub(crate) fn sample(name: &str, pairs: &[(&str, &str)], value: f64) -> Sample {
+    Sample {
+        labels: Arc::new(Labels::metric(name, pairs)),
+        value,
+    }
+}
+
 /// One series of a range vector (or of a range query's result).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeSeries {

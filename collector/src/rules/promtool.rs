@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use vigil_shared::model::{Labels, Point, Series};
@@ -20,8 +20,8 @@ use crate::gocompat::go_quote;
 use crate::gotemplate::go_float_e;
 use crate::query::source::SeriesSource;
 use crate::query::value::STALE_NAN_BITS;
-use crate::query::{Engine, MemSource, QueryError, QueryOptions, QueryValue};
-use crate::storage::matcher::{MatchOp, Matcher};
+use crate::query::{Engine, MemSource, QueryOptions, QueryValue};
+use crate::storage::matcher::MatchOp;
 
 fn missing_path(files: &[PathBuf]) -> Option<(String, String, i32)> {
     files.iter().find(|f| !f.exists()).map(|f| {
@@ -330,56 +330,6 @@ fn glob(p: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Storage for one test group: the input series plus everything the rules write.
-#[derive(Debug, Default)]
-struct TestStorage {
-    mem: RwLock<MemSource>,
-}
-
-impl TestStorage {
-    fn append(&self, series: Vec<Series>) {
-        if let Ok(mut m) = self.mem.write() {
-            let mut all = m.series().to_vec();
-            all.extend(series);
-            *m = MemSource::new(all);
-        }
-    }
-
-    fn read(&self) -> MemSource {
-        self.mem.read().map(|m| m.clone()).unwrap_or_default()
-    }
-}
-
-impl SeriesSource for TestStorage {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<Vec<Series>, QueryError> {
-        self.read().select(matchers, start_ms, end_ms)
-    }
-
-    fn label_names(
-        &self,
-        matchers: &[Matcher],
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        self.read().label_names(matchers, start_ms, end_ms)
-    }
-
-    fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<Vec<String>, QueryError> {
-        self.read().label_values(name, matchers, start_ms, end_ms)
-    }
-}
-
 /// Parses a series as written in `input_series` (`up{job="a"}`) into labels.
 pub fn parse_metric(s: &str) -> Result<Labels, String> {
     // Prometheus's ParseMetric accepts a bare `{}` (no labels), which a selector may not be.
@@ -521,8 +471,8 @@ fn run_test_group(
             .collect();
         input.push(Series { labels, points });
     }
-    let storage = Arc::new(TestStorage::default());
-    storage.append(input);
+    // The input series plus everything the rules write.
+    let storage = Arc::new(MemSource::new(input));
     let opts = QueryOptions {
         default_subquery_step: std::time::Duration::from_millis(eval_interval.max(1) as u64),
         ..QueryOptions::default()
