@@ -170,9 +170,18 @@ pub fn decode_frame<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Cod
 
 /// Encodes a batch as snappy-compressed bincode, the payload of [`AgentMessage::Batch`].
 pub fn encode_batch(batch: &Batch) -> Result<Vec<u8>, CodecError> {
-    let raw = bincode::serde::encode_to_vec(batch, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(snap::raw::Encoder::new().compress_vec(&raw)?)
+    compress_batch(&encode_batch_raw(batch)?)
+}
+
+/// The bincode of a batch before compression: what [`compress_batch`] turns into a payload.
+pub fn encode_batch_raw(batch: &Batch) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(batch, config()).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Compresses batch bincode (from [`encode_batch_raw`] or written to the same layout) into a
+/// payload that [`decode_batch`] reads.
+pub fn compress_batch(raw: &[u8]) -> Result<Vec<u8>, CodecError> {
+    Ok(snap::raw::Encoder::new().compress_vec(raw)?)
 }
 
 /// Decodes a payload made by [`encode_batch`], checking the decompressed size first.

@@ -169,8 +169,8 @@ async fn write(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: 
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
-    let (series, metadata) = match remote_write::decode_request(&body) {
-        Ok(d) => (d.series, d.metadata),
+    let (raw, samples, metadata) = match remote_write::decode_for_storage(&body) {
+        Ok(d) => (d.raw, d.samples, d.metadata),
         Err(e) => {
             s.metrics
                 .remote_write_requests
@@ -179,7 +179,6 @@ async fn write(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: 
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
-    let samples: usize = series.iter().map(|s| s.points.len()).sum();
     // Metadata is kept apart from the samples (Prometheus sends it in requests of its own).
     for m in metadata {
         let stored = crate::storage::metadata::MetricMetadata::new(m.kind, &m.help, &m.unit)
@@ -188,7 +187,7 @@ async fn write(State(s): State<ApiState>, headers: axum::http::HeaderMap, body: 
             tracing::debug!(error = %e, family = %m.family, "remote_write metadata refused");
         }
     }
-    match s.storage.append_series_for(&tenant, series).await {
+    match s.storage.append_raw_batch_for(&tenant, raw).await {
         Ok(_) => {
             s.samples_arrived.raise();
             s.metrics

@@ -629,6 +629,29 @@ impl Head {
         h.finish()
     }
 
+    /// A key naming the sender of a batch without a stream of its own (remote_write,
+    /// recording rules) for [`append_parsed`](Self::append_parsed): its tenant, its first
+    /// series and its length. A sender that repeats its series in the same order (one
+    /// Prometheus shard or vmagent connection, a rule group) has its series found by position
+    /// in its previous batch; any other batch just misses and is looked up by hash.
+    pub fn batch_source_key(&self, tenant: &str, batch: &ParsedBatch) -> Option<u64> {
+        if batch.series_len() == 0 {
+            return None;
+        }
+        let mut h = self.hasher.build_hasher();
+        h.write_u8(0xff);
+        h.write(tenant.as_bytes());
+        h.write_u8(0xff);
+        for (n, v) in batch.label_bytes(0) {
+            h.write(n);
+            h.write_u8(0xff);
+            h.write(v);
+            h.write_u8(0xff);
+        }
+        h.write_usize(batch.series_len());
+        Some(h.finish())
+    }
+
     /// Appends every series of a parsed batch, tallying outcomes; `tenant` becomes the owner
     /// of series nobody owns yet (`None` on replay). `source` (see
     /// [`source_key`](Self::source_key)) names where the batch came from, so that its series

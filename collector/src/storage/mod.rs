@@ -299,16 +299,21 @@ impl Shared {
     fn apply_series(
         &self,
         head: &mut Head,
-        series: &[Series],
+        tenant_name: &str,
+        batch: &ParsedBatch,
         now: i64,
         tenant: Option<u16>,
     ) -> AppendStats {
-        let window = self.ooo_window_ms();
-        let min_valid = self.min_valid_t(now);
         let mut counts = AppendStats::default();
-        for s in series {
-            head.append_points(&s.labels, &s.points, window, min_valid, tenant, &mut counts);
-        }
+        let source = head.batch_source_key(tenant_name, batch);
+        head.append_parsed(
+            batch,
+            source,
+            self.ooo_window_ms(),
+            self.min_valid_t(now),
+            tenant,
+            &mut counts,
+        );
         counts
     }
 
@@ -540,6 +545,23 @@ pub fn bench_read_payload(payload: &[u8]) -> Result<usize, StorageError> {
         .map_err(|e| StorageError::Malformed(e.to_string()))
 }
 
+/// Reads uncompressed batch bincode the way `append_raw_batch_for` does and returns its
+/// series with labels normalized as the head stores them; for the remote_write decoder's
+/// differential test and fuzz target.
+#[doc(hidden)]
+pub fn bench_parse_raw(raw: &[u8]) -> Vec<Series> {
+    ParsedBatch::from_raw(raw.to_vec())
+        .map(|b| {
+            (0..b.series_len())
+                .map(|i| Series {
+                    labels: b.labels(i),
+                    points: b.points(i).to_vec(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Opens the blocks a checkpoint lists. Block files it does not list are leftovers of a
 /// compaction that crashed before its checkpoint (their data is still in the WAL) and are
 /// deleted — unless a newer checkpoint was unreadable, in which case they may be the only
@@ -577,21 +599,6 @@ fn open_blocks(
 /// Brings label sets into canonical form (sorted by name, unique names, no empty values),
 /// since a decoded payload is not guaranteed to be, and rejects series left with no labels.
 /// Replay applies the same function, so the stored bytes map to the same series.
-fn normalize_series(series: &mut [Series]) -> Result<(), StorageError> {
-    for s in series.iter_mut() {
-        let l = s.labels.as_slice();
-        let canonical =
-            l.windows(2).all(|w| w[0].0 < w[1].0) && l.iter().all(|(_, v)| !v.is_empty());
-        if !canonical {
-            s.labels = Labels::new(std::mem::take(&mut s.labels).into_inner());
-        }
-    }
-    if series.iter().any(|s| s.labels.is_empty()) {
-        return Err(StorageError::Malformed("series with no labels".into()));
-    }
-    Ok(())
-}
-
 impl Storage {
     /// Opens (or creates) the store in `dir`: loads the newest checkpoint, replays the WAL
     /// written since (truncating a torn or corrupt tail, logged and counted), and starts the
@@ -823,23 +830,48 @@ impl Storage {
         tenant: &str,
         series: Vec<Series>,
     ) -> Result<AppendStats, StorageError> {
-        let mut series = series;
-        normalize_series(&mut series)?;
-        if series.iter().all(|s| s.points.is_empty()) {
-            return Ok(AppendStats::default());
-        }
         let batch = Batch {
             series,
             events: Vec::new(),
         };
-        let payload = encode_batch(&batch).map_err(|e| StorageError::Malformed(e.to_string()))?;
+        let raw = vigil_shared::codec::encode_batch_raw(&batch)
+            .map_err(|e| StorageError::Malformed(e.to_string()))?;
+        self.append_raw_batch_for(tenant, raw).await
+    }
+
+    /// [`append_series_for`](Self::append_series_for) for series already in the batch
+    /// encoding: `raw` is the uncompressed bincode of a `Batch` without events (what
+    /// remote_write's decoder writes). It is read in place and written to the WAL as it is.
+    pub async fn append_raw_batch_for(
+        &self,
+        tenant: &str,
+        raw: Vec<u8>,
+    ) -> Result<AppendStats, StorageError> {
+        if raw.len() > vigil_shared::codec::MAX_BATCH_BYTES {
+            return Err(StorageError::TooLarge(raw.len()));
+        }
+        let batch = ParsedBatch::from_raw(raw)
+            .map_err(|e| StorageError::Malformed(format!("series batch: {e}")))?;
+        if !batch.events.is_empty() {
+            return Err(StorageError::Malformed(
+                "events are accepted from agents only".into(),
+            ));
+        }
+        if batch.has_empty_series() {
+            return Err(StorageError::Malformed("series with no labels".into()));
+        }
+        if batch.points_len() == 0 {
+            return Ok(AppendStats::default());
+        }
+        let payload = vigil_shared::codec::compress_batch(batch.raw())
+            .map_err(|e| StorageError::Malformed(e.to_string()))?;
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(StorageError::TooLarge(payload.len()));
         }
         let size = payload.len();
         let op = AppendOp::Series {
             payload,
-            series: batch.series,
+            batch,
             tenant: tenant.to_string(),
         };
         match self

@@ -157,6 +157,21 @@ impl ParsedBatch {
         Self::parse_raw(raw)
     }
 
+    /// Reads uncompressed batch bincode (what `encode_batch_raw` writes), keeping it.
+    pub fn from_raw(raw: Vec<u8>) -> Result<ParsedBatch, &'static str> {
+        Self::parse_raw(raw)
+    }
+
+    /// The uncompressed batch bincode the spans point into.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Number of points over all series.
+    pub fn points_len(&self) -> usize {
+        self.points.len()
+    }
+
     fn parse_raw(raw: Vec<u8>) -> Result<ParsedBatch, &'static str> {
         let mut r = Reader { buf: &raw, pos: 0 };
         let n_series = r.len()?;

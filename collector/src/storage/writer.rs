@@ -15,9 +15,10 @@ pub(super) enum AppendOp {
         batch: ParsedBatch,
         tenant: String,
     },
+    /// Series from remote_write or recording rules: no dedupe state, no events.
     Series {
         payload: Vec<u8>,
-        series: Vec<Series>,
+        batch: ParsedBatch,
         tenant: String,
     },
 }
@@ -68,9 +69,11 @@ impl AppendOp {
                     consider(head.series_tenant(&s.labels), true, &|| s.labels.clone());
                 }
             }
-            AppendOp::Series { series, .. } => {
-                for s in series {
-                    consider(head.series_tenant(&s.labels), false, &|| s.labels.clone());
+            AppendOp::Series { batch, .. } => {
+                for i in 0..batch.series_len() {
+                    consider(head.parsed_series_tenant(batch, i), false, &|| {
+                        batch.labels(i)
+                    });
                 }
             }
         }
@@ -247,9 +250,9 @@ pub(super) fn apply_group(shared: &Shared, accepted: &[Accepted], now: i64) -> V
                     samples: c.appended as usize,
                 })
             }
-            AppendOp::Series { series, tenant, .. } => {
+            AppendOp::Series { batch, tenant, .. } => {
                 let t = head.tenant_id(tenant);
-                let c = shared.apply_series(&mut head, series, now, Some(t));
+                let c = shared.apply_series(&mut head, tenant, batch, now, Some(t));
                 shared.record_counts(&c);
                 AppendReply::Series(c)
             }
