@@ -27,6 +27,7 @@ use super::inhibit::InhibitRule;
 use super::matcher::is_valid_label_name;
 use super::route::Route;
 use crate::gocompat::{canonical_mime_header_key, go_quote};
+use vigil_shared::duration::DurationError;
 
 /// A notification config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -1650,82 +1651,16 @@ fn check_url(s: &str, path: &str, p: &mut Problems) {
     }
 }
 
-/// Parses a Prometheus duration (`1h30m`, `5m`, `10s`, `1d`, `1w`, `1y`, `250ms`, `0`).
+/// Parses a Prometheus duration (`1h30m`, `5m`, `10s`, `1d`, `1w`, `1y`, `250ms`, `0`) with
+/// [`vigil_shared::duration::parse`], wording the error as Alertmanager does.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
+    vigil_shared::duration::parse(s).map_err(|e| match e {
+        DurationError::TooLarge(_) => format!("duration {} is too large", go_quote(s)),
+        DurationError::Invalid(_) | DurationError::Zero => format!(
             "not a valid duration string: {}; expected e.g. 30s, 5m, 1h30m, 1d",
             go_quote(s)
-        )
-    };
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    // Units must appear in this order, each at most once.
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3600 * 1000),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut next_unit = 0;
-    let mut total_ms: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let Some(idx) = UNITS[next_unit..]
-            .iter()
-            .position(|(u, _)| *u == unit)
-            .map(|i| i + next_unit)
-        else {
-            return Err(invalid());
-        };
-        next_unit = idx + 1;
-        total_ms = n
-            .checked_mul(UNITS[idx].1)
-            .and_then(|v| total_ms.checked_add(v))
-            .filter(|v| *v <= i64::MAX as u64 / 1_000_000)
-            .ok_or_else(|| format!("duration {} is too large", go_quote(s)))?;
-    }
-    Ok(Duration::from_millis(total_ms))
-}
-
-/// Formats a duration as Prometheus does (`1h30m`, `5m`, `0s`).
-pub fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 24 * 3600 * 1000u64),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
+        ),
+    })
 }
 
 /// Validates label names in a `match`/`match_re` map; shared by routes and inhibit rules.
@@ -1740,6 +1675,7 @@ pub(crate) fn check_label_names<V>(map: &BTreeMap<Scalar, V>, path: &str, p: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_shared::duration::format as format_duration;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         Config::load_str(text, "test.yml")
