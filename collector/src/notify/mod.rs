@@ -15,7 +15,6 @@ pub mod dispatch;
 pub mod email;
 pub mod forward;
 pub mod inhibit;
-mod locate;
 pub mod matcher;
 pub mod nflog;
 pub mod pagerduty;
@@ -23,7 +22,6 @@ pub mod route;
 pub mod silence;
 pub mod slack;
 pub mod templates;
-mod unknown;
 pub mod webhook;
 
 pub use alert::Alert;
