@@ -805,12 +805,11 @@ impl Exec<'_> {
             "pathPrefix" => Val::Str(String::new()),
             "parseDuration" => {
                 let s = s1(self, &args)?;
-                let ms =
-                    crate::query::timeparse::parse_prometheus_duration(&s).ok_or_else(|| {
-                        self.err(format!(
-                            "error calling parseDuration: not a valid duration string: {s:?}"
-                        ))
-                    })?;
+                let ms = vigil_shared::duration::parse_ms(&s).map_err(|_| {
+                    self.err(format!(
+                        "error calling parseDuration: not a valid duration string: {s:?}"
+                    ))
+                })?;
                 Val::F64(ms as f64 / 1000.0)
             }
             "graphLink" | "tableLink" => {

@@ -7,24 +7,25 @@
 //! Alertmanager's notification templates ([`templates`]), and the persistent notification
 //! log ([`nflog`]). Alerts can also be forwarded to external Alertmanagers ([`forward`]).
 //! `routes_test` prints what `amtool config routes test` prints.
+//!
+//! Sub-folders group the parts: `config/` (raw YAML shapes, resolution, validation),
+//! [`routing`] (matchers, routing tree, inhibition) and [`receivers`] (the integrations and
+//! forwarding). Their modules are re-exported here under their old names, so callers write
+//! `notify::webhook` or `notify::matcher` and need not know the layout.
 
 pub mod alert;
 pub mod alert_store;
 pub mod config;
 pub mod dispatch;
-pub mod email;
-pub mod forward;
-pub mod inhibit;
-mod locate;
-pub mod matcher;
 pub mod nflog;
-pub mod pagerduty;
-pub mod route;
+pub mod receivers;
+pub mod routing;
 pub mod silence;
-pub mod slack;
 pub mod templates;
-mod unknown;
-pub mod webhook;
+
+// The receivers and routing modules keep their old paths (`notify::webhook`, ...).
+pub use receivers::{email, forward, pagerduty, slack, webhook};
+pub use routing::{inhibit, matcher, route};
 
 pub use alert::Alert;
 pub use alert_store::AlertStore;

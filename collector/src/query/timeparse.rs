@@ -91,48 +91,9 @@ pub fn parse_duration(s: &str) -> Result<i64, QueryError> {
         }
         return Ok(ms.round() as i64);
     }
-    parse_prometheus_duration(s)
-        .ok_or_else(|| QueryError::BadData(format!("cannot parse {s:?} to a valid duration")))
-}
-
-/// Parses `1y2w3d4h5m6s7ms` (units in descending order, each at most once) into ms.
-pub fn parse_prometheus_duration(s: &str) -> Option<i64> {
-    if s.is_empty() || s == "0" {
-        return (s == "0").then_some(0);
-    }
-    const UNITS: &[(&str, i64)] = &[
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut total: i64 = 0;
-    let mut last_unit = 0usize;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        // "ms" must be tried before "m".
-        let (idx, unit) = UNITS
-            .iter()
-            .enumerate()
-            .filter(|(_, (u, _))| rest.starts_with(u))
-            .max_by_key(|(_, (u, _))| u.len())?;
-        if idx < last_unit || (idx == last_unit && total > 0) {
-            return None;
-        }
-        last_unit = idx;
-        total = total.checked_add(n.checked_mul(unit.1)?)?;
-        rest = &rest[unit.0.len()..];
-    }
-    Some(total)
+    vigil_shared::duration::parse_ms(s)
+        .map(|ms| ms as i64)
+        .map_err(|_| QueryError::BadData(format!("cannot parse {s:?} to a valid duration")))
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::gotemplate::Template;
-use crate::query::timeparse::parse_prometheus_duration;
 
 /// A rule file: a list of groups.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,13 +73,15 @@ impl RuleDef {
     }
 }
 
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+/// Reads an optional Prometheus duration field (`for`, `interval`) as milliseconds, with
+/// promtool's error wording.
+pub(crate) fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
     match s {
         None => Ok(None),
-        Some(s) => parse_prometheus_duration(&s)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("not a valid duration string: {s:?}"))),
+        Some(s) => vigil_shared::duration::parse_ms(&s)
+            .map(|ms| Some(ms as i64))
+            .map_err(|_| serde::de::Error::custom(format!("not a valid duration string: {s:?}"))),
     }
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use vigil_shared::model::{Labels, Point, Series};
 
 use super::eval::{AlertState, Group, GroupContext, Rule};
-use super::file::{load_file, RuleFile};
+use super::file::{de_duration, load_file, RuleFile};
 use crate::gocompat::go_quote;
 use crate::gotemplate::go_float_e;
 use crate::query::source::SeriesSource;
@@ -130,7 +130,7 @@ pub fn test_rules_command(files: &[PathBuf]) -> (String, String, i32) {
 struct UnitTestFile {
     #[serde(default)]
     rule_files: Vec<String>,
-    #[serde(default, deserialize_with = "de_dur")]
+    #[serde(default, deserialize_with = "de_duration")]
     evaluation_interval: Option<i64>,
     #[serde(default)]
     group_eval_order: Vec<String>,
@@ -141,7 +141,7 @@ struct UnitTestFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestGroup {
-    #[serde(default, deserialize_with = "de_dur")]
+    #[serde(default, deserialize_with = "de_duration")]
     interval: Option<i64>,
     #[serde(default)]
     input_series: Vec<InputSeries>,
@@ -168,7 +168,7 @@ struct InputSeries {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlertTestCase {
-    #[serde(default, deserialize_with = "de_dur")]
+    #[serde(default, deserialize_with = "de_duration")]
     eval_time: Option<i64>,
     #[serde(default)]
     alertname: String,
@@ -189,7 +189,7 @@ struct ExpAlert {
 #[serde(deny_unknown_fields)]
 struct PromqlTestCase {
     expr: String,
-    #[serde(default, deserialize_with = "de_dur")]
+    #[serde(default, deserialize_with = "de_duration")]
     eval_time: Option<i64>,
     #[serde(default)]
     exp_samples: Vec<ExpSample>,
@@ -204,19 +204,9 @@ struct ExpSample {
     value: f64,
 }
 
-fn de_dur<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    match s {
-        None => Ok(None),
-        Some(s) => crate::query::timeparse::parse_prometheus_duration(&s)
-            .map(Some)
-            .ok_or_else(|| serde::de::Error::custom(format!("not a valid duration string: {s:?}"))),
-    }
-}
-
 /// Prometheus's `model.Duration` string (`1h30m`, `0s`).
 fn model_duration(ms: i64) -> String {
-    crate::notify::config::format_duration(std::time::Duration::from_millis(ms.max(0) as u64))
+    vigil_shared::duration::format(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 /// Go's `time.Duration.String()` for whole milliseconds (`4m0s`, `1h0m0s`, `1.5s`, `0s`).

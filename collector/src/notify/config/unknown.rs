@@ -9,7 +9,7 @@
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde_yaml_ng::Value;
 
-use super::config::{
+use super::{
     Authorization, BasicAuth, EmailConfig, HttpConfig, PagerdutyConfig, PagerdutyImage,
     PagerdutyLink, Receiver, RouteConfig, SlackAction, SlackConfig, SlackConfirm, SlackField,
     TlsConfig, WebhookConfig,
@@ -75,10 +75,10 @@ pub(crate) enum Kind {
 
 fn fields(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Root => fields_of::<super::config::RawConfig>(),
-        Kind::Global => fields_of::<super::config::RawGlobal>(),
+        Kind::Root => fields_of::<super::RawConfig>(),
+        Kind::Global => fields_of::<super::RawGlobal>(),
         Kind::Route => fields_of::<RouteConfig>(),
-        Kind::Inhibit => fields_of::<super::config::InhibitRuleConfig>(),
+        Kind::Inhibit => fields_of::<super::InhibitRuleConfig>(),
         Kind::Receiver => fields_of::<Receiver>(),
         Kind::Webhook => fields_of::<WebhookConfig>(),
         Kind::Slack => fields_of::<SlackConfig>(),
@@ -93,7 +93,7 @@ fn fields(kind: Kind) -> &'static [&'static str] {
         Kind::BasicAuth => fields_of::<BasicAuth>(),
         Kind::Authorization => fields_of::<Authorization>(),
         Kind::Tls => fields_of::<TlsConfig>(),
-        Kind::TimeInterval => fields_of::<super::config::TimeIntervalConfig>(),
+        Kind::TimeInterval => fields_of::<super::TimeIntervalConfig>(),
     }
 }
 

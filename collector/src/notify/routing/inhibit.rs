@@ -9,11 +9,11 @@
 
 use std::collections::BTreeSet;
 
-use super::config::{check_label_names, InhibitRuleConfig, Problems};
-use super::matcher::{
+use crate::gocompat::go_quote;
+use crate::notify::config::{check_label_names, InhibitRuleConfig, Problems};
+use crate::notify::matcher::{
     is_valid_label_name, parse_matchers, LabelLookup, MatchType, Matcher, Matchers,
 };
-use crate::gocompat::go_quote;
 
 /// A compiled inhibition rule.
 #[derive(Debug, Clone)]
@@ -29,9 +29,9 @@ pub struct InhibitRule {
 impl InhibitRule {
     /// Compiles a rule from its config; problems go to `p`.
     pub(crate) fn build(cfg: &InhibitRuleConfig, path: &str, p: &mut Problems) -> InhibitRule {
-        let side = |eq: &super::config::ScalarMap,
-                    re: &super::config::RegexMap,
-                    list: &[super::config::Scalar],
+        let side = |eq: &crate::notify::config::ScalarMap,
+                    re: &crate::notify::config::RegexMap,
+                    list: &[crate::notify::config::Scalar],
                     prefix: &str,
                     p: &mut Problems| {
             let mut ms = Vec::new();

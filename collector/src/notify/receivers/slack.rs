@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use super::config::SlackConfig;
-use super::templates::{truncate_runes, NotifyData, TemplateError, TemplateSet};
+use crate::notify::config::SlackConfig;
+use crate::notify::templates::{truncate_runes, NotifyData, TemplateError, TemplateSet};
 
 /// Slack cuts titles longer than this many characters (Alertmanager's `maxTitleLenRunes`).
 const MAX_TITLE_RUNES: usize = 1024;

@@ -21,9 +21,9 @@ use lettre::transport::smtp::client::{Certificate, Identity, Tls, TlsParameters}
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
-use super::config::EmailConfig;
-use super::templates::{NotifyData, TemplateSet};
-use super::webhook::{read_secret, SendError};
+use crate::notify::config::EmailConfig;
+use crate::notify::templates::{NotifyData, TemplateSet};
+use crate::notify::webhook::{read_secret, SendError};
 
 /// Alertmanager's default subject header.
 const DEFAULT_SUBJECT: &str = r#"{{ template "email.default.subject" . }}"#;

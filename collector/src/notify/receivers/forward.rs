@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::alert::Alert;
-use super::config::HttpConfig;
-use super::webhook::post_json;
 use crate::gocompat::rfc3339;
+use crate::notify::alert::Alert;
+use crate::notify::config::HttpConfig;
+use crate::notify::webhook::post_json;
 use crate::telemetry::ForwardMetrics;
 
 /// Batches the forward queue holds.

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::config::PagerdutyConfig;
-use super::templates::{truncate_runes, NotifyData, TemplateSet};
-use super::webhook::{read_secret, SendError};
+use crate::notify::config::PagerdutyConfig;
+use crate::notify::templates::{truncate_runes, NotifyData, TemplateSet};
+use crate::notify::webhook::{read_secret, SendError};
 
 /// Alertmanager's fixed v1 endpoint (`url` applies to v2 only).
 pub const V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create_event.json";

@@ -23,9 +23,9 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::TlsConnector;
 
-use super::alert::Alert;
-use super::config::{HttpConfig, TlsConfig};
 use crate::gocompat::rfc3339;
+use crate::notify::alert::Alert;
+use crate::notify::config::{HttpConfig, TlsConfig};
 
 /// One alert in the webhook message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,12 +14,12 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::config::{check_label_names, parse_duration, Config, Problems, RouteConfig};
-use super::matcher::{
+use crate::gocompat::go_quote;
+use crate::notify::config::{check_label_names, parse_duration, Config, Problems, RouteConfig};
+use crate::notify::matcher::{
     is_valid_label_name, parse_matcher, parse_matchers, LabelLookup, MatchType, Matcher,
     MatcherError, Matchers,
 };
-use crate::gocompat::go_quote;
 
 /// A route's effective options after inheritance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,7 +328,7 @@ pub fn routes_test(config: &Config, labels: &[(String, String)]) -> String {
 pub enum RoutesTestError {
     /// The config file did not load.
     #[error(transparent)]
-    Config(#[from] super::config::ConfigError),
+    Config(#[from] crate::notify::config::ConfigError),
     /// A `label=value` argument is malformed.
     #[error("{0}")]
     Label(#[from] LabelArgError),

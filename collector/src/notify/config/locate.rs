@@ -11,7 +11,7 @@ use serde::de::{
     DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
 
-use super::config::Scalar;
+use super::Scalar;
 
 const PROBE: &str = "vigil-locate-probe";
 
