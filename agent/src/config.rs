@@ -5,8 +5,11 @@ use crate::checks::threshold::CheckConfig;
 use crate::remediate::config::{ActionConfig, RemediationSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use vigil_shared::config::ConfigFile;
 use vigil_shared::duration::NonZeroDuration;
+
+pub use vigil_shared::config::ConfigError;
 
 /// The `job` of a scrape target that names none (every `--scrape` flag).
 pub const DEFAULT_JOB: &str = "app";
@@ -70,45 +73,14 @@ pub struct AgentConfig {
     pub remediation: RemediationSettings,
 }
 
-/// Errors from loading or validating the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema; the message names line and field.
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    /// One or more settings are invalid; each line names one problem.
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
-}
+impl ConfigFile for AgentConfig {
+    type Settings = Settings;
 
-impl AgentConfig {
-    /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: p,
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })
-    }
-
-    /// Overlays `other` (the flags) onto `self` (the file): set fields win.
-    pub fn overlay(mut self, other: AgentConfig) -> AgentConfig {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
-        }
-        take!(
+    fn overlay(mut self, flags: AgentConfig) -> AgentConfig {
+        vigil_shared::overlay_fields!(self, flags;
             data_dir,
             certs_dir,
+            collectors,
             server_name,
             interval,
             status_socket,
@@ -118,22 +90,15 @@ impl AgentConfig {
             host,
             procfs,
             sysfs,
-            rootfs
+            rootfs,
+            scrape,
+            remediation,
         );
-        if !other.collectors.is_empty() {
-            self.collectors = other.collectors;
-        }
-        if !other.scrape.is_empty() {
-            self.scrape = other.scrape;
-        }
-        if other.remediation != RemediationSettings::default() {
-            self.remediation = other.remediation;
-        }
         self
     }
 
     /// Checks everything that can be checked without starting, and resolves defaults.
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    fn validate(self) -> Result<Settings, ConfigError> {
         let mut problems = Vec::new();
         if self.collectors.is_empty() {
             problems.push("collectors: at least one collector address is required (e.g. --collector 127.0.0.1:4433)".to_string());

@@ -7,9 +7,11 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vigil_agent::config::{AgentConfig, ScrapeConfig};
+use vigil_cli::config::{check_config, settings_or_exit};
+use vigil_cli::EXIT_USAGE;
 use vigil_shared::duration::NonZeroDuration;
 
 #[derive(Parser)]
@@ -117,211 +119,166 @@ struct RunArgs {
     remediation_dry_run: bool,
 }
 
-const EXIT_USAGE: u8 = 64;
-
-fn settings(
-    path: Option<&PathBuf>,
-    flags: AgentConfig,
-) -> Result<vigil_agent::config::Settings, String> {
-    let file = match path {
-        Some(p) => AgentConfig::load(p).map_err(|e| e.to_string())?,
-        None => AgentConfig::default(),
-    };
-    file.overlay(flags).validate().map_err(|e| e.to_string())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    // One thread runs everything; blocking work (host collection, sled) gets at most two
-    // helper threads, which exit after 10 s idle. This keeps the agent's memory small.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(2)
-        .build()
-        .map_err(|e| {
-            eprintln!("Error: starting the async runtime: {e}");
-            ExitCode::FAILURE
-        })
+impl RunArgs {
+    /// The settings given as flags, to overlay onto the file's.
+    fn flags(self) -> AgentConfig {
+        AgentConfig {
+            data_dir: self.data_dir,
+            certs_dir: self.certs_dir,
+            collectors: self.collector,
+            server_name: self.server_name,
+            interval: self.interval,
+            status_socket: self.status_socket,
+            metrics_listen: self.metrics_listen,
+            buffer_max_bytes: self.buffer_max_bytes,
+            max_in_flight: self.max_in_flight,
+            host: self.host,
+            procfs: self.procfs,
+            sysfs: self.sysfs,
+            rootfs: self.rootfs,
+            remediation: vigil_agent::remediate::config::RemediationSettings {
+                dry_run: self.remediation_dry_run,
+                ..Default::default()
+            },
+            checks: Vec::new(),
+            actions: Vec::new(),
+            scrape: self
+                .scrape
+                .into_iter()
+                .map(|url| ScrapeConfig {
+                    url,
+                    job: None,
+                    timeout: None,
+                })
+                .collect(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = match Cli::try_parse() {
+    vigil_cli::init_tracing();
+    let cli: Cli = match vigil_cli::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
-    match cli.command {
-        Command::CheckConfig { config } => match settings(Some(&config), AgentConfig::default()) {
-            Ok(_) => {
-                println!("{}: OK", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("Invalid configuration: {e}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        },
-        Command::Actions(cmd) => {
-            let config = match &cmd {
-                ActionsCommand::List { config } | ActionsCommand::Run { config, .. } => {
-                    config.clone()
-                }
-            };
-            let settings = match settings(Some(&config), AgentConfig::default()) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("Invalid configuration: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            match cmd {
-                ActionsCommand::List { .. } => {
-                    print!(
-                        "{}",
-                        vigil_agent::remediate::cli::actions_table(&settings.actions)
-                    );
-                    ExitCode::SUCCESS
-                }
-                ActionsCommand::Run { name, dry_run, .. } => {
-                    let rt = match runtime() {
-                        Ok(r) => r,
-                        Err(c) => return c,
-                    };
-                    rt.block_on(async {
-                        let r = match vigil_agent::remediate::Remediator::new(
-                            settings.remediation,
-                            settings.actions,
-                            &settings.data_dir,
-                        ) {
-                            Ok(r) => r,
-                            Err(e) => {
-                                eprintln!("Error: {e}");
-                                return ExitCode::FAILURE;
-                            }
-                        };
-                        match vigil_agent::remediate::cli::run_action(&r, &name, dry_run).await {
-                            Ok((text, ok)) => {
-                                print!("{text}");
-                                if ok {
-                                    ExitCode::SUCCESS
-                                } else {
-                                    ExitCode::FAILURE
-                                }
-                            }
-                            Err(e) => {
-                                eprintln!("Error: {e}");
-                                ExitCode::FAILURE
-                            }
-                        }
-                    })
-                }
-            }
-        }
-        Command::Detect { input, output } => {
-            let params = vigil_agent::checks::anomaly::DetectorParams::default();
-            match vigil_agent::checks::nab::run_nab_file(&input, &output, &params) {
-                Ok(summary) => {
-                    println!(
-                        "{}: {} rows, {} alarms",
-                        input.display(),
-                        summary.rows,
-                        summary.alarms
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    ExitCode::from(EXIT_USAGE)
-                }
-            }
-        }
+    // Each subcommand gives its exit code; `Err` is an early stop (an invalid configuration,
+    // no runtime) whose message is already printed.
+    let outcome = match cli.command {
+        Command::Run(a) => run(*a),
+        Command::CheckConfig { config } => Ok(check_config::<AgentConfig>(&config)),
         Command::Status {
             status_socket,
             json,
             max_ack_age,
-        } => {
-            let rt = match runtime() {
-                Ok(r) => r,
-                Err(c) => return c,
-            };
-            match rt.block_on(vigil_agent::status::fetch(&status_socket)) {
-                Ok(s) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
-                    } else {
-                        print!("{}", vigil_agent::status::render(&s));
-                    }
-                    match vigil_agent::status::liveness(&s, max_ack_age.get()) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(why) => {
-                            eprintln!("not live: {why}");
-                            ExitCode::FAILURE
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("Error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+        } => status(&status_socket, json, max_ack_age),
+        Command::Actions(cmd) => actions(cmd),
+        Command::Detect { input, output } => Ok(detect(&input, &output)),
+    };
+    outcome.unwrap_or_else(|code| code)
+}
+
+/// One thread runs everything; blocking work (host collection, sled) gets at most two
+/// helper threads, which exit after 10 s idle. This keeps the agent's memory small.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.max_blocking_threads(2);
+    vigil_cli::runtime::build(builder)
+}
+
+/// `vigil-agent run`.
+fn run(args: RunArgs) -> Result<ExitCode, ExitCode> {
+    let config = args.config.clone();
+    let settings = settings_or_exit(config.as_deref(), args.flags())?;
+    let result = runtime()?.block_on(vigil_agent::run::run(settings));
+    Ok(vigil_cli::runtime::exit_code(result))
+}
+
+/// `vigil-agent status`.
+fn status(
+    status_socket: &Path,
+    json: bool,
+    max_ack_age: NonZeroDuration,
+) -> Result<ExitCode, ExitCode> {
+    let s = match runtime()?.block_on(vigil_agent::status::fetch(status_socket)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return Err(ExitCode::FAILURE);
         }
-        Command::Run(a) => {
-            let flags = AgentConfig {
-                data_dir: a.data_dir,
-                certs_dir: a.certs_dir,
-                collectors: a.collector,
-                server_name: a.server_name,
-                interval: a.interval,
-                status_socket: a.status_socket,
-                metrics_listen: a.metrics_listen,
-                buffer_max_bytes: a.buffer_max_bytes,
-                max_in_flight: a.max_in_flight,
-                host: a.host,
-                procfs: a.procfs,
-                sysfs: a.sysfs,
-                rootfs: a.rootfs,
-                remediation: vigil_agent::remediate::config::RemediationSettings {
-                    dry_run: a.remediation_dry_run,
-                    ..Default::default()
-                },
-                checks: Vec::new(),
-                actions: Vec::new(),
-                scrape: a
-                    .scrape
-                    .into_iter()
-                    .map(|url| ScrapeConfig {
-                        url,
-                        job: None,
-                        timeout: None,
-                    })
-                    .collect(),
-            };
-            let settings = match settings(a.config.as_ref(), flags) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("Invalid configuration: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            let rt = match runtime() {
-                Ok(r) => r,
-                Err(c) => return c,
-            };
-            match rt.block_on(vigil_agent::run::run(settings)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    } else {
+        print!("{}", vigil_agent::status::render(&s));
+    }
+    match vigil_agent::status::liveness(&s, max_ack_age.get()) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(why) => {
+            eprintln!("not live: {why}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `vigil-agent actions list|run`.
+fn actions(cmd: ActionsCommand) -> Result<ExitCode, ExitCode> {
+    let config = match &cmd {
+        ActionsCommand::List { config } | ActionsCommand::Run { config, .. } => config,
+    };
+    let settings = settings_or_exit(Some(config), AgentConfig::default())?;
+    let (name, dry_run) = match cmd {
+        ActionsCommand::List { .. } => {
+            print!(
+                "{}",
+                vigil_agent::remediate::cli::actions_table(&settings.actions)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        ActionsCommand::Run { name, dry_run, .. } => (name, dry_run),
+    };
+    let result = runtime()?.block_on(async {
+        let r = vigil_agent::remediate::Remediator::new(
+            settings.remediation,
+            settings.actions,
+            &settings.data_dir,
+        )
+        .map_err(|e| e.to_string())?;
+        vigil_agent::remediate::cli::run_action(&r, &name, dry_run)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok((text, ok)) => {
+            print!("{text}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `vigil-agent detect`.
+fn detect(input: &Path, output: &Path) -> ExitCode {
+    let params = vigil_agent::checks::anomaly::DetectorParams::default();
+    match vigil_agent::checks::nab::run_nab_file(input, output, &params) {
+        Ok(summary) => {
+            println!(
+                "{}: {} rows, {} alarms",
+                input.display(),
+                summary.rows,
+                summary.alarms
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }

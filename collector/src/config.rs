@@ -4,9 +4,12 @@
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
+use vigil_shared::config::{ConfigFile, Overlay};
 use vigil_shared::duration::{NonZeroDuration, PromDuration};
+
+pub use vigil_shared::config::ConfigError;
 
 /// The collector's configuration file.
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
@@ -83,20 +86,20 @@ pub struct QueryConfig {
     pub lookback_delta: Option<NonZeroDuration>,
 }
 
-impl QueryConfig {
-    fn overlay(&mut self, other: QueryConfig) {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
-        }
-        take!(
+/// Each `--query.*` flag overrides its field of the file's `[query]`.
+impl Overlay for QueryConfig {
+    fn overlay_with(&mut self, flags: QueryConfig) {
+        vigil_shared::overlay_fields!(self, flags;
             max_samples,
             max_series,
             timeout,
             max_concurrency,
-            lookback_delta
+            lookback_delta,
         );
     }
+}
 
+impl QueryConfig {
     fn options(&self, problems: &mut Vec<String>) -> crate::query::QueryOptions {
         let d = crate::query::QueryOptions::default();
         for (name, v) in [
@@ -151,21 +154,12 @@ pub struct TenantLimits {
     pub max_series: usize,
 }
 
-/// Errors from loading or validating the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema; the message names line and field.
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    /// One or more settings are invalid; each line names one problem.
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
+/// The flags set only `--max-series-per-tenant`; the per-tenant tables come from the file.
+impl Overlay for LimitsConfig {
+    fn overlay_with(&mut self, flags: LimitsConfig) {
+        self.max_series_per_tenant
+            .overlay_with(flags.max_series_per_tenant);
+    }
 }
 
 /// Validated settings with defaults resolved.
@@ -196,26 +190,11 @@ pub struct Settings {
     pub query: crate::query::QueryOptions,
 }
 
-impl CollectorConfig {
-    /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<CollectorConfig, ConfigError> {
-        let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: p.clone(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: p,
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })
-    }
+impl ConfigFile for CollectorConfig {
+    type Settings = Settings;
 
-    /// Overlays `other` (the flags) onto `self` (the file): set fields win.
-    pub fn overlay(mut self, other: CollectorConfig) -> CollectorConfig {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if other.$f.is_some() { self.$f = other.$f; } )* };
-        }
-        take!(
+    fn overlay(mut self, flags: CollectorConfig) -> CollectorConfig {
+        vigil_shared::overlay_fields!(self, flags;
             data_dir,
             certs_dir,
             quic_listen,
@@ -227,23 +206,17 @@ impl CollectorConfig {
             evaluation_interval,
             early_evaluation_gap,
             alertmanager_config,
-            silence_retention
+            silence_retention,
+            rule_files,
+            limits,
+            alertmanager_urls,
+            query,
         );
-        if !other.rule_files.is_empty() {
-            self.rule_files = other.rule_files;
-        }
-        if other.limits.max_series_per_tenant.is_some() {
-            self.limits.max_series_per_tenant = other.limits.max_series_per_tenant;
-        }
-        if !other.alertmanager_urls.is_empty() {
-            self.alertmanager_urls = other.alertmanager_urls;
-        }
-        self.query.overlay(other.query);
         self
     }
 
     /// Checks everything that can be checked without binding a port.
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    fn validate(self) -> Result<Settings, ConfigError> {
         let mut problems = Vec::new();
         let certs_dir = self
             .certs_dir

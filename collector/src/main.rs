@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vigil_cli::config::{check_config, settings_or_exit};
+use vigil_cli::EXIT_USAGE;
 use vigil_collector::config::CollectorConfig;
 use vigil_shared::duration::{NonZeroDuration, PromDuration};
 
@@ -184,7 +186,38 @@ enum CertsCommand {
     },
 }
 
-const EXIT_USAGE: u8 = 64;
+impl RunArgs {
+    /// The settings given as flags, to overlay onto the file's.
+    fn flags(self) -> CollectorConfig {
+        CollectorConfig {
+            data_dir: self.data_dir,
+            certs_dir: self.certs_dir,
+            quic_listen: self.quic_listen,
+            http_listen: self.http_listen,
+            retention: self.retention,
+            max_series: self.max_series,
+            out_of_order_window: self.out_of_order_window,
+            shutdown_grace: self.shutdown_grace,
+            rule_files: self.rule_file,
+            evaluation_interval: self.evaluation_interval,
+            early_evaluation_gap: self.early_evaluation_gap,
+            alertmanager_config: self.alertmanager_config,
+            limits: vigil_collector::config::LimitsConfig {
+                max_series_per_tenant: self.max_series_per_tenant,
+                ..Default::default()
+            },
+            alertmanager_urls: self.alertmanager_url,
+            silence_retention: self.silence_retention,
+            query: vigil_collector::config::QueryConfig {
+                max_samples: self.query_max_samples,
+                max_series: self.query_max_series,
+                timeout: self.query_timeout,
+                max_concurrency: self.query_max_concurrency,
+                lookback_delta: self.query_lookback_delta,
+            },
+        }
+    }
+}
 
 /// Prints promtool-style (stdout, stderr, exit code) output.
 fn promtool_style((out, err, code): (String, String, i32)) -> ExitCode {
@@ -193,67 +226,16 @@ fn promtool_style((out, err, code): (String, String, i32)) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn load(
-    path: Option<&PathBuf>,
-    flags: CollectorConfig,
-) -> Result<vigil_collector::config::Settings, String> {
-    let file = match path {
-        Some(p) => CollectorConfig::load(p).map_err(|e| e.to_string())?,
-        None => CollectorConfig::default(),
-    };
-    file.overlay(flags).validate().map_err(|e| e.to_string())
-}
-
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = match Cli::try_parse() {
+    vigil_cli::init_tracing();
+    let cli: Cli = match vigil_cli::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     match cli.command {
-        Command::CheckConfig { config } => match load(Some(&config), CollectorConfig::default()) {
-            Ok(_) => {
-                println!("{}: OK", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("Invalid configuration: {e}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        },
-        Command::Certs(CertsCommand::Init { dir, san }) => {
-            match vigil_collector::certs_cmd::init(&dir, &san) {
-                Ok(()) => {
-                    println!("created CA and collector certificate in {}", dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Certs(CertsCommand::IssueAgent { dir, name, out }) => {
-            match vigil_collector::certs_cmd::issue_agent(&dir, &name, &out) {
-                Ok(()) => {
-                    println!("issued certificate for agent {name} into {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Run(a) => run(*a),
+        Command::CheckConfig { config } => check_config::<CollectorConfig>(&config),
+        Command::Certs(cmd) => certs(cmd),
         Command::Check(RulesCheck::Rules { files }) => promtool_style(
             vigil_collector::rules::promtool::check_rules_command(&files),
         ),
@@ -265,22 +247,7 @@ fn main() -> ExitCode {
             tree,
             verify_receivers,
             labels,
-        }) => match vigil_collector::notify::routes_test_command(&config, &labels, tree) {
-            Ok(out) => {
-                print!("{out}");
-                match vigil_collector::notify::verify_receivers(&out, &verify_receivers) {
-                    Some(warning) => {
-                        print!("{warning}");
-                        ExitCode::FAILURE
-                    }
-                    None => ExitCode::SUCCESS,
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        },
+        }) => routes_test(&config, &labels, tree, &verify_receivers),
         Command::Actions(ActionsCommand::Run {
             agent,
             http,
@@ -288,55 +255,61 @@ fn main() -> ExitCode {
             json,
             name,
         }) => actions_run(&http, &agent, &name, timeout.map(|t| t.get()), json),
-        Command::Run(a) => {
-            let flags = CollectorConfig {
-                data_dir: a.data_dir,
-                certs_dir: a.certs_dir,
-                quic_listen: a.quic_listen,
-                http_listen: a.http_listen,
-                retention: a.retention,
-                max_series: a.max_series,
-                out_of_order_window: a.out_of_order_window,
-                shutdown_grace: a.shutdown_grace,
-                rule_files: a.rule_file,
-                evaluation_interval: a.evaluation_interval,
-                early_evaluation_gap: a.early_evaluation_gap,
-                alertmanager_config: a.alertmanager_config,
-                limits: vigil_collector::config::LimitsConfig {
-                    max_series_per_tenant: a.max_series_per_tenant,
-                    ..Default::default()
-                },
-                alertmanager_urls: a.alertmanager_url,
-                silence_retention: a.silence_retention,
-                query: vigil_collector::config::QueryConfig {
-                    max_samples: a.query_max_samples,
-                    max_series: a.query_max_series,
-                    timeout: a.query_timeout,
-                    max_concurrency: a.query_max_concurrency,
-                    lookback_delta: a.query_lookback_delta,
-                },
-            };
-            let settings = match load(a.config.as_ref(), flags) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("Invalid configuration: {e}");
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("Error: starting the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(vigil_collector::run::run(settings)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("Error: {e:#}");
+    }
+}
+
+/// `vigil-collector run`.
+fn run(args: RunArgs) -> ExitCode {
+    let config = args.config.clone();
+    let settings = match settings_or_exit(config.as_deref(), args.flags()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match vigil_cli::runtime::build(tokio::runtime::Builder::new_multi_thread()) {
+        Ok(rt) => vigil_cli::runtime::exit_code(rt.block_on(vigil_collector::run::run(settings))),
+        Err(code) => code,
+    }
+}
+
+/// `vigil-collector certs init|issue-agent`.
+fn certs(cmd: CertsCommand) -> ExitCode {
+    let (result, done) = match cmd {
+        CertsCommand::Init { dir, san } => (
+            vigil_collector::certs_cmd::init(&dir, &san),
+            format!("created CA and collector certificate in {}", dir.display()),
+        ),
+        CertsCommand::IssueAgent { dir, name, out } => (
+            vigil_collector::certs_cmd::issue_agent(&dir, &name, &out),
+            format!("issued certificate for agent {name} into {}", out.display()),
+        ),
+    };
+    if result.is_ok() {
+        println!("{done}");
+    }
+    vigil_cli::runtime::exit_code(result)
+}
+
+/// `vigil-collector routes test`, as `amtool config routes test`.
+fn routes_test(
+    config: &std::path::Path,
+    labels: &[String],
+    tree: bool,
+    verify_receivers: &str,
+) -> ExitCode {
+    match vigil_collector::notify::routes_test_command(config, labels, tree) {
+        Ok(out) => {
+            print!("{out}");
+            match vigil_collector::notify::verify_receivers(&out, verify_receivers) {
+                Some(warning) => {
+                    print!("{warning}");
                     ExitCode::FAILURE
                 }
+                None => ExitCode::SUCCESS,
             }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }
@@ -350,15 +323,9 @@ fn actions_run(
     json: bool,
 ) -> ExitCode {
     use vigil_collector::api::actions;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match vigil_cli::runtime::build(tokio::runtime::Builder::new_current_thread()) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("Error: starting the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let (code, body) = match rt.block_on(actions::request(http, agent, name, timeout)) {
         Ok(r) => r,

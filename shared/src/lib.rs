@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod certs;
 pub mod codec;
+pub mod config;
 pub mod duration;
 pub mod model;
 pub mod seq;

@@ -36,6 +36,16 @@ pub struct RemediationSettings {
     pub audit_log: Option<PathBuf>,
 }
 
+/// The flags set only `dry_run`: when any flag differs from the default, the flags'
+/// table replaces the file's.
+impl vigil_shared::config::Overlay for RemediationSettings {
+    fn overlay_with(&mut self, flag: Self) {
+        if flag != RemediationSettings::default() {
+            *self = flag;
+        }
+    }
+}
+
 /// One `[[actions]]` table: a local command that may be run when a check fires.
 ///
 /// ```toml

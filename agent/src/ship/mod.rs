@@ -269,8 +269,12 @@ impl Shipper {
                 in_flight.insert(seq);
                 let conn = conn.clone();
                 let timeout = self.cfg.ack_timeout;
+                // Tracked, so shutdown waits for a send the JoinSet has not yet aborted.
                 tasks.spawn(
-                    async move { (seq, send_batch(&conn, stream_id, batch, timeout).await) },
+                    self.tracker.track_future(
+                        async move { (seq, send_batch(&conn, stream_id, batch, timeout).await) }
+                            .instrument(tracing::info_span!("send_batch", seq)),
+                    ),
                 );
             }
             self.set_status(|s| s.in_flight = in_flight.len());
