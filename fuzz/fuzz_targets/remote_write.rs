@@ -1,6 +1,9 @@
 //! Fuzzes the remote_write body decoder the HTTP handler calls on every POST
-//! (`api::remote_write::decode_request`: snappy, then protobuf `WriteRequest`, then
-//! validation). Any body must decode or fail, never panic or allocate beyond the 64 MiB limit.
+//! (`api::remote_write::decode_for_storage`: snappy, then protobuf `WriteRequest` read
+//! straight into the storage batch encoding, then validation), differentially against the
+//! prost reference (`decode_request`): both accept with the same series and metadata or
+//! both refuse with the same message. Any body must decode or fail, never panic or allocate
+//! beyond the 64 MiB limit.
 #![no_main]
 mod common;
 
@@ -59,7 +62,22 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
 
 fuzz_target!(|data: &[u8]| {
     common::write_seeds_if_asked(seeds);
-    if let Ok(d) = remote_write::decode_request(data) {
-        assert!(d.series.iter().all(|s| !s.labels.name().is_empty()));
+    match (remote_write::decode_for_storage(data), remote_write::decode_request(data)) {
+        (Ok(fast), Ok(reference)) => {
+            assert_eq!(fast.metadata, reference.metadata);
+            let stored = vigil_collector::storage::bench_parse_raw(&fast.raw);
+            assert_eq!(stored.len(), reference.series.len());
+            for (s, r) in stored.iter().zip(&reference.series) {
+                assert!(!s.labels.name().is_empty());
+                assert_eq!(s.labels, vigil_shared::model::Labels::new(r.labels.clone().into_inner()));
+                let bits = |p: &[vigil_shared::model::Point]| {
+                    p.iter().map(|p| (p.timestamp_ms, p.value.to_bits())).collect::<Vec<_>>()
+                };
+                assert_eq!(bits(&s.points), bits(&r.points));
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (Err(remote_write::RemoteWriteError::SeriesTooLarge(_)), Ok(_)) => {}
+        (a, b) => panic!("fast decoder {a:?}, prost {b:?}"),
     }
 });
