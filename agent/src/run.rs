@@ -239,7 +239,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut metadata = collect::MetadataTracker::default();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let signal = shutdown_signal();
+    let signal = vigil_cli::runtime::shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -401,21 +401,4 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&settings.status_socket);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

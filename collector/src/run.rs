@@ -266,7 +266,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // SIGHUP reloads the rule files; a bad file keeps the old rules running.
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("listening for SIGHUP")?;
-    let stop = shutdown_signal();
+    let stop = vigil_cli::runtime::shutdown_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -294,21 +294,4 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     storage.close().await.context("closing storage")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
